@@ -1,0 +1,279 @@
+"""`brokerstream` command line. Every subcommand has --help."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from brokerstream.config import ConfigError, Settings, home_dir, load_settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config)
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config", metavar="FILE",
+        help="configuration file (default: $BROKERSTREAM_CONFIG or examples/brokerstream.yaml)",
+    )
+
+
+# ---- kafka -----------------------------------------------------------------------------
+
+def cmd_kafka(args: argparse.Namespace) -> int:
+    from brokerstream.engine import ensure_kafka_topics
+    from brokerstream.kafka.local_broker import LocalKafka, ensure_jars
+
+    broker = LocalKafka(home_dir())
+    if args.action == "fetch":
+        print(f"Kafka jars ready in {ensure_jars()}")
+        return 0
+    if args.action == "up":
+        settings = _settings(args)
+        ensure_jars()
+        state = broker.start(port=args.port)
+        created = ensure_kafka_topics(settings, state.bootstrap)
+        print(f"Kafka is up at {state.bootstrap} (pid {state.pid}, data in {state.data_dir})")
+        if created:
+            print(f"created topics: {', '.join(sorted(created))}")
+        return 0
+    if args.action == "down":
+        print("Kafka stopped" if broker.stop() else "Kafka was not running")
+        return 0
+    state = broker.status()
+    if state is None:
+        print("Kafka is not running (start it with: brokerstream kafka up)")
+        return 3
+    print(f"Kafka is running at {state.bootstrap} (pid {state.pid}, data in {state.data_dir})")
+    return 0
+
+
+# ---- engine ----------------------------------------------------------------------------
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from brokerstream.engine import run_kafka
+
+    settings = _settings(args)
+    addresses = args.addresses.split(";") if args.addresses else None
+    print(f"brokerstream engine: Kafka -> ClickHouse ({settings.clickhouse_dsn()})", flush=True)
+    run_kafka(
+        settings,
+        exit_at_end=args.exit_at_end,
+        recovery_dir=Path(args.recovery_dir) if args.recovery_dir else None,
+        recovery=not args.no_recovery,
+        workers=args.workers,
+        process_id=args.process_id,
+        addresses=addresses,
+    )
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from brokerstream.engine import run_replay
+
+    settings = _settings(args)
+    paths = [Path(p) for p in args.files]
+    started = time.perf_counter()
+    print(f"replaying {', '.join(map(str, paths))} -> {settings.clickhouse_dsn()}", flush=True)
+    run_replay(settings, paths, recovery_dir=Path(args.recovery_dir) if args.recovery_dir else None)
+    print(f"done in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from brokerstream.store import Store
+
+    settings = _settings(args)
+    store = Store(settings.clickhouse_dsn(), settings.clickhouse.database)
+    applied = store.migrate()
+    store.close()
+    print("applied: " + ", ".join(applied) if applied else "schema is up to date")
+    return 0
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from brokerstream.output import FORMATS
+    from brokerstream.store import open_store
+
+    settings = _settings(args)
+    store = open_store(settings.clickhouse_dsn(), settings.clickhouse.database)
+    try:
+        columns, rows = store.query(args.query)
+    finally:
+        store.close()
+    print(FORMATS[args.format](columns, rows))
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    servers = sum(len(t.servers) for t in settings.tenants)
+    print(f"config OK: {len(settings.tenants)} tenants, {servers} servers; "
+          f"Kafka {settings.kafka.bootstrap}; ClickHouse {settings.clickhouse_dsn()}")
+    return 0
+
+
+# ---- traffic ---------------------------------------------------------------------------
+
+def _mt5_servers(settings: Settings) -> list[str]:
+    return [s.name for t in settings.tenants for s in t.servers if s.platform == "mt5"]
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from brokerstream.publish import publish, write_envelopes
+    from brokerstream.simulator.mt5 import Mt5DealSimulator
+
+    settings = _settings(args)
+    sim = Mt5DealSimulator(
+        _mt5_servers(settings), accounts=args.accounts, seed=args.seed,
+        malformed_rate=args.malformed_rate,
+    )
+    started = time.perf_counter()
+    if args.kafka:
+        from brokerstream.engine import ensure_kafka_topics, kafka_bootstrap
+
+        bootstrap = kafka_bootstrap(settings)
+        ensure_kafka_topics(settings, bootstrap)
+        n = publish(
+            bootstrap, sim.envelopes(args.events), rate=args.rate,
+            progress=lambda k: print(f"  {k:,} published", flush=True) if k % 100_000 == 0 else None,
+        )
+    else:
+        if not args.out:
+            print("simulate: give --out FILE (file mode) or --kafka (live mode)", file=sys.stderr)
+            return 2
+        n = write_envelopes(Path(args.out), sim.envelopes(args.events))
+    took = time.perf_counter() - started
+    print(f"{n:,} events ({sim.malformed:,} malformed) in {took:.1f} s ({n / took:,.0f}/s)")
+    return 0
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    from brokerstream.engine import ensure_kafka_topics, kafka_bootstrap
+    from brokerstream.publish import publish, read_envelopes
+
+    settings = _settings(args)
+    bootstrap = kafka_bootstrap(settings)
+    ensure_kafka_topics(settings, bootstrap)
+    started = time.perf_counter()
+    n = publish(bootstrap, read_envelopes(Path(args.file)), rate=args.rate)
+    print(f"{n:,} messages acknowledged by Kafka in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from brokerstream.demo import run_demo
+
+    return run_demo(_settings(args), events=args.events, rate=args.rate, seed=args.seed)
+
+
+# ---- parser ----------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="brokerstream",
+        description="Real-time trade and risk engine for Forex/CFD brokers "
+        "(Kafka -> Bytewax -> ClickHouse).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("kafka", help="the local single-node Kafka broker (KRaft)",
+                       description="Start, stop or inspect the project's own local Kafka broker. "
+                       "Jars are fetched from Maven Central once into ~/.cache/brokerstream.")
+    p.add_argument("action", choices=["up", "down", "status", "fetch"])
+    p.add_argument("--port", type=int, help="listener port for `up` (default: a free port)")
+    _add_config(p)
+    p.set_defaults(func=cmd_kafka)
+
+    p = sub.add_parser("run", help="run the engine on the Kafka raw topics",
+                       description="Consume the raw topics, normalise, and write ClickHouse. "
+                       "Resumes from its recovery snapshots after a stop or crash.")
+    _add_config(p)
+    p.add_argument("--exit-at-end", action="store_true",
+                   help="stop when every partition is read to its end (bounded runs)")
+    p.add_argument("--recovery-dir", help="recovery snapshots (default: $BROKERSTREAM_HOME/recovery)")
+    p.add_argument("--no-recovery", action="store_true", help="run without recovery snapshots")
+    p.add_argument("-w", "--workers", type=int, default=1, help="worker threads in this process")
+    p.add_argument("-i", "--process-id", type=int, help="this process's index in a cluster")
+    p.add_argument("-a", "--addresses", help="cluster addresses, ';'-separated host:port")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("replay", help="run the same dataflow over JSON Lines envelope files",
+                       description="Re-run history: each line is {topic, key, value, headers, "
+                       "timestamp}. Deterministic ids make a replay idempotent.")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    _add_config(p)
+    p.add_argument("--recovery-dir", help="make the replay resumable with snapshots here")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("sql", help="run a query against the configured ClickHouse",
+                       description="Run one SQL query in the brokerstream database and print it.")
+    p.add_argument("query")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    _add_config(p)
+    p.set_defaults(func=cmd_sql)
+
+    p = sub.add_parser("migrate", help="apply pending schema migrations")
+    _add_config(p)
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("config", help="validate the configuration and summarise it")
+    _add_config(p)
+    p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("simulate", help="generate simulated MT5 deal traffic",
+                       description="Seeded, deterministic MT5 deal traffic: to a JSON Lines file "
+                       "(--out) or live into Kafka (--kafka --rate R).")
+    p.add_argument("--events", type=int, default=100_000)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--accounts", type=int, default=2_000)
+    p.add_argument("--malformed-rate", type=float, default=0.0,
+                   help="share of deliberately unreadable messages (0..1)")
+    p.add_argument("--out", metavar="FILE", help="write envelopes to this JSON Lines file")
+    p.add_argument("--kafka", action="store_true", help="publish into Kafka instead")
+    p.add_argument("--rate", type=float, default=0.0, help="messages per second (0 = max)")
+    _add_config(p)
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("produce", help="publish a JSON Lines envelope file into Kafka")
+    p.add_argument("file")
+    p.add_argument("--rate", type=float, default=0.0, help="messages per second (0 = max)")
+    _add_config(p)
+    p.set_defaults(func=cmd_produce)
+
+    p = sub.add_parser("demo", help="simulated brokerage -> Kafka -> engine -> ClickHouse",
+                       description="Start the local Kafka, publish simulated traffic live, run the "
+                       "engine and print what lands in ClickHouse. Ctrl-C stops.")
+    p.add_argument("--events", type=int, default=200_000, help="events to simulate (0 = endless)")
+    p.add_argument("--rate", type=float, default=2_000.0, help="events per second")
+    p.add_argument("--seed", type=int, default=1)
+    _add_config(p)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from brokerstream.engine import EngineError
+
+    try:
+        return int(args.func(args))
+    except (ConfigError, EngineError, FileNotFoundError) as exc:
+        print(f"brokerstream: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,169 @@
+"""Engine configuration: one validated file (YAML), overridable by environment variables.
+
+A wrong value fails at start with a message that names the field, for example
+``config error in brokerstream.yaml: tenants.0.servers.1.platform: Input should be 'mt4', ...``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from schemas.events import Platform
+
+
+def home_dir() -> Path:
+    """Where brokerstream keeps its data: $BROKERSTREAM_HOME or ~/.local/share/brokerstream."""
+    env = os.environ.get("BROKERSTREAM_HOME")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "brokerstream"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(Strict):
+    """One trading-platform server (what a bridge sends in the `server` header)."""
+
+    name: str = Field(min_length=1)
+    platform: Platform
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$", description="deposit currency")
+    # MT4 (and some MT5 set-ups) stamp times in the trade server's zone, not UTC.
+    utc_offset_minutes: int = Field(default=0, ge=-14 * 60, le=14 * 60)
+
+
+class TenantConfig(Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    name: str = ""
+    servers: list[ServerConfig] = Field(min_length=1)
+
+
+class KafkaConfig(Strict):
+    # "local" means the project's own single-node broker (brokerstream kafka up).
+    bootstrap: str = "local"
+    partitions: int = Field(default=6, ge=1, le=1024)
+    replication_factor: int = Field(default=1, ge=1)
+    consume_batch: int = Field(default=5000, ge=1)
+    dead_letter_topic: str = "dead_letters"
+    extra: dict[str, str] = Field(default_factory=dict, description="librdkafka settings")
+
+
+class ClickHouseConfig(Strict):
+    # chdb:///dir (embedded, default under the data dir) or http(s)://user@host:8123/db
+    dsn: str = ""
+    database: str = Field(default="brokerstream", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    @field_validator("dsn")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if value and not value.startswith(("chdb:", "http://", "https://")):
+            raise ValueError("must start with chdb://, http:// or https://")
+        return value
+
+
+class PipelineConfig(Strict):
+    batch_rows: int = Field(default=50_000, ge=1, description="flush a table at this many rows")
+    epoch_s: float = Field(default=1.0, gt=0, description="flush and snapshot interval")
+    recovery_dir: str = Field(default="", description="Bytewax recovery; default under home")
+    recovery_partitions: int = Field(default=1, ge=1)
+
+
+RAW_TOPICS: dict[str, str] = {
+    "mt5.deals": "MT5 deals (add/update/delete in the `event` header)",
+    "mt5.users": "MT5 users (IMTUser)",
+    "mt5.logins": "MT5 online/login events",
+    "mt5.ticks": "MT5 ticks",
+    "mt4.trades": "MT4 TradeRecord transactions",
+    "mt4.users": "MT4 users",
+    "mt4.logins": "MT4 online records",
+    "mt4.ticks": "MT4 ticks",
+    "ctrader.events": "cTrader Open API ProtoMessage envelopes",
+    "psp.skrill": "Skrill status_url callbacks",
+    "psp.praxis": "Praxis cashier notifications",
+    "psp.coinspaid": "CoinsPaid callbacks",
+    "psp.nuvei": "Nuvei DMNs",
+    "psp.stripe": "Stripe-style events",
+    "crm.accounts": "CRM / KYC account events",
+}
+
+
+class Settings(Strict):
+    tenants: list[TenantConfig] = Field(min_length=1)
+    kafka: KafkaConfig = KafkaConfig()
+    clickhouse: ClickHouseConfig = ClickHouseConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @model_validator(mode="after")
+    def _servers_unique(self) -> Settings:
+        seen: dict[str, str] = {}
+        for tenant in self.tenants:
+            for server in tenant.servers:
+                if server.name in seen:
+                    raise ValueError(
+                        f"server {server.name!r} is listed for tenants {seen[server.name]!r} "
+                        f"and {tenant.id!r}: a server belongs to one tenant"
+                    )
+                seen[server.name] = tenant.id
+        return self
+
+    def server_index(self) -> dict[str, tuple[str, ServerConfig]]:
+        """Server name -> (tenant id, server config)."""
+        return {s.name: (t.id, s) for t in self.tenants for s in t.servers}
+
+    def clickhouse_dsn(self) -> str:
+        """$BROKERSTREAM_CLICKHOUSE, else the file's dsn, else embedded under home."""
+        env = os.environ.get("BROKERSTREAM_CLICKHOUSE")
+        if env:
+            return env
+        return self.clickhouse.dsn or f"chdb://{home_dir() / 'clickhouse'}"
+
+    def recovery_dir(self) -> Path:
+        return Path(self.pipeline.recovery_dir or home_dir() / "recovery").expanduser()
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used, with every offending field named."""
+
+
+def _format_errors(source: str, exc: ValidationError) -> str:
+    lines = [f"config error in {source}:"]
+    for err in exc.errors():
+        loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        lines.append(f"  {loc}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def parse_settings(doc: object, source: str = "config") -> Settings:
+    try:
+        return Settings.model_validate(doc)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(source, exc)) from None
+
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "brokerstream.yaml"
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Load from `path`, $BROKERSTREAM_CONFIG, or the shipped example config."""
+    chosen = Path(path or os.environ.get("BROKERSTREAM_CONFIG") or DEFAULT_CONFIG)
+    try:
+        doc = yaml.safe_load(chosen.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {chosen}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {chosen} is not valid YAML: {exc}") from None
+    settings = parse_settings(doc, str(chosen))
+    bootstrap = os.environ.get("BROKERSTREAM_KAFKA")
+    if bootstrap:
+        settings = settings.model_copy(
+            update={"kafka": settings.kafka.model_copy(update={"bootstrap": bootstrap})}
+        )
+    return settings

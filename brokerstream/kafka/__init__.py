@@ -1,0 +1,1 @@
+"""Local Apache Kafka broker runtime for development and tests."""

@@ -1,0 +1,30 @@
+"""Prometheus metrics of the engine (prometheus-client, conventional names and units)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+EVENTS_IN = Counter(
+    "brokerstream_events_in_total", "Raw messages read, by topic", ["topic"]
+)
+RECORDS_OUT = Counter(
+    "brokerstream_records_total", "Canonical records produced, by kind", ["kind"]
+)
+DEAD_LETTERS = Counter(
+    "brokerstream_dead_letters_total", "Messages that could not be read, by topic and stage",
+    ["topic", "stage"],
+)
+SINK_ROWS = Counter("brokerstream_sink_rows_total", "Rows written to ClickHouse", ["table"])
+SINK_BATCH_ROWS = Histogram(
+    "brokerstream_sink_batch_rows", "Rows per ClickHouse insert", ["table"],
+    buckets=(1, 10, 100, 1_000, 5_000, 10_000, 50_000, 100_000, 500_000),
+)
+SINK_FLUSH_SECONDS = Histogram(
+    "brokerstream_sink_flush_seconds", "Time to write one batch to ClickHouse", ["table"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+EVENT_LAG_SECONDS = Histogram(
+    "brokerstream_event_lag_seconds",
+    "Processing lag: wall-clock time at normalisation minus the message's Kafka timestamp",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)

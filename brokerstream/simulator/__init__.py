@@ -1,0 +1,1 @@
+"""Simulated brokerage: seeded generators of what platforms and PSPs send."""

@@ -1,0 +1,180 @@
+"""MetaTrader 5 deals (IMTDeal, Web API JSON) -> canonical `Deal` / `BalanceOperation`.
+
+Topic `mt5.deals`; headers `server` (the MT5 server name) and `event` (add / update / delete).
+Values may be JSON strings or numbers. Actions 0/1 (and the canceled 13/14) are trades;
+every other Action moves money and becomes a balance operation with the signed amount
+from `Profit` (deposits positive, withdrawals negative).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from connectors.fields import (
+    Rejected,
+    as_decimal,
+    as_int,
+    from_epoch_ms,
+    optional_decimal,
+    optional_str,
+    quantize8,
+    required,
+)
+from connectors.routing import Router, ServerInfo
+from connectors.symbols import canonical_symbol
+from schemas.envelope import Envelope
+from schemas.events import BalanceOperation, Deal, event_version
+from schemas.mt5 import (
+    CANCELED_ACTIONS,
+    DEAL_ACTIONS,
+    DEAL_ENTRIES,
+    DEAL_REASONS,
+    TRADE_ACTIONS,
+    VOLUME_EXT_SCALE,
+    VOLUME_SCALE,
+)
+
+TOPIC = "mt5.deals"
+ZERO = Decimal(0)
+
+
+def decode_json_object(raw: bytes) -> dict[str, Any]:
+    """The message as a JSON object; a Web API `{"retcode":..,"answer":{..}}` is unwrapped."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Rejected(f"not JSON: {exc}", "decode") from None
+    if isinstance(doc, dict) and isinstance(doc.get("answer"), dict):
+        doc = doc["answer"]
+    if not isinstance(doc, dict):
+        raise Rejected(f"expected a JSON object, got {type(doc).__name__}", "decode")
+    return doc
+
+
+def _lots(doc: dict[str, Any]) -> Decimal:
+    ext = doc.get("VolumeExt")
+    if ext not in (None, "", "0", 0):
+        lots = Decimal(as_int(ext, "VolumeExt")).scaleb(-VOLUME_EXT_SCALE)
+    else:
+        lots = Decimal(as_int(required(doc, "Volume"), "Volume")).scaleb(-VOLUME_SCALE)
+    if lots <= 0:
+        raise Rejected(f"a trade needs a positive volume, got {lots} lots")
+    return lots
+
+
+def _time(doc: dict[str, Any], info: ServerInfo) -> Any:
+    offset = info.server.utc_offset_minutes
+    msc = doc.get("TimeMsc")
+    if msc not in (None, "", "0", 0):
+        return from_epoch_ms(as_int(msc, "TimeMsc"), offset)
+    return from_epoch_ms(as_int(required(doc, "Time"), "Time") * 1000, offset)
+
+
+def _trade(doc: dict[str, Any], action: int, common: dict[str, Any]) -> Deal:
+    entry_code = as_int(required(doc, "Entry"), "Entry")
+    entry = DEAL_ENTRIES.get(entry_code)
+    if entry is None:
+        raise Rejected(f"unknown Entry {entry_code} (0 IN, 1 OUT, 2 INOUT, 3 OUT_BY)")
+    platform_symbol = str(required(doc, "Symbol"))
+    lots = _lots(doc)
+    contract_size = as_decimal(required(doc, "ContractSize"), "ContractSize")
+    price = as_decimal(required(doc, "Price"), "Price")
+    if contract_size <= 0:
+        raise Rejected(f"field 'ContractSize' must be positive, got {contract_size}")
+    if price < 0:
+        raise Rejected(f"field 'Price' must not be negative, got {price}")
+    side = TRADE_ACTIONS[action]
+    canceled = action in CANCELED_ACTIONS
+    units = quantize8(lots * contract_size)
+    reason_code = as_int(doc.get("Reason", 0), "Reason")
+    return Deal.model_construct(
+        deal_key=common["key"],
+        tenant=common["tenant"],
+        platform="mt5",
+        server=common["server"],
+        login=common["login"],
+        deal_id=common["id"],
+        order_id=optional_str(doc, "Order"),
+        position_id=optional_str(doc, "PositionID"),
+        symbol=canonical_symbol(platform_symbol),
+        platform_symbol=platform_symbol,
+        side=side,
+        entry=entry,
+        lots=lots,
+        signed_lots=ZERO if canceled else (lots if side == "buy" else -lots),
+        contract_size=contract_size,
+        units=units,
+        price=price,
+        notional=quantize8(units * price),
+        profit=optional_decimal(doc, "Profit"),
+        swap=optional_decimal(doc, "Storage"),
+        commission=optional_decimal(doc, "Commission"),
+        fee=optional_decimal(doc, "Fee"),
+        currency=common["currency"],
+        reason=DEAL_REASONS.get(reason_code, f"unknown_{reason_code}"),
+        canceled=canceled,
+        comment=optional_str(doc, "Comment"),
+        external_id=optional_str(doc, "ExternalID"),
+        time=common["time"],
+        event=common["event"],
+        version=common["version"],
+        is_deleted=common["event"] == "delete",
+        source=common["source"],
+    )
+
+
+def _balance(doc: dict[str, Any], action: int, common: dict[str, Any]) -> BalanceOperation:
+    return BalanceOperation.model_construct(
+        op_key=common["key"],
+        tenant=common["tenant"],
+        platform="mt5",
+        server=common["server"],
+        login=common["login"],
+        op_id=common["id"],
+        kind=DEAL_ACTIONS[action],
+        amount=optional_decimal(doc, "Profit"),
+        currency=common["currency"],
+        status="completed",
+        provider="",
+        method="",
+        payer_name="",
+        instrument_fingerprint="",
+        country="",
+        comment=optional_str(doc, "Comment"),
+        time=common["time"],
+        event=common["event"],
+        version=common["version"],
+        is_deleted=common["event"] == "delete",
+        source=common["source"],
+    )
+
+
+def read_mt5_deal(env: Envelope, router: Router) -> Deal | BalanceOperation:
+    """One `mt5.deals` message -> its canonical record. Raises Rejected with the reason."""
+    event = router.deal_event(env)
+    info = router.server_of(env, "mt5")
+    doc = decode_json_object(env.value)
+    deal_id = as_int(required(doc, "Deal"), "Deal")
+    action = as_int(required(doc, "Action"), "Action")
+    if action not in DEAL_ACTIONS:
+        raise Rejected(f"unknown Action {action} (MT5 knows 0..20)")
+    common = {
+        "key": f"mt5:{info.server.name}:{deal_id}",
+        "id": str(deal_id),
+        "tenant": info.tenant,
+        "server": info.server.name,
+        "login": as_int(required(doc, "Login"), "Login"),
+        "currency": info.server.currency,
+        "time": _time(doc, info),
+        "event": event,
+        "version": event_version(env.timestamp_ms, event),
+        "source": env.source,
+    }
+    if common["login"] < 0:
+        raise Rejected(f"field 'Login' must not be negative, got {common['login']}")
+    if action in TRADE_ACTIONS:
+        return _trade(doc, action, common)
+    return _balance(doc, action, common)

@@ -1,0 +1,55 @@
+"""Which connector reads which raw topic, and the one place raw messages become canonical
+records or dead letters. Nothing here raises: whatever cannot be read is kept with its reason."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from connectors.fields import Rejected, Stage, from_epoch_ms
+from connectors.mt5 import read_mt5_deal
+from connectors.routing import Router
+from schemas.envelope import Envelope
+from schemas.events import BalanceOperation, DeadLetter, Deal
+
+Record = Deal | BalanceOperation | DeadLetter
+Reader = Callable[[Envelope, Router], Record | list[Record]]
+
+READERS: dict[str, Reader] = {
+    "mt5.deals": read_mt5_deal,
+}
+
+
+def dead_letter(env: Envelope, reason: str, stage: Stage, tenant: str = "") -> DeadLetter:
+    return DeadLetter.model_construct(
+        dl_key=env.source,
+        tenant=tenant,
+        topic=env.topic,
+        partition=env.partition,
+        offset=env.offset,
+        key=env.key,
+        raw=env.value,
+        headers=dict(env.headers),
+        reason=reason,
+        stage=stage,
+        time=from_epoch_ms(env.timestamp_ms),
+    )
+
+
+class Normaliser:
+    """Raw envelopes -> canonical records, with dead letters for everything unreadable."""
+
+    def __init__(self, router: Router, readers: dict[str, Reader] | None = None) -> None:
+        self.router = router
+        self.readers = READERS if readers is None else readers
+
+    def __call__(self, env: Envelope) -> list[Record]:
+        reader = self.readers.get(env.topic)
+        if reader is None:
+            return [dead_letter(env, f"no connector reads topic {env.topic!r}", "route")]
+        try:
+            out = reader(env, self.router)
+        except Rejected as exc:
+            return [dead_letter(env, exc.reason, exc.stage)]
+        except Exception as exc:  # a connector bug must not stop the flow: keep the message
+            return [dead_letter(env, f"connector error: {type(exc).__name__}: {exc}", "validate")]
+        return out if isinstance(out, list) else [out]

@@ -1,0 +1,49 @@
+"""Who a raw message belongs to: the `server` header names the platform server, and the
+configuration says which tenant owns that server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from brokerstream.config import ServerConfig, Settings
+from connectors.fields import Rejected
+from schemas.envelope import Envelope
+
+DEAL_EVENTS = frozenset({"add", "update", "delete"})
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    tenant: str
+    server: ServerConfig
+
+
+class Router:
+    """Resolves the tenant and server of an envelope from configuration."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._servers = {
+            name: ServerInfo(tenant, server) for name, (tenant, server) in settings.server_index().items()
+        }
+
+    def server_of(self, env: Envelope, platform: str) -> ServerInfo:
+        name = env.headers.get("server")
+        if not name:
+            raise Rejected("missing 'server' header: the bridge must name its platform server", "route")
+        info = self._servers.get(name)
+        if info is None:
+            raise Rejected(f"server {name!r} is not assigned to any tenant in the configuration", "route")
+        if info.server.platform != platform:
+            raise Rejected(
+                f"server {name!r} is configured as {info.server.platform}, "
+                f"but the message came on {env.topic!r}",
+                "route",
+            )
+        return info
+
+    @staticmethod
+    def deal_event(env: Envelope) -> str:
+        event = env.headers.get("event", "add") or "add"
+        if event not in DEAL_EVENTS:
+            raise Rejected(f"'event' header must be add, update or delete, got {event!r}", "route")
+        return event

@@ -1,0 +1,117 @@
+"""Canonical events: one vocabulary for every platform and provider.
+
+Money, prices and lots are `Decimal` (never binary floats); times are UTC `datetime`s.
+Each fact carries a deterministic key (`deal_key`, `op_key`, `dl_key`) and a `version`,
+so storage that keeps the highest version per key holds every fact exactly once,
+whatever is replayed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Platform = Literal["mt4", "mt5", "ctrader"]
+Side = Literal["buy", "sell"]
+Entry = Literal["in", "out", "inout", "out_by"]
+DealEvent = Literal["add", "update", "delete"]
+
+# Rank of each event type inside one millisecond: a delete always wins over an
+# update, and an update over the add it corrects.
+EVENT_RANK: dict[str, int] = {"add": 0, "update": 1, "delete": 2}
+
+
+def event_version(timestamp_ms: int, event: str) -> int:
+    """Monotonic version of a fact from the envelope time and the event type."""
+    return timestamp_ms * 4 + EVENT_RANK[event]
+
+
+class Canonical(BaseModel):
+    """Base of canonical records: immutable, strict about unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Deal(Canonical):
+    """A trade: one fill on one account (MT5 deal, MT4 open/close, cTrader deal)."""
+
+    deal_key: str = Field(description="platform:server:deal id, unique per fact")
+    tenant: str
+    platform: Platform
+    server: str
+    login: int = Field(ge=0)
+    deal_id: str
+    order_id: str = ""
+    position_id: str = ""
+    symbol: str = Field(description="canonical symbol, broker suffixes removed")
+    platform_symbol: str
+    side: Side = Field(description="direction of this deal itself (a close of a long is a sell)")
+    entry: Entry
+    lots: Decimal = Field(ge=0)
+    signed_lots: Decimal = Field(description="+lots for buy, -lots for sell; 0 when canceled")
+    contract_size: Decimal = Field(ge=0)
+    units: Decimal = Field(ge=0, description="lots x contract size")
+    price: Decimal = Field(ge=0)
+    notional: Decimal = Field(ge=0, description="units x price, in the symbol's quote currency")
+    profit: Decimal = Decimal(0)
+    swap: Decimal = Decimal(0)
+    commission: Decimal = Decimal(0)
+    fee: Decimal = Decimal(0)
+    currency: str = Field(description="account (deposit) currency")
+    reason: str
+    canceled: bool = False
+    comment: str = ""
+    external_id: str = ""
+    time: datetime
+    event: DealEvent = "add"
+    version: int = Field(ge=0)
+    is_deleted: bool = False
+    source: str = Field(description="where it was read: topic/partition/offset")
+
+
+class BalanceOperation(Canonical):
+    """Money in or out of an account: deposits positive, withdrawals negative."""
+
+    op_key: str
+    tenant: str
+    platform: str = Field(description="mt4 / mt5 / ctrader, or psp for payment providers")
+    server: str
+    login: int = Field(ge=0)
+    op_id: str
+    kind: str = Field(description="balance, credit, charge, correction, bonus, commission, ...")
+    amount: Decimal
+    currency: str
+    status: str = "completed"
+    provider: str = ""
+    method: str = ""
+    payer_name: str = ""
+    instrument_fingerprint: str = ""
+    country: str = ""
+    comment: str = ""
+    time: datetime
+    event: DealEvent = "add"
+    version: int = Field(ge=0)
+    is_deleted: bool = False
+    source: str
+
+
+class DeadLetter(Canonical):
+    """A raw message that could not be read, kept whole with the reason."""
+
+    dl_key: str = Field(description="topic/partition/offset of the raw message")
+    tenant: str = ""
+    topic: str
+    partition: int
+    offset: int
+    key: str = ""
+    raw: bytes
+    headers: dict[str, str] = Field(default_factory=dict)
+    reason: str
+    stage: Literal["decode", "validate", "route"] = "validate"
+    time: datetime
+
+
+CanonicalRecord = Deal | BalanceOperation | DeadLetter

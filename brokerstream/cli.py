@@ -45,11 +45,11 @@ def cmd_kafka(args: argparse.Namespace) -> int:
     if args.action == "down":
         print("Kafka stopped" if broker.stop() else "Kafka was not running")
         return 0
-    state = broker.status()
-    if state is None:
+    running = broker.status()
+    if running is None:
         print("Kafka is not running (start it with: brokerstream kafka up)")
         return 3
-    print(f"Kafka is running at {state.bootstrap} (pid {state.pid}, data in {state.data_dir})")
+    print(f"Kafka is running at {running.bootstrap} (pid {running.pid}, data in {running.data_dir})")
     return 0
 
 
@@ -69,6 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         workers=args.workers,
         process_id=args.process_id,
         addresses=addresses,
+        metrics_port=args.metrics_port,
     )
     return 0
 
@@ -141,6 +142,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         ensure_kafka_topics(settings, bootstrap)
         n = publish(
             bootstrap, sim.envelopes(args.events), rate=args.rate,
+            topic_prefix=settings.kafka.topic_prefix,
             progress=lambda k: print(f"  {k:,} published", flush=True) if k % 100_000 == 0 else None,
         )
     else:
@@ -161,7 +163,8 @@ def cmd_produce(args: argparse.Namespace) -> int:
     bootstrap = kafka_bootstrap(settings)
     ensure_kafka_topics(settings, bootstrap)
     started = time.perf_counter()
-    n = publish(bootstrap, read_envelopes(Path(args.file)), rate=args.rate)
+    n = publish(bootstrap, read_envelopes(Path(args.file)), rate=args.rate,
+                topic_prefix=settings.kafka.topic_prefix)
     print(f"{n:,} messages acknowledged by Kafka in {time.perf_counter() - started:.1f} s")
     return 0
 
@@ -202,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-w", "--workers", type=int, default=1, help="worker threads in this process")
     p.add_argument("-i", "--process-id", type=int, help="this process's index in a cluster")
     p.add_argument("-a", "--addresses", help="cluster addresses, ';'-separated host:port")
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("replay", help="run the same dataflow over JSON Lines envelope files",

@@ -13,6 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from connectors.psp.settings import PspSettings
 from schemas.events import Platform
 
 
@@ -48,6 +49,8 @@ class TenantConfig(Strict):
 class KafkaConfig(Strict):
     # "local" means the project's own single-node broker (brokerstream kafka up).
     bootstrap: str = "local"
+    # Prepended to every topic name (e.g. "staging."), so environments can share a cluster.
+    topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$")
     partitions: int = Field(default=6, ge=1, le=1024)
     replication_factor: int = Field(default=1, ge=1)
     consume_batch: int = Field(default=5000, ge=1)
@@ -99,6 +102,7 @@ class Settings(Strict):
     kafka: KafkaConfig = KafkaConfig()
     clickhouse: ClickHouseConfig = ClickHouseConfig()
     pipeline: PipelineConfig = PipelineConfig()
+    psp: PspSettings = PspSettings()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @model_validator(mode="after")

@@ -39,10 +39,11 @@ def kafka_bootstrap(settings: Settings) -> str:
 
 
 def all_topics(settings: Settings) -> dict[str, int]:
-    """Every topic the engine and the bridges use, with its partition count."""
-    topics = dict.fromkeys(RAW_TOPICS, settings.kafka.partitions)
-    topics[settings.kafka.dead_letter_topic] = 1
-    topics["alerts"] = settings.kafka.partitions
+    """Every topic the engine and the bridges use (prefixed), with its partition count."""
+    prefix = settings.kafka.topic_prefix
+    topics = {prefix + name: settings.kafka.partitions for name in RAW_TOPICS}
+    topics[prefix + settings.kafka.dead_letter_topic] = 1
+    topics[prefix + "alerts"] = settings.kafka.partitions
     return topics
 
 
@@ -72,14 +73,21 @@ def run_kafka(
     workers: int = 1,
     process_id: int | None = None,
     addresses: list[str] | None = None,
+    metrics_port: int | None = None,
 ) -> None:
     """Consume the raw topics until stopped (or until their end with exit_at_end)."""
     bootstrap = kafka_bootstrap(settings)
     ensure_kafka_topics(settings, bootstrap)
     prepare_store(settings).close()
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr="127.0.0.1")
+    prefix = settings.kafka.topic_prefix
     flow = build_flow(
         settings,
-        KafkaInput(bootstrap, consumed_topics(), tail=not exit_at_end),
+        KafkaInput(bootstrap, [prefix + t for t in consumed_topics()], tail=not exit_at_end,
+                   prefix=prefix),
         lambda: _store_factory(settings),
         kafka_config=settings.kafka.extra,
     )

@@ -32,6 +32,7 @@ def publish(
     rate: float = 0.0,
     progress: Callable[[int], None] | None = None,
     extra: dict[str, str] | None = None,
+    topic_prefix: str = "",
 ) -> int:
     """Produce every envelope (acks=all); `rate` > 0 paces to that many messages per second.
 
@@ -50,7 +51,7 @@ def publish(
         while True:
             try:
                 prod.produce(
-                    env.topic,
+                    topic_prefix + env.topic,
                     key=env.key.encode() if env.key else None,
                     value=env.value,
                     headers=list(env.headers.items()),

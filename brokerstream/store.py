@@ -92,7 +92,9 @@ class Store:
         if data and len(data[0]):
             self.client.insert(table, data, column_names=list(columns), column_oriented=True)
 
-    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+    def query(
+        self, sql: str, parameters: dict[str, Any] | None = None
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
         result = self.client.query(sql, parameters=parameters)
         return list(result.column_names), [tuple(row) for row in result.result_rows]
 

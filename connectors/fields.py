@@ -45,7 +45,12 @@ def as_int(value: Any, name: str) -> int:
     raise Rejected(f"field {name!r}: expected an integer, got {value!r}")
 
 
-def as_decimal(value: Any, name: str) -> Decimal:
+# Largest magnitudes the tables hold: Decimal(18, 8) for prices and lots, Decimal(38, 8) for money.
+PRICE_LIMIT = Decimal("1E9")
+MONEY_LIMIT = Decimal("1E24")
+
+
+def as_decimal(value: Any, name: str, limit: Decimal = MONEY_LIMIT) -> Decimal:
     if isinstance(value, bool):
         raise Rejected(f"field {name!r}: expected a number, got {value!r}")
     if isinstance(value, str | int):
@@ -60,6 +65,8 @@ def as_decimal(value: Any, name: str) -> Decimal:
         raise Rejected(f"field {name!r}: expected a number, got {value!r}")
     if not number.is_finite():
         raise Rejected(f"field {name!r}: {value!r} is not a finite number")
+    if abs(number) >= limit:
+        raise Rejected(f"field {name!r}: {value!r} is out of range (limit {limit:,.0f})")
     return number
 
 

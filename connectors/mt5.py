@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from connectors.fields import (
+    PRICE_LIMIT,
     Rejected,
     as_decimal,
     as_int,
@@ -60,8 +61,8 @@ def _lots(doc: dict[str, Any]) -> Decimal:
         lots = Decimal(as_int(ext, "VolumeExt")).scaleb(-VOLUME_EXT_SCALE)
     else:
         lots = Decimal(as_int(required(doc, "Volume"), "Volume")).scaleb(-VOLUME_SCALE)
-    if lots <= 0:
-        raise Rejected(f"a trade needs a positive volume, got {lots} lots")
+    if not 0 < lots < PRICE_LIMIT:
+        raise Rejected(f"a trade needs a positive volume in range, got {lots} lots")
     return lots
 
 
@@ -80,8 +81,8 @@ def _trade(doc: dict[str, Any], action: int, common: dict[str, Any]) -> Deal:
         raise Rejected(f"unknown Entry {entry_code} (0 IN, 1 OUT, 2 INOUT, 3 OUT_BY)")
     platform_symbol = str(required(doc, "Symbol"))
     lots = _lots(doc)
-    contract_size = as_decimal(required(doc, "ContractSize"), "ContractSize")
-    price = as_decimal(required(doc, "Price"), "Price")
+    contract_size = as_decimal(required(doc, "ContractSize"), "ContractSize", PRICE_LIMIT)
+    price = as_decimal(required(doc, "Price"), "Price", PRICE_LIMIT)
     if contract_size <= 0:
         raise Rejected(f"field 'ContractSize' must be positive, got {contract_size}")
     if price < 0:
@@ -173,8 +174,8 @@ def read_mt5_deal(env: Envelope, router: Router) -> Deal | BalanceOperation:
         "version": event_version(env.timestamp_ms, event),
         "source": env.source,
     }
-    if common["login"] < 0:
-        raise Rejected(f"field 'Login' must not be negative, got {common['login']}")
+    if not 0 <= common["login"] < 2**63:
+        raise Rejected(f"field 'Login' is out of range: {common['login']}")
     if action in TRADE_ACTIONS:
         return _trade(doc, action, common)
     return _balance(doc, action, common)

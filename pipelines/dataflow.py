@@ -36,6 +36,7 @@ class KafkaInput:
     bootstrap: str
     topics: list[str]
     tail: bool = True  # False: stop at the end of every partition (bounded runs, tests)
+    prefix: str = ""  # topic prefix, removed before the connectors see the topic
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,8 @@ def build_flow(
                 add_config=settings.kafka.extra,
             ),
         )
-        items = op.map("envelope", raw, envelope_from_kafka)
+        prefix = source.prefix
+        items = op.map("envelope", raw, lambda m: envelope_from_kafka(m, prefix))
     else:
         items = op.input("file_in", flow, JsonlSource(source.paths, settings.kafka.consume_batch))
 
@@ -118,7 +120,8 @@ def build_flow(
             lambda r: ("dead_letters", r) if isinstance(r, DeadLetter) else None,
         )
         config = {"bootstrap.servers": source.bootstrap, **(kafka_config or {})}
-        op.output("dead_letter_topic", dead, DeadLetterTopicSink(config, settings.kafka.dead_letter_topic))
+        topic = source.prefix + settings.kafka.dead_letter_topic
+        op.output("dead_letter_topic", dead, DeadLetterTopicSink(config, topic))
     return flow
 
 

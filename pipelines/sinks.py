@@ -55,6 +55,7 @@ class _TableWriter(StatefulSinkPartition[Row, None]):
 
     def close(self) -> None:
         self._flush()
+        self._store.close()
 
 
 class ClickHouseSink(FixedPartitionedSink[Row, None]):
@@ -84,8 +85,9 @@ class _DeadLetterProducer(StatefulSinkPartition[DeadLetter, None]):
 
     def write_batch(self, values: list[DeadLetter]) -> None:
         for dl in values:
-            headers = [("reason", dl.reason.encode()), ("source", dl.dl_key.encode()),
-                       ("stage", dl.stage.encode())]
+            headers: list[tuple[str, str | bytes | None]] = [
+                ("reason", dl.reason.encode()), ("source", dl.dl_key.encode()),
+                ("stage", dl.stage.encode())]
             headers += [(k, v.encode()) for k, v in dl.headers.items() if k not in ("reason", "source")]
             self._producer.produce(self._topic, key=dl.key.encode() or None, value=dl.raw,
                                    headers=headers)

@@ -26,8 +26,11 @@ def _headers(raw: list[tuple[str, bytes]] | None) -> dict[str, str]:
     return {name: (value or b"").decode("utf-8", "replace") for name, value in raw}
 
 
-def envelope_from_kafka(msg: KafkaSourceMessage[Any, Any] | KafkaError[Any, Any]) -> FileItem:
-    """A consumed Kafka message as an envelope; a consume error becomes a dead letter."""
+def envelope_from_kafka(
+    msg: KafkaSourceMessage[Any, Any] | KafkaError[Any, Any], prefix: str = ""
+) -> FileItem:
+    """A consumed Kafka message as an envelope (topic without the environment prefix);
+    a consume error becomes a dead letter."""
     if isinstance(msg, KafkaError):
         inner = msg.msg
         env = Envelope(
@@ -35,10 +38,11 @@ def envelope_from_kafka(msg: KafkaSourceMessage[Any, Any] | KafkaError[Any, Any]
             partition=inner.partition or -1, offset=inner.offset or -1,
         )
         return dead_letter(env, f"kafka consume error: {msg.err}", "decode")
-    ts_type, ts_ms = msg.timestamp
+    ts_type, ts_ms = msg.timestamp or (0, 0)
     key = msg.key
+    topic = msg.topic or ""
     return Envelope(
-        topic=msg.topic or "",
+        topic=topic[len(prefix):] if prefix and topic.startswith(prefix) else topic,
         value=msg.value or b"",
         # A message with no timestamp (type 0) gets none from us either: arrival time
         # would make replays non-deterministic, so it counts as epoch 0.

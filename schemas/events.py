@@ -8,7 +8,7 @@ whatever is replayed.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Literal
 
@@ -114,4 +114,76 @@ class DeadLetter(Canonical):
     time: datetime
 
 
-CanonicalRecord = Deal | BalanceOperation | DeadLetter
+class Login(Canonical):
+    """A login attempt or session event on a trading platform (or the CRM's client area)."""
+
+    login_key: str = Field(description="platform:server:login:time ms:kind")
+    tenant: str
+    platform: str
+    server: str
+    login: int = Field(ge=0)
+    kind: Literal["login", "logout", "failed"]
+    ip: str = ""
+    device: str = Field(default="", description="MT5 ComputerID, device or terminal id")
+    session_id: str = ""
+    client_type: str = Field(default="", description="desktop / web / mobile / api ...")
+    build: str = ""
+    time: datetime
+    version: int = Field(ge=0)
+    source: str
+
+
+class Quote(Canonical):
+    """A price update. cTrader may leave bid or ask out when unchanged: None, not zero."""
+
+    tenant: str
+    platform: str
+    server: str
+    symbol: str
+    platform_symbol: str
+    bid: Decimal | None
+    ask: Decimal | None
+    time: datetime
+    source: str
+
+
+class AccountUpdate(Canonical):
+    """What one source says about an account; None means "this source says nothing about it".
+
+    Platform users, account state snapshots and CRM/KYC events each fill the fields they own;
+    the dataflow merges them into the latest full state per account (`accounts` table).
+    """
+
+    account_key: str = Field(description="platform:server:login")
+    tenant: str
+    platform: str
+    server: str
+    login: int = Field(ge=0)
+    origin: Literal["platform", "crm"]
+    event: str = Field(description="user_add, user_update, account_state, account_opened, "
+                       "account_updated, kyc_status, ib_assigned, ...")
+    name: str | None = None
+    group: str | None = None
+    country: str | None = Field(default=None, description="ISO 3166-1 alpha-2")
+    email: str | None = None
+    currency: str | None = None
+    leverage: int | None = None
+    agent: str | None = Field(default=None, description="IB id the account is assigned to")
+    agent_from: datetime | None = Field(default=None, description="when that assignment starts")
+    client_id: str | None = None
+    registration: datetime | None = None
+    date_of_birth: date | None = None
+    kyc_status: str | None = None
+    status: str | None = Field(default=None, description="active / disabled / closed")
+    balance: Decimal | None = None
+    credit: Decimal | None = None
+    equity: Decimal | None = None
+    margin: Decimal | None = None
+    margin_free: Decimal | None = None
+    margin_level: Decimal | None = None
+    time: datetime
+    version: int = Field(ge=0)
+    source: str
+
+
+CanonicalRecord = Deal | BalanceOperation | DeadLetter | Login | Quote | AccountUpdate

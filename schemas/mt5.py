@@ -5,6 +5,8 @@ Names are lower-case so they can be stored as they are in canonical events.
 
 from __future__ import annotations
 
+from typing import Literal
+
 DEAL_ACTIONS: dict[int, str] = {
     0: "buy",
     1: "sell",
@@ -30,10 +32,10 @@ DEAL_ACTIONS: dict[int, str] = {
 }
 
 # Actions that are trades (everything else moves money on the account).
-TRADE_ACTIONS: dict[int, str] = {0: "buy", 1: "sell", 13: "buy", 14: "sell"}
+TRADE_ACTIONS: dict[int, Literal["buy", "sell"]] = {0: "buy", 1: "sell", 13: "buy", 14: "sell"}
 CANCELED_ACTIONS = frozenset({13, 14})
 
-DEAL_ENTRIES: dict[int, str] = {0: "in", 1: "out", 2: "inout", 3: "out_by"}
+DEAL_ENTRIES: dict[int, Literal["in", "out", "inout", "out_by"]] = {0: "in", 1: "out", 2: "inout", 3: "out_by"}
 
 DEAL_REASONS: dict[int, str] = {
     0: "client",

@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -39,7 +40,8 @@ _HERE = Path(__file__).resolve().parent
 _POM = _HERE / "pom.xml"
 _LOG4J2 = _HERE / "log4j2.properties"
 _MARKER = ".complete"
-_JVM_OPTS = ("-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-Djava.awt.headless=true")
+_JVM_OPTS = ("-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+             "-Dlog4j2.shutdownHookEnabled=false")  # else: "Unable to register ... hook" noise
 
 
 def cache_dir() -> Path:
@@ -151,6 +153,8 @@ class LocalKafka:
             libs = ensure_jars(self.progress)
             for d in (self.data_dir, self.logs_dir):
                 d.mkdir(parents=True, exist_ok=True)
+            if port and not _bind(port):
+                raise RuntimeError(f"port {HOST}:{port} is already in use")
             # Reuse the ports of the previous run when they are free (the data dir persists).
             old = _read_properties(self.config_file)
             port = port or _reuse_or_free_port(_listener_port(old, "PLAINTEXT"))
@@ -158,14 +162,15 @@ class LocalKafka:
             self._write_config(port, cport)
             if not (self.data_dir / "meta.properties").exists():
                 self._format(libs)
+            log_start = _size(self.logs_dir / "server.log")
             pid = self._spawn(libs)
             state = BrokerState(pid, port, cport, str(self.data_dir), f"{HOST}:{port}",
                                 time.time())
             state.save(self.state_file)
             if not _wait_ready(state.bootstrap, pid, timeout_s):
+                why = f"was not ready after {timeout_s:g}s" if _is_broker(pid) else "exited"
                 self._kill(pid, timeout_s=5)
-                raise RuntimeError(f"Kafka broker did not come up within {timeout_s:.0f}s; "
-                                   f"last lines of its logs:\n{self._log_tail()}")
+                raise RuntimeError(f"Kafka broker {why}:\n{self._log_report(log_start)}")
             return state
 
     def stop(self, timeout_s: float = 30) -> bool:
@@ -189,7 +194,7 @@ class LocalKafka:
     def _kill(self, pid: int, timeout_s: float) -> None:
         for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 10.0)):
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, sig)  # start_new_session=True: pgid == pid
+                os.killpg(pid, sig)  # spawned with setsid: pgid == pid
             deadline = time.monotonic() + wait_s
             while _is_broker(pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
@@ -253,13 +258,22 @@ class LocalKafka:
         return [java, *_JVM_OPTS, f"-Dlog4j2.configurationFile={_LOG4J2}",
                 f"-Dkafka.logs.dir={self.logs_dir}", "-cp", f"{libs}/*"]
 
-    def _log_tail(self, lines: int = 30) -> str:
+    def _log_report(self, server_log_start: int, lines: int = 30) -> str:
+        """This run's ERROR/FATAL lines and causes, then the last lines of both logs."""
         parts = []
-        for name in ("server.log", "stdout.log"):
-            path = self.logs_dir / name
+        server_log = self.logs_dir / "server.log"
+        if server_log.is_file():
+            with open(server_log, "rb") as fh:
+                fh.seek(server_log_start)
+                run = fh.read().decode(errors="replace").splitlines()
+            errors = [ln for ln in run if re.search(r"\b(ERROR|FATAL)\b|^Caused by:", ln)]
+            if errors:
+                parts.append("errors in this run:\n" + "\n".join(errors[:15]))
+        for path in (server_log, self.logs_dir / "stdout.log"):
             text = path.read_text(errors="replace") if path.is_file() else ""
             if text.strip():
-                parts.append(f"--- {path} ---\n" + "\n".join(text.splitlines()[-lines:]))
+                parts.append(f"--- last lines of {path} ---\n"
+                             + "\n".join(text.splitlines()[-lines:]))
         return "\n".join(parts) or "(no broker log output)"
 
 
@@ -270,7 +284,10 @@ def ensure_topics(
     timeout_s: float = 30,
     replication_factor: int = 1,
 ) -> list[str]:
-    """Create the missing ``{name: partitions}`` topics; return the names actually created."""
+    """Create the missing ``{name: partitions}`` topics; return the names actually created.
+
+    Existing topics are left as they are (their partition count is not changed).
+    """
     admin = AdminClient({"bootstrap.servers": bootstrap})
     existing = admin.list_topics(timeout=timeout_s).topics
     new = [NewTopic(name, num_partitions=n, replication_factor=replication_factor,
@@ -346,19 +363,29 @@ def _random_cluster_id() -> str:
             return cid
 
 
+def _bind(port: int) -> int | None:
+    """Bind ``port`` (0: any) like the JVM does; return the bound port or None if taken."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return None
+        bound: int = s.getsockname()[1]
+        return bound
+
+
 def _reuse_or_free_port(previous: int | None, avoid: int | None = None) -> int:
     """``previous`` if it can still be bound, else a fresh ephemeral port (never ``avoid``)."""
-    candidates = [previous] if previous and previous != avoid else []
-    while True:
-        with socket.socket() as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the JVM does
-            try:
-                s.bind((HOST, candidates.pop() if candidates else 0))
-            except OSError:
-                continue
-            port: int = s.getsockname()[1]
-        if port != avoid:
-            return port
+    if previous and previous != avoid and _bind(previous):
+        return previous
+    while (port := _bind(0)) is None or port == avoid:
+        pass
+    return port
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else 0
 
 
 def _read_properties(path: Path) -> dict[str, str]:
@@ -415,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         running = kafka.status()
         if running is None:
             print("not running")
-            return 1
+            return 3  # LSB "program is not running", as `brokerstream kafka status`
         _print_state(running, kafka)
         return 0
     except RuntimeError as exc:

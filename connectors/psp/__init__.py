@@ -1,0 +1,1 @@
+"""Payment service providers: signature checks and webhook payloads -> balance operations."""

@@ -1,0 +1,69 @@
+"""Shared fixtures: one embedded ClickHouse path and (when needed) one real Kafka broker per
+test session. chdb allows one data path per process, so in-process tests get a fresh
+*database* each; engine subprocesses get their own data directory."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from brokerstream.config import Settings, parse_settings
+from brokerstream.store import Store, open_store
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE_CONFIG = REPO / "examples" / "brokerstream.yaml"
+
+TEST_CONFIG = {
+    "tenants": [
+        {"id": "acme", "servers": [
+            {"name": "ACME-MT5-Live", "platform": "mt5", "currency": "USD"},
+            {"name": "ACME-MT4-Live", "platform": "mt4", "currency": "USD", "utc_offset_minutes": 120},
+            {"name": "ACME-cTrader", "platform": "ctrader", "currency": "USD"},
+        ]},
+        {"id": "zenith", "servers": [
+            {"name": "Zenith-MT5", "platform": "mt5", "currency": "EUR"},
+        ]},
+    ],
+    "pipeline": {"batch_rows": 5000, "epoch_s": 0.5},
+}
+
+
+@pytest.fixture(scope="session")
+def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("chdb")
+
+
+@pytest.fixture
+def settings(chdb_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Test settings pointing at the session's embedded store, in a fresh database."""
+    monkeypatch.delenv("BROKERSTREAM_CLICKHOUSE", raising=False)
+    doc = dict(TEST_CONFIG)
+    doc["clickhouse"] = {"dsn": f"chdb://{chdb_dir}", "database": f"t_{uuid.uuid4().hex[:12]}"}
+    return parse_settings(doc, "test config")
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    s = open_store(settings.clickhouse_dsn(), settings.clickhouse.database)
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real single-node Kafka broker (KRaft) for the whole session."""
+    from brokerstream.kafka.local_broker import LocalKafka, ensure_jars
+
+    ensure_jars()
+    home = tmp_path_factory.mktemp("kafka-home")
+    broker = LocalKafka(home)
+    state = broker.start()
+    os.environ["BROKERSTREAM_TEST_KAFKA"] = state.bootstrap
+    try:
+        yield state.bootstrap
+    finally:
+        broker.stop()

@@ -1,0 +1,50 @@
+"""The data contract on real ClickHouse SQL (embedded chdb): each fact once, latest version."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from brokerstream.config import Settings
+from brokerstream.store import Store, migrations
+from connectors.mt5 import read_mt5_deal
+from connectors.routing import Router
+from schemas.tables import COLUMNS_BY_TABLE, to_row
+from tests.helpers import T0, envelope, mt5_deal
+
+
+def _write(store: Store, records: list[object]) -> None:
+    by_table: dict[str, list[tuple[object, ...]]] = {}
+    for record in records:
+        table, row = to_row(record)
+        by_table.setdefault(table, []).append(row)
+    for table, rows in by_table.items():
+        store.insert_columns(table, COLUMNS_BY_TABLE[table], [list(c) for c in zip(*rows, strict=True)])
+
+
+def test_migrations_are_idempotent(store: Store) -> None:
+    assert store.migrate() == []  # the fixture already applied them
+    versions = [v for v, _, _ in migrations()]
+    assert store.scalar("SELECT count() FROM schema_migrations FINAL") == len(versions)
+    for table in ("deals", "balance_operations", "dead_letters"):
+        store.query(f"SELECT * FROM {table} LIMIT 1")
+
+
+def test_update_shows_latest_values_once_and_delete_removes(store: Store, settings: Settings) -> None:
+    router = Router(settings)
+    add = read_mt5_deal(envelope(mt5_deal(Deal=1, Price="1.08500")), router)
+    other = read_mt5_deal(envelope(mt5_deal(Deal=2)), router)
+    upd = read_mt5_deal(envelope(mt5_deal(Deal=1, Price="1.09000"), event="update", ts=T0 + 5), router)
+    gone = read_mt5_deal(envelope(mt5_deal(Deal=2), event="delete", ts=T0 + 9), router)
+    _write(store, [add, other])
+    _write(store, [upd, add])  # the add redelivered after its update: must not win
+    _write(store, [gone, other])
+    _, rows = store.query("SELECT deal_id, price FROM deals ORDER BY deal_id")
+    assert rows == [("1", Decimal("1.09"))]
+
+
+def test_redelivered_balance_operation_counts_once(store: Store, settings: Settings) -> None:
+    op = read_mt5_deal(envelope(mt5_deal(Action=2, Profit="500.00")), Router(settings))
+    for _ in range(3):
+        _write(store, [op])
+    assert store.scalar("SELECT count() FROM balance_operations") == 1
+    assert store.scalar("SELECT sum(amount) FROM balance_operations") == Decimal("500")

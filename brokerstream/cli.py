@@ -172,7 +172,8 @@ def cmd_produce(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from brokerstream.demo import run_demo
 
-    return run_demo(_settings(args), events=args.events, rate=args.rate, seed=args.seed)
+    return run_demo(_settings(args), events=args.events, rate=args.rate, seed=args.seed,
+                    duration=args.duration)
 
 
 # ---- parser ----------------------------------------------------------------------------
@@ -257,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--events", type=int, default=200_000, help="events to simulate (0 = endless)")
     p.add_argument("--rate", type=float, default=2_000.0, help="events per second")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0 = Ctrl-C)")
     _add_config(p)
     p.set_defaults(func=cmd_demo)
     return parser

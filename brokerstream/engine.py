@@ -12,6 +12,7 @@ from pipelines.dataflow import (
     KafkaInput,
     build_flow,
     consumed_topics,
+    install_stop_handlers,
     recovery_config,
     run_flow,
 )
@@ -91,6 +92,7 @@ def run_kafka(
         lambda: _store_factory(settings),
         kafka_config=settings.kafka.extra,
     )
+    install_stop_handlers()
     rc = None
     if recovery:
         rc = recovery_config(recovery_dir or settings.recovery_dir(), settings.pipeline.recovery_partitions)

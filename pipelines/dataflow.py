@@ -6,6 +6,8 @@ input step differs. Domain logic lives in `connectors/`; this module only wires 
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -25,7 +27,7 @@ from brokerstream.store import Store
 from connectors.registry import READERS, Normaliser, Record
 from connectors.routing import Router
 from pipelines.sinks import ClickHouseSink, DeadLetterTopicSink
-from pipelines.sources import FileItem, JsonlSource, envelope_from_kafka
+from pipelines.sources import FileItem, JsonlSource, StoppableSource, envelope_from_kafka
 from schemas.envelope import Envelope
 from schemas.events import DeadLetter
 from schemas.tables import to_row
@@ -82,6 +84,22 @@ def _rows(records: list[Record]) -> list[tuple[str, tuple[Any, ...]]]:
     return [to_row(r) for r in records]
 
 
+# Set by SIGINT/SIGTERM (see `install_stop_handlers`): the inputs end and the flow completes.
+STOP = threading.Event()
+
+
+def install_stop_handlers() -> None:
+    """Turn Ctrl-C and SIGTERM into a clean stop instead of an exception inside Bytewax."""
+
+    def handler(signum: int, _frame: object) -> None:
+        if STOP.is_set():  # a second signal: stop now
+            raise KeyboardInterrupt
+        STOP.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
 def build_flow(
     settings: Settings,
     source: KafkaInput | FileInput,
@@ -91,22 +109,20 @@ def build_flow(
     flow = Dataflow("brokerstream")
     items: Stream[FileItem]
     if isinstance(source, KafkaInput):
-        raw = op.input(
-            "kafka_in",
-            flow,
-            KafkaSource(
-                brokers=source.bootstrap.split(","),
-                topics=source.topics,
-                tail=source.tail,
-                batch_size=settings.kafka.consume_batch,
-                raise_on_errors=False,
-                add_config=settings.kafka.extra,
-            ),
+        kafka = KafkaSource(
+            brokers=source.bootstrap.split(","),
+            topics=source.topics,
+            tail=source.tail,
+            batch_size=settings.kafka.consume_batch,
+            raise_on_errors=False,
+            add_config=settings.kafka.extra,
         )
+        raw = op.input("kafka_in", flow, StoppableSource(kafka, STOP))
         prefix = source.prefix
         items = op.map("envelope", raw, lambda m: envelope_from_kafka(m, prefix))
     else:
-        items = op.input("file_in", flow, JsonlSource(source.paths, settings.kafka.consume_batch))
+        files = JsonlSource(source.paths, settings.kafka.consume_batch)
+        items = op.input("file_in", flow, StoppableSource(files, STOP))
 
     normaliser = BatchNormaliser(Normaliser(Router(settings)), live=isinstance(source, KafkaInput))
     records = op.flat_map_batch("normalise", items, normaliser)

@@ -6,6 +6,7 @@ rest of the dataflow cannot tell them apart.
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -114,3 +115,38 @@ class JsonlSource(FixedPartitionedSource[FileItem, tuple[int, int]]):
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+class _StoppablePartition(StatefulSourcePartition[Any, Any]):
+    def __init__(self, inner: StatefulSourcePartition[Any, Any], stop: threading.Event) -> None:
+        self._inner = inner
+        self._stop = stop
+
+    def next_batch(self) -> list[Any]:
+        if self._stop.is_set():
+            raise StopIteration()
+        return list(self._inner.next_batch())
+
+    def next_awake(self) -> datetime | None:
+        return self._inner.next_awake()
+
+    def snapshot(self) -> Any:
+        return self._inner.snapshot()
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class StoppableSource(FixedPartitionedSource[Any, Any]):
+    """Wraps a source so a stop request (SIGTERM, Ctrl-C) ends the input cleanly: the dataflow
+    then completes, sinks flush and close, and the last snapshot is consistent."""
+
+    def __init__(self, inner: FixedPartitionedSource[Any, Any], stop: threading.Event) -> None:
+        self._inner = inner
+        self._stop = stop
+
+    def list_parts(self) -> list[str]:
+        return self._inner.list_parts()
+
+    def build_part(self, step_id: str, for_part: str, resume_state: Any) -> _StoppablePartition:
+        return _StoppablePartition(self._inner.build_part(step_id, for_part, resume_state), self._stop)

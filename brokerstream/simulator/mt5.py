@@ -55,6 +55,7 @@ class Mt5DealSimulator:
         start_ms: int = 1_732_406_400_000,  # 2024-11-24 00:00 UTC
         malformed_rate: float = 0.0,
         correction_rate: float = 0.002,
+        first_deal: int = 1_000_000,
     ) -> None:
         if not servers:
             raise ValueError("the simulator needs at least one MT5 server name")
@@ -64,8 +65,8 @@ class Mt5DealSimulator:
         self.malformed_rate = malformed_rate
         self.correction_rate = correction_rate
         self.prices = [s[3] for s in SYMBOLS]
-        self.next_deal = 1_000_000
-        self.next_order = 5_000_000
+        self.next_deal = first_deal
+        self.next_order = first_deal * 5
         self.accounts = [
             _Account(100_000 + i, servers[i % len(servers)], self.rng.choice(SUFFIXES))
             for i in range(accounts)

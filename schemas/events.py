@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,6 +33,25 @@ class Canonical(BaseModel):
     """Base of canonical records: immutable, strict about unknown fields."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @classmethod
+    def trusted(cls, values: dict[str, Any]) -> Self:
+        """Build from values a connector has already read and checked field by field.
+
+        This is the hot path (~1 µs instead of ~10 µs for `model_construct`, ~40 µs for full
+        validation): `values` must hold every field with its final type. Tests validate
+        records built this way with `model_validate(record.model_dump())`.
+        """
+        record = cls.__new__(cls)
+        object.__setattr__(record, "__dict__", values)
+        object.__setattr__(record, "__pydantic_fields_set__", cls._field_names())
+        object.__setattr__(record, "__pydantic_extra__", None)
+        object.__setattr__(record, "__pydantic_private__", None)
+        return record
+
+    @classmethod
+    def _field_names(cls) -> set[str]:
+        return set(cls.model_fields)
 
 
 class Deal(Canonical):

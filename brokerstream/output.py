@@ -16,7 +16,7 @@ def _cell(value: Any) -> str:
     if isinstance(value, datetime):
         return value.isoformat(sep=" ", timespec="milliseconds")
     if isinstance(value, Decimal):
-        return format(value.normalize(), "f") if value == value.to_integral() else format(value, "f")
+        return format(value.normalize(), "f")  # 163.77000000 -> 163.77
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return str(value)

@@ -6,6 +6,8 @@ Names are lower-case so they can be stored as they are in canonical events.
 
 from __future__ import annotations
 
+from schemas.events import Side
+
 # TradeRecord.cmd
 OP_BUY = 0
 OP_SELL = 1
@@ -28,7 +30,7 @@ TRADE_COMMANDS: dict[int, str] = {
 }
 
 # Commands that are market positions (fills), with the side of their opening deal.
-POSITION_COMMANDS: dict[int, str] = {OP_BUY: "buy", OP_SELL: "sell"}
+POSITION_COMMANDS: dict[int, Side] = {OP_BUY: "buy", OP_SELL: "sell"}
 # Pending orders: not fills; when one triggers, MT4 updates the record to cmd 0/1.
 PENDING_COMMANDS = frozenset({OP_BUY_LIMIT, OP_SELL_LIMIT, OP_BUY_STOP, OP_SELL_STOP})
 # Money moved on the account, signed amount in `profit`.

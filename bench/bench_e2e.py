@@ -100,7 +100,9 @@ def floor_kafka(bootstrap: str, topic: str, dsn: str) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("mode", nargs="?", default="all", choices=["all", "floor-file", "floor-kafka"])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--file")

@@ -4,18 +4,26 @@ records or dead letters. Nothing here raises: whatever cannot be read is kept wi
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+from connectors import mt4
+from connectors.ctrader import read_ctrader_event
 from connectors.fields import Rejected, Stage, from_epoch_ms
 from connectors.mt5 import read_mt5_deal
 from connectors.routing import Router
 from schemas.envelope import Envelope
-from schemas.events import BalanceOperation, DeadLetter, Deal
+from schemas.events import AccountUpdate, BalanceOperation, DeadLetter, Deal, Login, Quote
 
-Record = Deal | BalanceOperation | DeadLetter
-Reader = Callable[[Envelope, Router], Record | list[Record]]
+Record = Deal | BalanceOperation | DeadLetter | Login | Quote | AccountUpdate
+Reader = Callable[[Envelope, Router], Any]
 
 READERS: dict[str, Reader] = {
     "mt5.deals": read_mt5_deal,
+    "mt4.trades": mt4.read_mt4_trade,
+    "mt4.users": mt4.read_mt4_user,
+    "mt4.logins": mt4.read_mt4_online,
+    "mt4.ticks": mt4.read_mt4_tick,
+    "ctrader.events": read_ctrader_event,
 }
 
 

@@ -24,12 +24,13 @@ from bytewax.dataflow import Dataflow, Stream
 from brokerstream.config import Settings
 from brokerstream.metrics import DEAD_LETTERS, EVENT_LAG_SECONDS, EVENTS_IN, RECORDS_OUT
 from brokerstream.store import Store
+from connectors.account_state import merge_account
 from connectors.registry import READERS, Normaliser, Record
 from connectors.routing import Router
 from pipelines.sinks import ClickHouseSink, DeadLetterTopicSink
 from pipelines.sources import FileItem, JsonlSource, StoppableSource, envelope_from_kafka
 from schemas.envelope import Envelope
-from schemas.events import DeadLetter
+from schemas.events import AccountUpdate, DeadLetter
 from schemas.tables import to_row
 
 
@@ -81,7 +82,11 @@ class BatchNormaliser:
 
 
 def _rows(records: list[Record]) -> list[tuple[str, tuple[Any, ...]]]:
-    return [to_row(r) for r in records]
+    return [to_row(r) for r in records if not isinstance(r, AccountUpdate)]
+
+
+def _account_update(record: Record) -> tuple[str, AccountUpdate] | None:
+    return (record.account_key, record) if isinstance(record, AccountUpdate) else None
 
 
 # Set by SIGINT/SIGTERM (see `install_stop_handlers`): the inputs end and the flow completes.
@@ -127,7 +132,13 @@ def build_flow(
     normaliser = BatchNormaliser(Normaliser(Router(settings)), live=isinstance(source, KafkaInput))
     records = op.flat_map_batch("normalise", items, normaliser)
     rows = op.flat_map_batch("rows", records, _rows)
-    op.output("clickhouse", rows, ClickHouseSink(store_factory, settings.pipeline.batch_rows))
+    # Account updates from platforms and the CRM merge into one state per account (keyed, so
+    # an account's state lives on one worker and is snapshotted for recovery).
+    updates = op.filter_map("account_updates", records, _account_update)
+    accounts = op.stateful_map("account_state", updates, merge_account)
+    account_rows = op.map("account_rows", accounts, lambda kv: to_row(kv[1]))
+    all_rows = op.merge("all_rows", rows, account_rows)
+    op.output("clickhouse", all_rows, ClickHouseSink(store_factory, settings.pipeline.batch_rows))
 
     if isinstance(source, KafkaInput):
         dead = op.filter_map(

@@ -205,4 +205,45 @@ class AccountUpdate(Canonical):
     source: str
 
 
-CanonicalRecord = Deal | BalanceOperation | DeadLetter | Login | Quote | AccountUpdate
+ACCOUNT_FIELDS: tuple[str, ...] = (
+    "name", "group", "country", "email", "currency", "leverage", "agent", "agent_from", "client_id",
+    "registration", "date_of_birth", "kyc_status", "status", "balance", "credit", "equity", "margin",
+    "margin_free", "margin_level",
+)
+
+
+class Account(Canonical):
+    """The latest known state of an account, merged field by field from every source: for each
+    field the value of the newest update that said something about it wins."""
+
+    account_key: str
+    tenant: str
+    platform: str
+    server: str
+    login: int = Field(ge=0)
+    name: str = ""
+    group: str = ""
+    country: str = ""
+    email: str = ""
+    currency: str = ""
+    leverage: int = 0
+    agent: str = ""
+    agent_from: datetime | None = None
+    client_id: str = ""
+    registration: datetime | None = None
+    date_of_birth: date | None = None
+    kyc_status: str = ""
+    status: str = ""
+    balance: Decimal | None = None
+    credit: Decimal | None = None
+    equity: Decimal | None = None
+    margin: Decimal | None = None
+    margin_free: Decimal | None = None
+    margin_level: Decimal | None = None
+    first_seen: datetime
+    updated_at: datetime = Field(description="event time of the newest update merged in")
+    version: int = Field(ge=0)
+    source: str = Field(description="the newest update's source")
+
+
+CanonicalRecord = Deal | BalanceOperation | DeadLetter | Login | Quote | AccountUpdate | Account

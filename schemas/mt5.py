@@ -35,7 +35,9 @@ DEAL_ACTIONS: dict[int, str] = {
 TRADE_ACTIONS: dict[int, Literal["buy", "sell"]] = {0: "buy", 1: "sell", 13: "buy", 14: "sell"}
 CANCELED_ACTIONS = frozenset({13, 14})
 
-DEAL_ENTRIES: dict[int, Literal["in", "out", "inout", "out_by"]] = {0: "in", 1: "out", 2: "inout", 3: "out_by"}
+DEAL_ENTRIES: dict[int, Literal["in", "out", "inout", "out_by"]] = {
+    0: "in", 1: "out", 2: "inout", 3: "out_by",
+}
 
 DEAL_REASONS: dict[int, str] = {
     0: "client",

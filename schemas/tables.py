@@ -6,16 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.events import BalanceOperation, DeadLetter, Deal
+from schemas.events import Account, BalanceOperation, DeadLetter, Deal, Login, Quote
 
-DEAL_COLUMNS: tuple[str, ...] = tuple(Deal.model_fields)
-BALANCE_COLUMNS: tuple[str, ...] = tuple(BalanceOperation.model_fields)
-DEAD_LETTER_COLUMNS: tuple[str, ...] = tuple(DeadLetter.model_fields)
-
+# Account updates are not stored as such: the dataflow merges them into `Account` rows.
 TABLES: dict[type, tuple[str, tuple[str, ...]]] = {
-    Deal: ("deals_store", DEAL_COLUMNS),
-    BalanceOperation: ("balance_operations_store", BALANCE_COLUMNS),
-    DeadLetter: ("dead_letters_store", DEAD_LETTER_COLUMNS),
+    Deal: ("deals_store", tuple(Deal.model_fields)),
+    BalanceOperation: ("balance_operations_store", tuple(BalanceOperation.model_fields)),
+    DeadLetter: ("dead_letters_store", tuple(DeadLetter.model_fields)),
+    Login: ("logins_store", tuple(Login.model_fields)),
+    Quote: ("quotes_in", tuple(Quote.model_fields)),
+    Account: ("accounts_store", tuple(Account.model_fields)),
 }
 
 COLUMNS_BY_TABLE: dict[str, tuple[str, ...]] = {table: cols for table, cols in TABLES.values()}

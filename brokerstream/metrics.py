@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_IN = Counter(
     "brokerstream_events_in_total", "Raw messages read, by topic", ["topic"]
@@ -22,6 +22,11 @@ SINK_BATCH_ROWS = Histogram(
 SINK_FLUSH_SECONDS = Histogram(
     "brokerstream_sink_flush_seconds", "Time to write one batch to ClickHouse", ["table"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+CONSUMER_LAG = Gauge(
+    "brokerstream_consumer_lag_messages",
+    "Messages in a raw topic partition not yet read by the engine (at the last snapshot)",
+    ["topic", "partition"],
 )
 EVENT_LAG_SECONDS = Histogram(
     "brokerstream_event_lag_seconds",

@@ -18,7 +18,6 @@ from typing import Any
 
 import bytewax.operators as op
 from bytewax._bytewax import RecoveryConfig, cli_main, init_db_dir
-from bytewax.connectors.kafka import KafkaSource
 from bytewax.dataflow import Dataflow, Stream
 
 from brokerstream.config import Settings
@@ -27,8 +26,9 @@ from brokerstream.store import Store
 from connectors.account_state import merge_account
 from connectors.registry import READERS, Normaliser, Record
 from connectors.routing import Router
+from pipelines.kafka_source import KafkaRawSource
 from pipelines.sinks import ClickHouseSink, DeadLetterTopicSink
-from pipelines.sources import FileItem, JsonlSource, StoppableSource, envelope_from_kafka
+from pipelines.sources import FileItem, JsonlSource, StoppableSource
 from schemas.envelope import Envelope
 from schemas.events import AccountUpdate, DeadLetter
 from schemas.tables import to_row
@@ -38,7 +38,7 @@ from schemas.tables import to_row
 class KafkaInput:
     bootstrap: str
     topics: list[str]
-    tail: bool = True  # False: stop at the end of every partition (bounded runs, tests)
+    tail: bool = True  # False: stop at the high watermarks seen at start (bounded runs, tests)
     prefix: str = ""  # topic prefix, removed before the connectors see the topic
 
 
@@ -114,17 +114,11 @@ def build_flow(
     flow = Dataflow("brokerstream")
     items: Stream[FileItem]
     if isinstance(source, KafkaInput):
-        kafka = KafkaSource(
-            brokers=source.bootstrap.split(","),
-            topics=source.topics,
-            tail=source.tail,
-            batch_size=settings.kafka.consume_batch,
-            raise_on_errors=False,
-            add_config=settings.kafka.extra,
+        kafka = KafkaRawSource(
+            source.bootstrap, source.topics, prefix=source.prefix,
+            batch=settings.kafka.consume_batch, bounded=not source.tail, extra=settings.kafka.extra,
         )
-        raw = op.input("kafka_in", flow, StoppableSource(kafka, STOP))
-        prefix = source.prefix
-        items = op.map("envelope", raw, lambda m: envelope_from_kafka(m, prefix))
+        items = op.input("kafka_in", flow, StoppableSource(kafka, STOP))
     else:
         files = JsonlSource(source.paths, settings.kafka.consume_batch)
         items = op.input("file_in", flow, StoppableSource(files, STOP))

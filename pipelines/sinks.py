@@ -44,8 +44,7 @@ class _TableWriter(StatefulSinkPartition[Row, None]):
             return
         rows, self._rows = self._rows, []
         started = time.perf_counter()
-        columns = [list(col) for col in zip(*rows, strict=True)]
-        self._store.insert_columns(self._table, self._columns, columns)
+        self._store.insert_rows(self._table, self._columns, rows)
         SINK_FLUSH_SECONDS.labels(self._table).observe(time.perf_counter() - started)
         SINK_BATCH_ROWS.labels(self._table).observe(len(rows))
         SINK_ROWS.labels(self._table).inc(len(rows))

@@ -1,7 +1,7 @@
-"""Inputs of the dataflow: Kafka raw topics, or JSON Lines replay files of envelopes.
+"""Replay-file input of the dataflow (JSON Lines of envelopes), and the stop wrapper.
 
-Both yield `Envelope`s (or a `DeadLetter` for a replay line that is not an envelope), so the
-rest of the dataflow cannot tell them apart.
+Like the Kafka input (`pipelines.kafka_source`), it yields `Envelope`s (or a `DeadLetter` for a
+line that is not an envelope), so the rest of the dataflow cannot tell them apart.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from connectors.registry import dead_letter
@@ -19,40 +18,6 @@ from schemas.envelope import Envelope, EnvelopeError, envelope_from_json_line
 from schemas.events import DeadLetter
 
 FileItem = Envelope | DeadLetter
-
-
-def _headers(raw: list[tuple[str, bytes]] | None) -> dict[str, str]:
-    if not raw:
-        return {}
-    return {name: (value or b"").decode("utf-8", "replace") for name, value in raw}
-
-
-def envelope_from_kafka(
-    msg: KafkaSourceMessage[Any, Any] | KafkaError[Any, Any], prefix: str = ""
-) -> FileItem:
-    """A consumed Kafka message as an envelope (topic without the environment prefix);
-    a consume error becomes a dead letter."""
-    if isinstance(msg, KafkaError):
-        inner = msg.msg
-        env = Envelope(
-            topic=inner.topic or "?", value=inner.value or b"", timestamp_ms=0,
-            partition=inner.partition or -1, offset=inner.offset or -1,
-        )
-        return dead_letter(env, f"kafka consume error: {msg.err}", "decode")
-    ts_type, ts_ms = msg.timestamp or (0, 0)
-    key = msg.key
-    topic = msg.topic or ""
-    return Envelope(
-        topic=topic[len(prefix):] if prefix and topic.startswith(prefix) else topic,
-        value=msg.value or b"",
-        # A message with no timestamp (type 0) gets none from us either: arrival time
-        # would make replays non-deterministic, so it counts as epoch 0.
-        timestamp_ms=ts_ms if ts_type else 0,
-        key=key.decode("utf-8", "replace") if isinstance(key, bytes) else (key or ""),
-        headers=_headers(msg.headers),
-        partition=msg.partition if msg.partition is not None else -1,
-        offset=msg.offset if msg.offset is not None else -1,
-    )
 
 
 class _JsonlPartition(StatefulSourcePartition[FileItem, tuple[int, int]]):

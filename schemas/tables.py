@@ -4,6 +4,7 @@ Columns not listed (`ingested_at`) are filled by ClickHouse."""
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any
 
 from schemas.events import Account, BalanceOperation, DeadLetter, Deal, Login, Quote
@@ -19,10 +20,12 @@ TABLES: dict[type, tuple[str, tuple[str, ...]]] = {
 }
 
 COLUMNS_BY_TABLE: dict[str, tuple[str, ...]] = {table: cols for table, cols in TABLES.values()}
+_GETTERS: dict[type, tuple[str, Any]] = {
+    kind: (table, itemgetter(*columns)) for kind, (table, columns) in TABLES.items()
+}
 
 
 def to_row(record: Any) -> tuple[str, tuple[Any, ...]]:
     """(table, values in column order) for a canonical record."""
-    table, columns = TABLES[type(record)]
-    values = record.__dict__
-    return table, tuple(values[c] for c in columns)
+    table, getter = _GETTERS[type(record)]
+    return table, getter(record.__dict__)

@@ -177,8 +177,13 @@ def test_sigkill_mid_stream_then_resume_loses_and_doubles_nothing(
     proc.wait(30)
     assert 0 < written < n, f"killed after {written} rows"
 
-    engine.run("run", "--exit-at-end")  # resumes from the last snapshot
-    n_deals, n_ops, n_dead = _check_against_reference(engine, sim)
+    resumed = engine.run("run", "--exit-at-end")  # resumes from the last snapshot
+    try:
+        n_deals, n_ops, n_dead = _check_against_reference(engine, sim)
+    except AssertionError:
+        log = (engine.root / "engine.log").read_text(errors="replace")[-4000:]
+        print(f"--- resumed run said:\n{resumed}\n--- killed run log:\n{log}")
+        raise
     stored = engine.sql("SELECT (SELECT count() FROM deals_store) AS raw, (SELECT count() FROM deals) AS n")
     print(f"killed after {written:.0f} rows; deals {n_deals}, ops {n_ops}, dead letters {n_dead}; "
           f"deal rows stored {stored[0]['raw']} for {stored[0]['n']} deals")

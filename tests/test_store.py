@@ -18,7 +18,7 @@ def _write(store: Store, records: list[object]) -> None:
         table, row = to_row(record)
         by_table.setdefault(table, []).append(row)
     for table, rows in by_table.items():
-        store.insert_columns(table, COLUMNS_BY_TABLE[table], [list(c) for c in zip(*rows, strict=True)])
+        store.insert_rows(table, COLUMNS_BY_TABLE[table], rows)
 
 
 def test_migrations_are_idempotent(store: Store) -> None:
@@ -48,3 +48,12 @@ def test_redelivered_balance_operation_counts_once(store: Store, settings: Setti
         _write(store, [op])
     assert store.scalar("SELECT count() FROM balance_operations") == 1
     assert store.scalar("SELECT sum(amount) FROM balance_operations") == Decimal("500")
+
+
+def test_dead_letter_keeps_non_utf8_bytes_exactly(store: Store, settings: Settings) -> None:
+    from connectors.registry import Normaliser
+
+    raw = b"\x08\xee\xff\x00garbage\x9c"
+    [dl] = Normaliser(Router(settings))(envelope(raw, topic="mt5.deals"))
+    _write(store, [dl])
+    assert store.scalar("SELECT hex(raw) FROM dead_letters") == raw.hex().upper()

@@ -169,6 +169,17 @@ def cmd_produce(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_webhooks(args: argparse.Namespace) -> int:
+    from brokerstream.webhooks import run_webhooks
+
+    settings = _settings(args)
+    configured = ", ".join(sorted(settings.psp.providers)) or "none (add a psp section)"
+    print(f"webhook receiver on http://{args.host}:{args.port}/webhooks/<provider>; "
+          f"providers: {configured}", flush=True)
+    run_webhooks(settings, args.port, args.host)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from brokerstream.demo import run_demo
 
@@ -251,6 +262,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=0.0, help="messages per second (0 = max)")
     _add_config(p)
     p.set_defaults(func=cmd_produce)
+
+    p = sub.add_parser("webhooks", help="the payment providers' webhook receiver",
+                       description="Receive PSP webhooks at /webhooks/<provider> (skrill, praxis, "
+                       "coinspaid, nuvei, stripe), check each provider's signature, and answer "
+                       "2xx only once Kafka has the raw event (acks=all).")
+    p.add_argument("--port", type=int, default=8090)
+    p.add_argument("--host", default="127.0.0.1")
+    _add_config(p)
+    p.set_defaults(func=cmd_webhooks)
 
     p = sub.add_parser("demo", help="simulated brokerage -> Kafka -> engine -> ClickHouse",
                        description="Start the local Kafka, publish simulated traffic live, run the "

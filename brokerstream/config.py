@@ -106,6 +106,15 @@ class Settings(Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @model_validator(mode="after")
+    def _psp_tenants_exist(self) -> Settings:
+        tenants = {t.id for t in self.tenants}
+        for name, provider in self.psp.providers.items():
+            if provider.tenant not in tenants:
+                raise ValueError(f"psp.providers.{name}.tenant: no tenant {provider.tenant!r} "
+                                 f"(tenants are {sorted(tenants)})")
+        return self
+
+    @model_validator(mode="after")
     def _servers_unique(self) -> Settings:
         seen: dict[str, str] = {}
         for tenant in self.tenants:

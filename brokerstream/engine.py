@@ -87,7 +87,7 @@ def run_kafka(
     prefix = settings.kafka.topic_prefix
     flow = build_flow(
         settings,
-        KafkaInput(bootstrap, [prefix + t for t in consumed_topics()], tail=not exit_at_end,
+        KafkaInput(bootstrap, [prefix + t for t in consumed_topics(settings)], tail=not exit_at_end,
                    prefix=prefix),
         lambda: _store_factory(settings),
         kafka_config=settings.kafka.extra,

@@ -1,7 +1,8 @@
-"""Default contract sizes (units per lot) for platforms whose trade records carry none (MT4).
+"""Contract sizes (units per lot) for platforms whose trade records carry none (MT4).
 
-A stop-gap until the symbols reference (per server, per symbol) replaces it: the usual retail
-CFD specifications, by instrument class, on the canonical symbol name.
+The symbols reference (`connectors.symbols`, shipped defaults in `symbols_default.yaml`, a
+broker's own file on top) decides for every instrument it knows. A symbol it does not know
+gets the usual retail CFD specification of its instrument class, guessed from the name:
 
 - FX pairs (and anything not recognised): 100,000 units of the base currency per lot.
 - Gold (XAU, GOLD): 100 oz; silver (XAG, SILVER): 5,000 oz; platinum/palladium (XPT/XPD): 100 oz.
@@ -14,7 +15,7 @@ from __future__ import annotations
 from decimal import Decimal
 from functools import lru_cache
 
-from connectors.symbols import canonical_symbol
+from connectors.symbols import default_book, generic_symbol
 
 FX_CONTRACT = Decimal(100_000)
 DEFAULT_CONTRACT = FX_CONTRACT
@@ -49,10 +50,18 @@ def _is_crypto(name: str) -> bool:
     return any(name.startswith(base) and name[len(base):] in _CRYPTO_QUOTES for base in _CRYPTO_BASES)
 
 
-@lru_cache(maxsize=16_384)
 def contract_size_for(symbol: str) -> Decimal:
-    """Units per lot of `symbol` (platform or canonical name), by instrument class."""
-    name = canonical_symbol(symbol)
+    """Units per lot of `symbol` (platform or canonical name): from the symbols reference, else
+    by instrument class."""
+    info = default_book().lookup(symbol)
+    if info is not None:
+        return info.contract_size
+    return _by_class(generic_symbol(symbol))
+
+
+@lru_cache(maxsize=16_384)
+def _by_class(name: str) -> Decimal:
+    """The fallback for symbols the reference does not know (`name` without decoration)."""
     if name in _METAL_NAMES:
         return _METAL_NAMES[name]
     if name[:3] in _METALS:

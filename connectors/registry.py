@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from connectors import mt4
+from connectors import mt4, mt5_accounts
+from connectors.crm import read_crm_account
 from connectors.ctrader import read_ctrader_event
 from connectors.fields import Rejected, Stage, from_epoch_ms
 from connectors.mt5 import read_mt5_deal
+from connectors.psp.common import psp_readers
 from connectors.routing import Router
 from schemas.envelope import Envelope
 from schemas.events import AccountUpdate, BalanceOperation, DeadLetter, Deal, Login, Quote
@@ -17,14 +19,24 @@ from schemas.events import AccountUpdate, BalanceOperation, DeadLetter, Deal, Lo
 Record = Deal | BalanceOperation | DeadLetter | Login | Quote | AccountUpdate
 Reader = Callable[[Envelope, Router], Any]
 
+# Platform connectors: they need only the router (server -> tenant).
 READERS: dict[str, Reader] = {
     "mt5.deals": read_mt5_deal,
+    "mt5.users": mt5_accounts.read_mt5_users,
+    "mt5.logins": mt5_accounts.read_mt5_login,
+    "mt5.ticks": mt5_accounts.read_mt5_tick,
+    "crm.accounts": read_crm_account,
     "mt4.trades": mt4.read_mt4_trade,
     "mt4.users": mt4.read_mt4_user,
     "mt4.logins": mt4.read_mt4_online,
     "mt4.ticks": mt4.read_mt4_tick,
     "ctrader.events": read_ctrader_event,
 }
+
+
+def readers_for(settings: Any) -> dict[str, Reader]:
+    """Every connector, the payment providers' bound to their configuration."""
+    return {**READERS, **psp_readers(settings)}
 
 
 def dead_letter(env: Envelope, reason: str, stage: Stage, tenant: str = "") -> DeadLetter:

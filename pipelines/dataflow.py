@@ -24,7 +24,7 @@ from brokerstream.config import Settings
 from brokerstream.metrics import DEAD_LETTERS, EVENT_LAG_SECONDS, EVENTS_IN, RECORDS_OUT
 from brokerstream.store import Store
 from connectors.account_state import merge_account
-from connectors.registry import READERS, Normaliser, Record
+from connectors.registry import Normaliser, Record, readers_for
 from connectors.routing import Router
 from pipelines.kafka_source import KafkaRawSource
 from pipelines.sinks import ClickHouseSink, DeadLetterTopicSink
@@ -47,9 +47,9 @@ class FileInput:
     paths: list[Path]
 
 
-def consumed_topics() -> list[str]:
+def consumed_topics(settings: Settings) -> list[str]:
     """Raw topics the engine reads: those with a connector."""
-    return sorted(READERS)
+    return sorted(readers_for(settings))
 
 
 class BatchNormaliser:
@@ -123,7 +123,9 @@ def build_flow(
         files = JsonlSource(source.paths, settings.kafka.consume_batch)
         items = op.input("file_in", flow, StoppableSource(files, STOP))
 
-    normaliser = BatchNormaliser(Normaliser(Router(settings)), live=isinstance(source, KafkaInput))
+    normaliser = BatchNormaliser(
+        Normaliser(Router(settings), readers_for(settings)), live=isinstance(source, KafkaInput)
+    )
     records = op.flat_map_batch("normalise", items, normaliser)
     rows = op.flat_map_batch("rows", records, _rows)
     # Account updates from platforms and the CRM merge into one state per account (keyed, so

@@ -40,6 +40,12 @@ class PspProviderSettings(BaseModel):
     merchant_email: str = Field(
         default="", description="Skrill: the merchant's wallet email (tells payouts from deposits)"
     )
+    allow_unsigned_account: bool = Field(
+        default=False,
+        description="accept a trading account named only in fields the provider's signature "
+        "does not cover (Skrill merchant_fields, Nuvei customField1/merchant_unique_id, "
+        "Praxis session.cid); off: the account must be in a signed field",
+    )
     tolerance_s: int | None = Field(
         default=None, ge=0,
         description="max age of a signed timestamp; None: the provider's default, 0: no check",

@@ -13,6 +13,7 @@ the recovery snapshot stays the source of truth.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
@@ -24,6 +25,7 @@ from schemas.envelope import Envelope
 log = logging.getLogger(__name__)
 
 GROUP_ID = "brokerstream-engine"
+IDLE_POLL = timedelta(milliseconds=20)
 
 
 def _consumer(bootstrap: str, extra: dict[str, str]) -> Consumer:
@@ -66,6 +68,7 @@ class _KafkaPartition(StatefulSourcePartition[FileItem, int]):
         if bounded:
             _, self._end = self._consumer.get_watermark_offsets(self._tp, timeout=30)
         self._lag = CONSUMER_LAG.labels(self._topic, str(partition))
+        self._awake: datetime | None = None
 
     def _done(self) -> bool:
         if self._end is None:
@@ -76,7 +79,11 @@ class _KafkaPartition(StatefulSourcePartition[FileItem, int]):
         if self._done():
             raise StopIteration()
         out: list[FileItem] = []
-        for msg in self._consumer.consume(self._batch, 0.05):
+        # Never block: Bytewax polls every partition of this worker in turn, so one idle
+        # partition waiting would stall the busy ones. An idle partition asks to be woken later.
+        msgs = self._consumer.consume(self._batch, 0)
+        self._awake = None if msgs else datetime.now(UTC) + IDLE_POLL
+        for msg in msgs:
             err = msg.error()
             if err is not None:
                 if err.code() != KafkaError._PARTITION_EOF:
@@ -102,6 +109,9 @@ class _KafkaPartition(StatefulSourcePartition[FileItem, int]):
             out = [e for e in out if not isinstance(e, Envelope) or e.offset < self._end]
             self._next = self._end
         return out
+
+    def next_awake(self) -> datetime | None:
+        return self._awake
 
     def snapshot(self) -> int:
         if self._next >= 0:

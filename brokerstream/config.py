@@ -103,6 +103,8 @@ class Settings(Strict):
     clickhouse: ClickHouseConfig = ClickHouseConfig()
     pipeline: PipelineConfig = PipelineConfig()
     psp: PspSettings = PspSettings()
+    # IB commission files, one per tenant (docs/commissions.md); relative to this file.
+    commissions: list[str] = Field(default_factory=list)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @model_validator(mode="after")
@@ -174,6 +176,10 @@ def load_settings(path: str | Path | None = None) -> Settings:
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {chosen} is not valid YAML: {exc}") from None
     settings = parse_settings(doc, str(chosen))
+    if settings.commissions:
+        base = chosen.resolve().parent
+        paths = [str((base / p).resolve()) for p in settings.commissions]
+        settings = settings.model_copy(update={"commissions": paths})
     bootstrap = os.environ.get("BROKERSTREAM_KAFKA")
     if bootstrap:
         settings = settings.model_copy(

@@ -14,6 +14,9 @@ DEAD_LETTERS = Counter(
     "brokerstream_dead_letters_total", "Messages that could not be read, by topic and stage",
     ["topic", "stage"],
 )
+COMMISSION_ISSUES = Counter(
+    "brokerstream_commission_issues_total", "Deals the commission engine could not price"
+)
 SINK_ROWS = Counter("brokerstream_sink_rows_total", "Rows written to ClickHouse", ["table"])
 SINK_BATCH_ROWS = Histogram(
     "brokerstream_sink_batch_rows", "Rows per ClickHouse insert", ["table"],

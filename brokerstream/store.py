@@ -44,7 +44,7 @@ def migrations(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, str, list[st
 
 _DECIMAL = re.compile(r"^Decimal\((\d+), (\d+)\)$")
 _SIMPLE_ARROW: dict[str, pa.DataType] = {
-    "String": pa.string(), "Bool": pa.bool_(), "UInt8": pa.bool_(), "UInt32": pa.uint32(),
+    "String": pa.string(), "Bool": pa.bool_(), "UInt8": pa.uint8(), "UInt32": pa.uint32(),
     "UInt64": pa.uint64(), "Int32": pa.int32(), "Int64": pa.int64(), "Date32": pa.date32(),
     "Float64": pa.float64(),
 }
@@ -145,6 +145,8 @@ class Store:
             kind = field.type
             if kind == pa.string() and isinstance(values[0], bytes):
                 kind = pa.binary()  # raw message bytes (dead letters) need not be UTF-8
+            elif kind == pa.uint8() and isinstance(values[0], bool):
+                kind = pa.bool_()  # is_deleted flags: ClickHouse stores them as UInt8
             arrays.append(pa.array(values, type=kind))
         self.client.insert_arrow(table, pa.Table.from_arrays(arrays, names=list(columns)))
 

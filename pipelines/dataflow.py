@@ -14,24 +14,34 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import bytewax.operators as op
 from bytewax._bytewax import RecoveryConfig, cli_main, init_db_dir
 from bytewax.dataflow import Dataflow, Stream
 
 from brokerstream.config import Settings
-from brokerstream.metrics import DEAD_LETTERS, EVENT_LAG_SECONDS, EVENTS_IN, RECORDS_OUT
+from brokerstream.metrics import (
+    COMMISSION_ISSUES,
+    DEAD_LETTERS,
+    EVENT_LAG_SECONDS,
+    EVENTS_IN,
+    RECORDS_OUT,
+)
 from brokerstream.store import Store
+from commissions import CommissionConfigError, load_commissions
+from commissions.engine import CommissionStep, Issue
+from commissions.rows import CommissionRow
 from connectors.account_state import merge_account
 from connectors.registry import Normaliser, Record, readers_for
 from connectors.routing import Router
+from connectors.symbols import SymbolBook
 from pipelines.kafka_source import KafkaRawSource
 from pipelines.sinks import ClickHouseSink, DeadLetterTopicSink
 from pipelines.sources import FileItem, JsonlSource, StoppableSource
 from schemas.envelope import Envelope
-from schemas.events import AccountUpdate, DeadLetter
-from schemas.tables import to_row
+from schemas.events import Account, AccountUpdate, DeadLetter, Deal
+from schemas.tables import issue_row, to_row
 
 
 @dataclass(frozen=True)
@@ -105,12 +115,56 @@ def install_stop_handlers() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def _commission_input(record: Record) -> tuple[str, Deal] | None:
+    return (record.tenant, record) if isinstance(record, Deal) else None
+
+
+def _commission_out(kv: tuple[str, list[CommissionRow | Issue]]) -> list[tuple[str, tuple[Any, ...]]]:
+    tenant, produced = kv
+    out = []
+    for item in produced:
+        if isinstance(item, CommissionRow):
+            out.append(to_row(item))
+        else:
+            COMMISSION_ISSUES.inc()
+            out.append(issue_row(tenant, item))
+    return out
+
+
+def _commission_rows(
+    records: Stream[Record], accounts: Stream[tuple[str, Account]], step: CommissionStep
+) -> Stream[tuple[str, tuple[Any, ...]]]:
+    """IB commissions: deals and merged accounts (for IB assignments), keyed by tenant because
+    one deal moves the counters (tiers, caps) of every IB in its chain."""
+    deals = op.filter_map("commission_deals", records, _commission_input)
+    assignments = op.map("commission_accounts", accounts, lambda kv: (kv[1].tenant, kv[1]))
+    events = cast(Stream[tuple[str, Deal | Account]],
+                  op.merge("commission_events", deals, assignments))
+    produced = op.stateful_map("ib_commissions", events, step)
+    return op.flat_map("commission_rows", produced, _commission_out)
+
+
+def commission_step(settings: Settings) -> CommissionStep | None:
+    """The commission engine for the configured tenants (None when no file is configured)."""
+    if not settings.commissions:
+        return None
+    configs = {}
+    tenants = {t.id for t in settings.tenants}
+    for path in settings.commissions:
+        config = load_commissions(path)
+        if config.tenant not in tenants:
+            raise CommissionConfigError(f"{path}: tenant {config.tenant!r} is not in the configuration")
+        configs[config.tenant] = config
+    return CommissionStep(configs, symbols=SymbolBook.default())
+
+
 def build_flow(
     settings: Settings,
     source: KafkaInput | FileInput,
     store_factory: Callable[[], Store],
     kafka_config: dict[str, str] | None = None,
 ) -> Dataflow:
+    commissions = commission_step(settings)
     flow = Dataflow("brokerstream")
     items: Stream[FileItem]
     if isinstance(source, KafkaInput):
@@ -133,7 +187,10 @@ def build_flow(
     updates = op.filter_map("account_updates", records, _account_update)
     accounts = op.stateful_map("account_state", updates, merge_account)
     account_rows = op.map("account_rows", accounts, lambda kv: to_row(kv[1]))
-    all_rows = op.merge("all_rows", rows, account_rows)
+    streams = [rows, account_rows]
+    if commissions is not None:
+        streams.append(_commission_rows(records, accounts, commissions))
+    all_rows = op.merge("all_rows", *streams)
     op.output("clickhouse", all_rows, ClickHouseSink(store_factory, settings.pipeline.batch_rows))
 
     if isinstance(source, KafkaInput):

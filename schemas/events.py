@@ -51,7 +51,11 @@ class Canonical(BaseModel):
 
     @classmethod
     def _field_names(cls) -> set[str]:
-        return set(cls.model_fields)
+        names: set[str] | None = cls.__dict__.get("_FIELD_NAMES")
+        if names is None:  # once per class: rebuilding it per record costs ~2 µs
+            names = set(cls.model_fields)
+            type.__setattr__(cls, "_FIELD_NAMES", names)
+        return names
 
 
 class Deal(Canonical):

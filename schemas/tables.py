@@ -4,9 +4,11 @@ Columns not listed (`ingested_at`) are filled by ClickHouse."""
 
 from __future__ import annotations
 
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
+from commissions.engine import Issue
+from commissions.rows import ROW_COLUMNS, CommissionRow
 from schemas.events import Account, BalanceOperation, DeadLetter, Deal, Login, Quote
 
 # Account updates are not stored as such: the dataflow merges them into `Account` rows.
@@ -17,15 +19,31 @@ TABLES: dict[type, tuple[str, tuple[str, ...]]] = {
     Login: ("logins_store", tuple(Login.model_fields)),
     Quote: ("quotes_in", tuple(Quote.model_fields)),
     Account: ("accounts_store", tuple(Account.model_fields)),
+    CommissionRow: ("ib_commissions_store", ROW_COLUMNS),
 }
 
 COLUMNS_BY_TABLE: dict[str, tuple[str, ...]] = {table: cols for table, cols in TABLES.values()}
+ISSUE_COLUMNS = ("tenant", "key", "version", "reason")
+COLUMNS_BY_TABLE["commission_issues_store"] = ISSUE_COLUMNS
+
+# Pydantic records keep their values in __dict__; the commission rows are slotted dataclasses.
 _GETTERS: dict[type, tuple[str, Any]] = {
     kind: (table, itemgetter(*columns)) for kind, (table, columns) in TABLES.items()
+}
+_ATTR_GETTERS: dict[type, tuple[str, Any]] = {
+    CommissionRow: ("ib_commissions_store", attrgetter(*ROW_COLUMNS)),
 }
 
 
 def to_row(record: Any) -> tuple[str, tuple[Any, ...]]:
     """(table, values in column order) for a canonical record."""
-    table, getter = _GETTERS[type(record)]
+    kind = type(record)
+    if kind in _ATTR_GETTERS:
+        table, getter = _ATTR_GETTERS[kind]
+        return table, getter(record)
+    table, getter = _GETTERS[kind]
     return table, getter(record.__dict__)
+
+
+def issue_row(tenant: str, issue: Issue) -> tuple[str, tuple[Any, ...]]:
+    return "commission_issues_store", (tenant, issue.key, issue.version, issue.reason)

@@ -1,0 +1,89 @@
+"""Decimal arithmetic for positions and exposure.
+
+Every computation in this package runs in `EXACT`, a 60-digit context: sums and products of
+prices (8 dp) and volumes (8 dp) are exact there, so an aggregate that gains a value and later
+loses it returns to exactly what it was. Only two values are rounded inside: the volume-weighted
+average open price (to `PRICE_EXP`, 12 dp, so its digits stay bounded) and divisions by a rate
+(60 significant digits). Results are rounded to 8 dp, half-even, when they are output (`q8`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import (
+    ROUND_HALF_EVEN,
+    Context,
+    Decimal,
+    DivisionByZero,
+    InvalidOperation,
+    Overflow,
+)
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from schemas.events import Deal
+
+EXACT = Context(prec=60, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow])
+ZERO = Decimal(0)
+ONE = Decimal(1)
+OUTPUT_EXP = Decimal("1E-8")
+PRICE_EXP = Decimal("1E-12")
+_ZERO8 = Decimal("0E-8")
+_quantize = EXACT.quantize  # half-even, the context's rounding
+
+
+def q8(value: Decimal) -> Decimal:
+    """`value` rounded half-even to 8 decimal places (no negative zero)."""
+    out = _quantize(value, OUTPUT_EXP)
+    return out if out else _ZERO8
+
+
+def q8_or_none(value: Decimal | None) -> Decimal | None:
+    return None if value is None else q8(value)
+
+
+def price12(value: Decimal) -> Decimal:
+    """An internal price (the average open price) rounded to 12 decimal places."""
+    return _quantize(value, PRICE_EXP)
+
+
+@dataclass(slots=True)
+class Money:
+    """What deals realised, in the account currency, as the platform reports it.
+
+    Treat as immutable (not frozen only because frozen dataclasses are slow to build)."""
+
+    profit: Decimal = ZERO
+    swap: Decimal = ZERO
+    commission: Decimal = ZERO
+    fee: Decimal = ZERO
+
+    @property
+    def total(self) -> Decimal:
+        return EXACT.add(EXACT.add(self.profit, self.swap), EXACT.add(self.commission, self.fee))
+
+    def __add__(self, other: Money) -> Money:
+        return Money(
+            EXACT.add(self.profit, other.profit),
+            EXACT.add(self.swap, other.swap),
+            EXACT.add(self.commission, other.commission),
+            EXACT.add(self.fee, other.fee),
+        )
+
+    def __sub__(self, other: Money) -> Money:
+        return Money(
+            EXACT.subtract(self.profit, other.profit),
+            EXACT.subtract(self.swap, other.swap),
+            EXACT.subtract(self.commission, other.commission),
+            EXACT.subtract(self.fee, other.fee),
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.profit or self.swap or self.commission or self.fee)
+
+    @classmethod
+    def of_deal(cls, deal: Deal) -> Money:
+        return cls(deal.profit, deal.swap, deal.commission, deal.fee)
+
+
+NO_MONEY = Money()

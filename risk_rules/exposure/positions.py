@@ -1,0 +1,458 @@
+"""Open positions of one account, built from its canonical deals.
+
+A `PositionBook` holds one account's positions. In **hedging** mode a position is identified by
+the platform's position id (MT5 PositionID, MT4 order ticket, cTrader positionId): several
+positions on one symbol may be open at once, in both directions. In **netting** mode an account
+has at most one position per symbol, identified by the symbol.
+
+`PositionBook.apply(deal)` folds one deal in and returns what changed:
+
+- a buy or sell **in** deal opens or increases a position; the open price is the
+  volume-weighted average of the fills that built it;
+- an **out** deal (and MT5's **out_by**, a close by an opposite position: each of the two deals
+  closes its own position id) reduces it: a partial close keeps the average price, a full close
+  leaves it flat;
+- an **inout** deal (MT5 netting reversal) closes the position and opens the rest of its volume
+  on the other side at the deal's price;
+- MT4 positions arrive as `:in` / `:out` deal pairs keyed by the order ticket (see
+  `connectors/mt4.py`) and need nothing special;
+- canceled deals move nothing; a deal seen again with the same or an older version changes
+  nothing (replays, redeliveries);
+- a dealer correction (same deal_key, higher version: an update, or a delete) rebuilds the
+  position it belongs to from that position's deals (latest version of each, deleted ones
+  left out), replayed in event-time order. So does a deal that arrives with an event time
+  before the position's latest deal.
+
+Realised P&L is what the platform says: the sum of profit, swap, commission and fee over the
+position's deals (commissions charged on the opening deal included), in the account currency.
+Beside it `gross_pnl` is recomputed from prices - closed units x (close price - average open
+price), in the symbol's quote currency - to check the platform's numbers against.
+
+A closing deal with nothing to close (its opening deal happened before the data starts, or has
+not arrived) moves no volume and marks the position `incomplete`; it never opens a phantom
+position the other way. The same holds for the part of a closing deal beyond the open volume.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal, localcontext
+from typing import Literal, NamedTuple
+
+from risk_rules.exposure.money import EXACT, NO_MONEY, ZERO, Money, price12
+from schemas.events import Deal, Side
+
+Mode = Literal["hedging", "netting"]
+ChangeKind = Literal[
+    "open",  # a flat position got volume
+    "increase",  # more volume on the same side
+    "reduce",  # part of the volume closed
+    "close",  # all of the volume closed
+    "reverse",  # closed and reopened on the other side (inout)
+    "unmatched",  # a deal that moved no volume (close of nothing, zero volume): money only
+    "rebuild",  # recomputed from its deals (correction, late deal, mode change)
+    "regroup",  # the account moved to another group: same volume, new group
+]
+PositionKey = tuple[str, str]
+"""(account_key, position id) in hedging mode, (account_key, symbol) in netting mode."""
+
+SortKey = tuple[datetime, int, str]
+ENTRY_RANK: dict[str, int] = {"in": 0, "inout": 1, "out": 2, "out_by": 2}
+
+
+def account_key_of(deal: Deal) -> str:
+    """`platform:server:login`, as `Account.account_key`."""
+    return f"{deal.platform}:{deal.server}:{deal.login}"
+
+
+def deal_order(deal: Deal) -> SortKey:
+    """The order deals of one position are replayed in: event time, opening deals first."""
+    return (deal.time, ENTRY_RANK[deal.entry], deal.deal_key)
+
+
+def _same_fill(a: Deal, b: Deal) -> bool:
+    """Whether two versions of a deal say the same about volume, price, time and money."""
+    return (
+        a.time == b.time and a.side == b.side and a.entry == b.entry and a.lots == b.lots
+        and a.units == b.units and a.price == b.price and a.symbol == b.symbol
+        and a.position_id == b.position_id and a.profit == b.profit and a.swap == b.swap
+        and a.commission == b.commission and a.fee == b.fee and a.contract_size == b.contract_size
+    )
+
+
+class PositionState(NamedTuple):
+    """A position as it stands after a change (immutable). Volumes are signed: + long, - short."""
+
+    key: PositionKey
+    mode: Mode
+    account_key: str
+    tenant: str
+    platform: str
+    server: str
+    login: int
+    group: str
+    symbol: str
+    position_id: str  # platform ticket; netting: the id of the deal that opened the current side
+    currency: str  # account currency (realised money is in it)
+    contract_size: Decimal
+    signed_lots: Decimal
+    signed_units: Decimal
+    avg_price: Decimal  # volume-weighted average open price of the open volume (0 when flat)
+    opened_at: datetime | None  # when the current open volume started (None when flat)
+    updated_at: datetime  # event time of the latest deal
+    realised: Money  # sum over the position's deals, account currency
+    gross_pnl: Decimal  # computed from prices over the closed volume, quote currency
+    deals: int  # live deals held
+    incomplete: bool  # a close found less volume open than it closed
+
+    @property
+    def is_open(self) -> bool:
+        return self.signed_units != 0
+
+    @property
+    def side(self) -> Side | None:
+        if self.signed_units > 0:
+            return "buy"
+        if self.signed_units < 0:
+            return "sell"
+        return None
+
+    @property
+    def lots(self) -> Decimal:
+        return abs(self.signed_lots)
+
+    @property
+    def units(self) -> Decimal:
+        return abs(self.signed_units)
+
+    @property
+    def cost(self) -> Decimal:
+        """Open units x average open price: what the open volume cost, quote currency."""
+        return EXACT.multiply(abs(self.signed_units), self.avg_price)
+
+    def flat(self) -> PositionState:
+        """The same position with nothing left (it vanished: all its deals were deleted)."""
+        return self._replace(signed_lots=ZERO, signed_units=ZERO, avg_price=ZERO, opened_at=None, deals=0)
+
+
+class PositionChange(NamedTuple):
+    """One position before and after one deal (or correction, regroup, mode change)."""
+
+    kind: ChangeKind
+    before: PositionState | None  # None: the position did not exist before
+    after: PositionState
+    deal_key: str = ""
+    time: datetime | None = None  # event time of the deal that caused it
+
+    @property
+    def key(self) -> PositionKey:
+        return self.after.key
+
+    @property
+    def realised(self) -> Money:
+        """Money realised by this change (a correction can take some back)."""
+        return self.after.realised - (self.before.realised if self.before is not None else NO_MONEY)
+
+    @property
+    def gross_pnl(self) -> Decimal:
+        before = self.before.gross_pnl if self.before is not None else ZERO
+        return EXACT.subtract(self.after.gross_pnl, before)
+
+
+class _Ledger:
+    """One position's deals and the state they add up to (mutable; internal)."""
+
+    __slots__ = (
+        "avg_price", "contract_size", "currency", "deals", "gross_pnl", "incomplete", "key", "last",
+        "login", "mode", "opened_at", "platform", "position_id", "realised", "server", "signed_lots",
+        "signed_units", "snapshot", "symbol", "tenant", "updated_at",
+    )
+
+    def __init__(self, key: PositionKey, mode: Mode, deal: Deal) -> None:
+        self.key = key
+        self.mode = mode
+        self.tenant = deal.tenant
+        self.platform = deal.platform
+        self.server = deal.server
+        self.login = deal.login
+        self.symbol = deal.symbol
+        self.currency = deal.currency
+        self.position_id = _episode_id(deal, mode, key)
+        self.contract_size = deal.contract_size
+        self.deals: dict[str, Deal] = {}
+        self.last: SortKey | None = None
+        self.signed_lots = ZERO
+        self.signed_units = ZERO
+        self.avg_price = ZERO  # volume-weighted average open price of the open volume
+        self.opened_at: datetime | None = None
+        self.updated_at: datetime = deal.time
+        self.realised = NO_MONEY
+        self.gross_pnl = ZERO
+        self.incomplete = False
+        self.snapshot: PositionState | None = None
+
+    def state(self, group: str) -> PositionState:
+        self.snapshot = PositionState(
+            self.key, self.mode, self.key[0], self.tenant, self.platform, self.server, self.login,
+            group, self.symbol, self.position_id, self.currency, self.contract_size, self.signed_lots,
+            self.signed_units, self.avg_price, self.opened_at, self.updated_at, self.realised,
+            self.gross_pnl, len(self.deals), self.incomplete,
+        )
+        return self.snapshot
+
+    def rebuild(self) -> None:
+        """Recompute from the deals held, in event-time order."""
+        self.signed_lots = self.signed_units = self.avg_price = self.gross_pnl = ZERO
+        self.opened_at = None  # updated_at stays as it was if no deal is left
+        self.realised = NO_MONEY
+        self.incomplete = False
+        self.last = None
+        ordered = sorted(self.deals.values(), key=deal_order)
+        if ordered:
+            first = ordered[0]
+            self.tenant, self.platform, self.server = first.tenant, first.platform, first.server
+            self.login, self.symbol, self.currency = first.login, first.symbol, first.currency
+            self.position_id = _episode_id(first, self.mode, self.key)
+        for deal in ordered:
+            self.fill(deal)
+        self.last = deal_order(ordered[-1]) if ordered else None
+
+    def fill(self, deal: Deal) -> ChangeKind:
+        """Fold one live deal in (in event-time order). Runs in the EXACT context."""
+        if deal.profit or deal.swap or deal.commission or deal.fee:
+            self.realised = self.realised + Money.of_deal(deal)
+        self.updated_at = deal.time
+        self.contract_size = deal.contract_size
+        buy = deal.side == "buy"
+        units = deal.units if buy else -deal.units
+        lots = deal.lots if buy else -deal.lots
+        held = self.signed_units
+        if not units:
+            return "unmatched"
+        same_way = not held or (held > 0) == (units > 0)
+        entry = deal.entry
+        if entry in ("out", "out_by"):
+            if same_way:  # nothing open to close
+                self.incomplete = True
+                return "unmatched"
+            return self._reduce(deal, units, lots, may_reverse=False)
+        if same_way:
+            if entry == "inout":  # a reversal of a position we never saw open
+                self.incomplete = True
+            return self._increase(deal, units, lots)
+        return self._reduce(deal, units, lots, may_reverse=True)
+
+    def _increase(self, deal: Deal, units: Decimal, lots: Decimal) -> ChangeKind:
+        held = abs(self.signed_units)
+        added = abs(units)
+        opening = not held
+        self.avg_price = deal.price if opening else price12(
+            (held * self.avg_price + added * deal.price) / (held + added)
+        )
+        self.signed_units += units
+        self.signed_lots += lots
+        if opening:
+            self.opened_at = deal.time
+            self.position_id = _episode_id(deal, self.mode, self.key)
+            return "open"
+        return "increase"
+
+    def _reduce(self, deal: Deal, units: Decimal, lots: Decimal, *, may_reverse: bool) -> ChangeKind:
+        held = self.signed_units
+        direction = 1 if held > 0 else -1
+        closed = min(abs(units), abs(held))
+        self.gross_pnl += closed * (deal.price - self.avg_price) * direction
+        rest = abs(units) - abs(held)
+        if rest < 0:
+            self.signed_units += units
+            self.signed_lots += lots
+            return "reduce"
+        if rest > 0 and may_reverse:
+            self.signed_units += units
+            self.signed_lots += lots
+            self.avg_price = deal.price
+            self.opened_at = deal.time
+            self.position_id = _episode_id(deal, self.mode, self.key)
+            return "reverse"
+        if rest > 0:  # closes more than is open
+            self.incomplete = True
+        self.signed_units = self.signed_lots = self.avg_price = ZERO
+        self.opened_at = None
+        return "close"
+
+
+def _episode_id(deal: Deal, mode: Mode, key: PositionKey) -> str:
+    if mode == "hedging":
+        return key[1]
+    return deal.position_id or deal.deal_id
+
+
+def position_ref(deal: Deal, mode: Mode) -> str:
+    """The second half of a position key: the position id (hedging) or the symbol (netting)."""
+    if mode == "netting":
+        return deal.symbol
+    return deal.position_id or deal.order_id or deal.deal_id
+
+
+class PositionBook:
+    """The positions of one account, and the deals that built them."""
+
+    def __init__(self, account_key: str, mode: Mode = "hedging", group: str = "") -> None:
+        self.account_key = account_key
+        self._mode: Mode = mode
+        self._group = group
+        self._ledgers: dict[str, _Ledger] = {}
+        # deal_key -> (latest version seen, position ref holding it; None: not live)
+        self._seen: dict[str, tuple[int, str | None]] = {}
+        self._pruned: set[str] = set()  # hedging: position ids pruned after they closed
+        self._watermarks: dict[str, SortKey] = {}  # netting: symbol -> last deal pruned
+
+    @property
+    def mode(self) -> Mode:
+        return self._mode
+
+    @property
+    def group(self) -> str:
+        return self._group
+
+    # ---- deals -------------------------------------------------------------------------------
+
+    def apply(self, deal: Deal) -> list[PositionChange]:
+        """Fold one deal (or a new version of one) in; the positions it changed."""
+        seen = self._seen.get(deal.deal_key)
+        if seen is not None and deal.version <= seen[0]:
+            return []
+        live = not (deal.is_deleted or deal.canceled)
+        ref = position_ref(deal, self._mode) if live else None
+        if ref is not None and self._is_stale(ref, deal):
+            return []
+        old_ref = seen[1] if seen is not None else None
+        self._seen[deal.deal_key] = (deal.version, ref)
+        with localcontext(EXACT):
+            if old_ref is None:
+                return [] if ref is None else [self._add(ref, deal)]
+            ledger = self._ledgers[old_ref]
+            held = ledger.deals[deal.deal_key]
+            if ref == old_ref and _same_fill(held, deal):
+                ledger.deals[deal.deal_key] = deal  # a newer version saying the same
+                return []
+            del ledger.deals[deal.deal_key]
+            if ref == old_ref:
+                ledger.deals[deal.deal_key] = deal
+                return [self._rebuild(ledger, deal)]
+            changes = [self._rebuild(ledger, deal)]
+            if ref is not None:
+                changes.append(self._add(ref, deal))
+            return changes
+
+    def _is_stale(self, ref: str, deal: Deal) -> bool:
+        if self._mode == "hedging":
+            return ref in self._pruned
+        mark = self._watermarks.get(ref)
+        return mark is not None and deal_order(deal) <= mark
+
+    def _add(self, ref: str, deal: Deal) -> PositionChange:
+        ledger = self._ledgers.get(ref)
+        before = None
+        if ledger is None:
+            ledger = self._ledgers[ref] = _Ledger((self.account_key, ref), self._mode, deal)
+        else:
+            before = ledger.snapshot
+        ledger.deals[deal.deal_key] = deal
+        order = deal_order(deal)
+        kind: ChangeKind
+        if ledger.last is None or order >= ledger.last:
+            kind = ledger.fill(deal)
+            ledger.last = order
+        else:  # earlier than what the position already holds: replay in order
+            ledger.rebuild()
+            kind = "rebuild"
+        return PositionChange(kind, before, ledger.state(self._group), deal.deal_key, deal.time)
+
+    def _rebuild(self, ledger: _Ledger, deal: Deal) -> PositionChange:
+        before = ledger.snapshot
+        ledger.rebuild()
+        after = ledger.state(self._group)
+        if not ledger.deals:
+            del self._ledgers[ledger.key[1]]
+            after = after.flat()
+        return PositionChange("rebuild", before, after, deal.deal_key, deal.time)
+
+    # ---- account-level changes ---------------------------------------------------------------
+
+    def set_group(self, group: str) -> list[PositionChange]:
+        """The account moved to another group: every open position reports its new group."""
+        if group == self._group:
+            return []
+        self._group = group
+        changes = []
+        for ledger in self._ledgers.values():
+            before = ledger.snapshot
+            after = ledger.state(group)
+            if after.is_open:
+                changes.append(PositionChange("regroup", before, after))
+        return changes
+
+    def set_mode(self, mode: Mode) -> list[PositionChange]:
+        """Switch hedging <-> netting: every position is rebuilt under the new keys. The old
+        positions are reported flat, the new ones as new."""
+        if mode == self._mode:
+            return []
+        old = {ref: ledger.snapshot for ref, ledger in self._ledgers.items()}
+        deals = sorted((d for ledger in self._ledgers.values() for d in ledger.deals.values()),
+                       key=deal_order)
+        self._mode = mode
+        self._ledgers = {}
+        changes: list[PositionChange] = []
+        for state in old.values():
+            if state is not None:
+                changes.append(PositionChange("rebuild", state, state.flat()))
+        with localcontext(EXACT):
+            for deal in deals:
+                ref = position_ref(deal, mode)
+                self._seen[deal.deal_key] = (deal.version, ref)
+                ledger = self._ledgers.get(ref)
+                if ledger is None:
+                    ledger = self._ledgers[ref] = _Ledger((self.account_key, ref), mode, deal)
+                ledger.deals[deal.deal_key] = deal
+                ledger.fill(deal)
+                ledger.last = deal_order(deal)
+        for ledger in self._ledgers.values():
+            changes.append(PositionChange("rebuild", None, ledger.state(self._group)))
+        return changes
+
+    def prune(self, before: datetime) -> int:
+        """Forget flat positions whose last deal is older than `before` (their deals included).
+        A deal that later arrives for a pruned position is ignored as stale: hedging by its
+        position id, netting when it is not newer than the last deal pruned on its symbol.
+        Returns how many positions were pruned."""
+        gone = [ref for ref, ledger in self._ledgers.items()
+                if not ledger.signed_units and ledger.updated_at < before]
+        for ref in gone:
+            ledger = self._ledgers.pop(ref)
+            for deal_key in ledger.deals:
+                self._seen.pop(deal_key, None)
+            if self._mode == "hedging":
+                self._pruned.add(ref)
+            elif ledger.last is not None:
+                self._watermarks[ref] = ledger.last
+        return len(gone)
+
+    # ---- reading -----------------------------------------------------------------------------
+
+    def position(self, ref: str) -> PositionState | None:
+        """The position with this id (hedging) or on this symbol (netting), open or not."""
+        ledger = self._ledgers.get(ref)
+        return None if ledger is None else ledger.snapshot
+
+    def positions(self, *, open_only: bool = True) -> list[PositionState]:
+        out = [ledger.snapshot for ledger in self._ledgers.values() if ledger.snapshot is not None]
+        return [p for p in out if p.is_open] if open_only else out
+
+    def deals_of(self, ref: str) -> list[Deal]:
+        """The live deals of a position, in replay order."""
+        ledger = self._ledgers.get(ref)
+        return [] if ledger is None else sorted(ledger.deals.values(), key=deal_order)
+
+    def __len__(self) -> int:
+        return len(self._ledgers)

@@ -214,6 +214,11 @@ class LocalKafka:
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "log.dirs": str(self.data_dir),
             "num.partitions": "4",
+            # Keep everything: raw events carry their platform event time as the message
+            # timestamp, and time-based retention deletes a segment by its newest timestamp,
+            # so history published with old timestamps would vanish at the next retention check.
+            "log.retention.ms": "-1",
+            "log.retention.bytes": "-1",
             "offsets.topic.replication.factor": "1",
             "transaction.state.log.replication.factor": "1",
             "transaction.state.log.min.isr": "1",

@@ -47,11 +47,14 @@ def _status(settings: Settings, published: list[int], stop: threading.Event) -> 
 
 
 def run_demo(settings: Settings, *, events: int, rate: float, seed: int, duration: float = 0) -> int:
+    broker = None
     if settings.kafka.bootstrap == "local":
         from brokerstream.kafka.local_broker import LocalKafka, ensure_jars
 
         ensure_jars()
-        state = LocalKafka(home_dir()).start()
+        local = LocalKafka(home_dir())
+        broker = None if local.status() else local  # stop at the end only what we started
+        state = local.start()
         bootstrap = state.bootstrap
         print(f"[demo] local Kafka at {bootstrap}", flush=True)
     else:
@@ -83,5 +86,7 @@ def run_demo(settings: Settings, *, events: int, rate: float, seed: int, duratio
         pass
     finally:
         stop.set()
+        if broker is not None:
+            broker.stop()
     print("[demo] stopped. The data stays in the embedded ClickHouse; query it with `brokerstream sql`.")
     return 0

@@ -337,10 +337,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from brokerstream.engine import EngineError
+    from commissions import CommissionConfigError
 
     try:
         return int(args.func(args))
-    except (ConfigError, EngineError, FileNotFoundError) as exc:
+    except (ConfigError, CommissionConfigError, EngineError, FileNotFoundError) as exc:
         print(f"brokerstream: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -37,6 +37,7 @@ from connectors.registry import Normaliser, Record, readers_for
 from connectors.routing import Router
 from connectors.symbols import SymbolBook
 from pipelines.kafka_source import KafkaRawSource
+from pipelines.keyed_state import single, stateful_flat_map
 from pipelines.sinks import ClickHouseSink, DeadLetterTopicSink
 from pipelines.sources import FileItem, JsonlSource, StoppableSource
 from schemas.envelope import Envelope
@@ -119,16 +120,12 @@ def _commission_input(record: Record) -> tuple[str, Deal] | None:
     return (record.tenant, record) if isinstance(record, Deal) else None
 
 
-def _commission_out(kv: tuple[str, list[CommissionRow | Issue]]) -> list[tuple[str, tuple[Any, ...]]]:
-    tenant, produced = kv
-    out = []
-    for item in produced:
-        if isinstance(item, CommissionRow):
-            out.append(to_row(item))
-        else:
-            COMMISSION_ISSUES.inc()
-            out.append(issue_row(tenant, item))
-    return out
+def _commission_out(kv: tuple[str, CommissionRow | Issue]) -> tuple[str, tuple[Any, ...]]:
+    tenant, item = kv
+    if isinstance(item, CommissionRow):
+        return to_row(item)
+    COMMISSION_ISSUES.inc()
+    return issue_row(tenant, item)
 
 
 def _commission_rows(
@@ -140,8 +137,8 @@ def _commission_rows(
     assignments = op.map("commission_accounts", accounts, lambda kv: (kv[1].tenant, kv[1]))
     events = cast(Stream[tuple[str, Deal | Account]],
                   op.merge("commission_events", deals, assignments))
-    produced = op.stateful_map("ib_commissions", events, step)
-    return op.flat_map("commission_rows", produced, _commission_out)
+    produced = stateful_flat_map("ib_commissions", events, step)
+    return op.map("commission_rows", produced, _commission_out)
 
 
 def commission_step(settings: Settings) -> CommissionStep | None:
@@ -185,7 +182,7 @@ def build_flow(
     # Account updates from platforms and the CRM merge into one state per account (keyed, so
     # an account's state lives on one worker and is snapshotted for recovery).
     updates = op.filter_map("account_updates", records, _account_update)
-    accounts = op.stateful_map("account_state", updates, merge_account)
+    accounts = stateful_flat_map("account_state", updates, single(merge_account))
     account_rows = op.map("account_rows", accounts, lambda kv: to_row(kv[1]))
     streams = [rows, account_rows]
     if commissions is not None:

@@ -32,6 +32,7 @@ def config(root: Path, bootstrap: str, prefix: str) -> Path:
     doc["kafka"].update({"bootstrap": bootstrap, "topic_prefix": prefix, "consume_batch": 5000})
     doc["clickhouse"] = {"dsn": f"chdb://{root / 'ch'}"}
     doc["pipeline"] = {"batch_rows": BATCH, "epoch_s": 1.0, "recovery_dir": str(root / "rec")}
+    doc["commissions"] = []  # this measures ingestion: normalise -> canonical tables
     path = root / "brokerstream.yaml"
     root.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(doc))

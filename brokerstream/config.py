@@ -7,6 +7,7 @@ A wrong value fails at start with a message that names the field, for example
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -105,6 +106,9 @@ class Settings(Strict):
     psp: PspSettings = PspSettings()
     # IB commission files, one per tenant (docs/commissions.md); relative to this file.
     commissions: list[str] = Field(default_factory=list)
+    # USD value of one unit of each currency, for commissions' amount_usd. A fixing (not live
+    # quotes) so that a replay prices exactly as the live run did.
+    fx_fixing: dict[str, Decimal] = Field(default_factory=dict)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @model_validator(mode="after")

@@ -29,7 +29,7 @@ from brokerstream.metrics import (
     RECORDS_OUT,
 )
 from brokerstream.store import Store
-from commissions import CommissionConfigError, load_commissions
+from commissions import CommissionConfigError, FixedRates, load_commissions
 from commissions.engine import CommissionStep, Issue
 from commissions.rows import CommissionRow
 from connectors.account_state import merge_account
@@ -152,7 +152,7 @@ def commission_step(settings: Settings) -> CommissionStep | None:
         if config.tenant not in tenants:
             raise CommissionConfigError(f"{path}: tenant {config.tenant!r} is not in the configuration")
         configs[config.tenant] = config
-    return CommissionStep(configs, symbols=SymbolBook.default())
+    return CommissionStep(configs, rates=FixedRates(settings.fx_fixing), symbols=SymbolBook.default())
 
 
 def build_flow(

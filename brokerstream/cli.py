@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from brokerstream.config import ConfigError, Settings, home_dir, load_settings
@@ -102,7 +102,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
     from brokerstream.store import open_store
 
     settings = _settings(args)
-    store = open_store(settings.clickhouse_dsn(), settings.clickhouse.database)
+    store = open_store(settings.clickhouse_dsn(), args.database or settings.clickhouse.database)
     try:
         columns, rows = store.query(args.query)
     finally:
@@ -125,7 +125,25 @@ def _mt5_servers(settings: Settings) -> list[str]:
     return [s.name for t in settings.tenants for s in t.servers if s.platform == "mt5"]
 
 
-def cmd_simulate(args: argparse.Namespace) -> int:
+def run_simulate(argv: Sequence[str]) -> int:
+    """`brokerstream simulate ...`: the simulated brokerage (its own options, see --help)."""
+    from brokerstream.engine import ensure_kafka_topics, kafka_bootstrap
+    from brokerstream.publish import publish
+    from brokerstream.simulator.cli import main as simulate_main
+    from schemas.envelope import Envelope
+
+    def bootstrap(settings: Settings) -> str:
+        address = kafka_bootstrap(settings)
+        ensure_kafka_topics(settings, address)
+        return address
+
+    def publish_live(address: str, envelopes: Iterable[Envelope], topic_prefix: str = "") -> int:
+        return publish(address, envelopes, topic_prefix=topic_prefix, stamp_now=True)
+
+    return simulate_main(argv, publish=publish_live, bootstrap=bootstrap)
+
+
+def cmd_simulate_mt5(args: argparse.Namespace) -> int:
     from brokerstream.publish import publish, write_envelopes
     from brokerstream.simulator.mt5 import Mt5DealSimulator
 
@@ -217,7 +235,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from brokerstream.demo import run_demo
 
     return run_demo(_settings(args), events=args.events, rate=args.rate, seed=args.seed,
-                    duration=args.duration)
+                    duration=args.duration, accounts=args.accounts)
 
 
 # ---- parser ----------------------------------------------------------------------------
@@ -265,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run one SQL query in the brokerstream database and print it.")
     p.add_argument("query")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--database", help="another database than the configured one "
+                   "(the demo writes to brokerstream_demo)")
     _add_config(p)
     p.set_defaults(func=cmd_sql)
 
@@ -276,7 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.set_defaults(func=cmd_config)
 
-    p = sub.add_parser("simulate", help="generate simulated MT5 deal traffic",
+    sub.add_parser("simulate", help="a simulated brokerage: every platform, PSPs, logins, "
+                   "injected AML/fraud cases with ground truth (see `brokerstream simulate --help`)",
+                   add_help=False)
+
+    p = sub.add_parser("simulate-mt5", help="plain MT5 deal traffic (benchmarks, load tests)",
                        description="Seeded, deterministic MT5 deal traffic: to a JSON Lines file "
                        "(--out) or live into Kafka (--kafka --rate R).")
     p.add_argument("--events", type=int, default=100_000)
@@ -288,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kafka", action="store_true", help="publish into Kafka instead")
     p.add_argument("--rate", type=float, default=0.0, help="messages per second (0 = max)")
     _add_config(p)
-    p.set_defaults(func=cmd_simulate)
+    p.set_defaults(func=cmd_simulate_mt5)
 
     p = sub.add_parser("produce", help="publish a JSON Lines envelope file into Kafka")
     p.add_argument("file")
@@ -321,9 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="simulated brokerage -> Kafka -> engine -> ClickHouse",
                        description="Start the local Kafka, publish simulated traffic live, run the "
                        "engine and print what lands in ClickHouse. Ctrl-C stops.")
-    p.add_argument("--events", type=int, default=200_000, help="events to simulate (0 = endless)")
-    p.add_argument("--rate", type=float, default=2_000.0, help="events per second")
+    p.add_argument("--events", type=int, default=0, help="events to simulate (0 = endless)")
+    p.add_argument("--rate", type=float, default=1_500.0, help="events per second")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--accounts", type=int, default=2_000)
     p.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0 = Ctrl-C)")
     _add_config(p)
     p.set_defaults(func=cmd_demo)
@@ -331,6 +356,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["simulate"]:  # the simulator parses its own options
+        try:
+            return run_simulate(argv[1:])
+        except KeyboardInterrupt:
+            return 130
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

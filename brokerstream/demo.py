@@ -1,52 +1,76 @@
-"""`brokerstream demo`: a simulated brokerage publishing live into the local Kafka, the engine
-consuming it, and a status line of what has landed in the embedded ClickHouse."""
+"""`brokerstream demo`: the whole simulated brokerage against the engine, on one machine.
+
+A seeded brokerage (two tenants; MT4, MT5 and cTrader servers; an IB hierarchy; quotes,
+trading, payments, logins, injected suspicious behaviour) publishes live into the local Kafka;
+its payment webhooks are posted, signed, to the webhook receiver running here; the engine
+consumes every raw topic into the embedded ClickHouse, IB commissions included; a status line
+shows what has landed.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
 import threading
 import time
+from collections.abc import Iterable
+
+import yaml
 
 from brokerstream.config import Settings, home_dir
 from brokerstream.engine import ensure_kafka_topics, prepare_store, run_kafka
 from brokerstream.publish import publish
-from brokerstream.simulator.mt5 import Mt5DealSimulator
 from brokerstream.store import Store
+from schemas.envelope import Envelope
 
+DEMO_DATABASE = "brokerstream_demo"
 STATUS_SQL = (
     "SELECT (SELECT count() FROM deals), (SELECT count() FROM balance_operations), "
-    "(SELECT count() FROM dead_letters), (SELECT max(time) FROM deals)"
+    "(SELECT count() FROM accounts), (SELECT count() FROM logins), "
+    "(SELECT count() FROM ib_commissions), (SELECT count() FROM dead_letters), "
+    "(SELECT max(time) FROM deals)"
 )
 
 
-def _publisher(settings: Settings, bootstrap: str, events: int, rate: float, seed: int,
-               counter: list[int]) -> None:
-    servers = [s.name for t in settings.tenants for s in t.servers if s.platform == "mt5"]
-    now_ms = int(time.time() * 1000)
-    # Deal tickets continue from the clock, so a second demo run adds deals instead of
-    # re-sending the first run's tickets (which the tables would rightly treat as the same deals).
-    sim = Mt5DealSimulator(servers, accounts=2_000, seed=seed, malformed_rate=0.002,
-                           start_ms=now_ms, first_deal=now_ms // 100)
-
-    def progress(n: int) -> None:
-        counter[0] = n
-
-    total = events if events > 0 else 10**12
-    counter[0] = publish(bootstrap, sim.envelopes(total), rate=rate, progress=progress,
-                         topic_prefix=settings.kafka.topic_prefix)
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
-def _status(settings: Settings, published: list[int], stop: threading.Event) -> None:
+def _start_receiver(settings: Settings, bootstrap: str, port: int) -> threading.Thread:
+    """The webhook receiver in this process (uvicorn in a thread), publishing to Kafka."""
+    import uvicorn
+
+    from brokerstream.webhooks import KafkaPublisher, create_app
+
+    publisher = KafkaPublisher(bootstrap, timeout_s=settings.psp.publish_timeout_s)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, publisher), host="127.0.0.1",
+                                           port=port, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True, name="webhooks")
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return thread
+
+
+def _status(settings: Settings, stop: threading.Event) -> None:
     store = Store(settings.clickhouse_dsn(), settings.clickhouse.database)
     while not stop.wait(5):
-        deals, ops, dead, last = store.query(STATUS_SQL)[1][0]
-        print(f"[demo] published {published[0]:>9,} | deals {deals:>9,} | balance ops {ops:>7,} | "
-              f"dead letters {dead:>5,} | latest deal {last:%H:%M:%S}", flush=True)
+        deals, ops, accounts, logins, commissions, dead, last = store.query(STATUS_SQL)[1][0]
+        print(f"[demo] deals {deals:>8,} | payments & balance ops {ops:>6,} | accounts {accounts:>5,} "
+              f"| logins {logins:>6,} | IB commission rows {commissions:>7,} | dead letters {dead:>3,} "
+              f"| latest deal {last:%Y-%m-%d %H:%M:%S}", flush=True)
     store.close()
 
 
-def run_demo(settings: Settings, *, events: int, rate: float, seed: int, duration: float = 0) -> int:
+def run_demo(settings: Settings, *, events: int, rate: float, seed: int, duration: float = 0,
+             accounts: int = 2_000) -> int:
+    from brokerstream.simulator.brokerage import Brokerage
+
     broker = None
     if settings.kafka.bootstrap == "local":
         from brokerstream.kafka.local_broker import LocalKafka, ensure_jars
@@ -54,29 +78,50 @@ def run_demo(settings: Settings, *, events: int, rate: float, seed: int, duratio
         ensure_jars()
         local = LocalKafka(home_dir())
         broker = None if local.status() else local  # stop at the end only what we started
-        state = local.start()
-        bootstrap = state.bootstrap
+        bootstrap = local.start().bootstrap
         print(f"[demo] local Kafka at {bootstrap}", flush=True)
     else:
         bootstrap = settings.kafka.bootstrap
-    settings = settings.model_copy(
-        update={"kafka": settings.kafka.model_copy(update={"bootstrap": bootstrap})}
-    )
+
+    # The brokerage fills in the payment providers it simulates, and its IB trees become the
+    # commission configuration, as a broker's partner programme would be.
+    sim = Brokerage(settings, seed, accounts=accounts, start_ms=int(time.time() * 1000))
+    partners = home_dir() / "demo-partners"
+    partners.mkdir(parents=True, exist_ok=True)
+    files = []
+    for tenant, doc in sim.partner_configs().items():
+        path = partners / f"commissions-{tenant}.yaml"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        files.append(str(path))
+    settings = sim.settings.model_copy(update={
+        "kafka": settings.kafka.model_copy(update={"bootstrap": bootstrap, "topic_prefix": "demo."}),
+        "clickhouse": settings.clickhouse.model_copy(update={"database": DEMO_DATABASE}),
+        "commissions": files,
+    })
+    _reset(settings, bootstrap)
     ensure_kafka_topics(settings, bootstrap)
     prepare_store(settings).close()
+    port = _free_port()
+    _start_receiver(settings, bootstrap, port)
     print(f"[demo] ClickHouse: {settings.clickhouse_dsn()}", flush=True)
-    print(f"[demo] simulating {events or 'endless':,} MT5 events at {rate:,.0f}/s; Ctrl-C stops."
-          if events else f"[demo] simulating endless MT5 events at {rate:,.0f}/s; Ctrl-C stops.",
+    print(f"[demo] webhook receiver: http://127.0.0.1:{port}/webhooks/<provider>", flush=True)
+    print(f"[demo] simulated brokerage: {accounts:,} accounts, seed {seed}, "
+          f"{f'{events:,} events' if events else 'endless'} at {rate:,.0f}/s; Ctrl-C stops",
           flush=True)
-    print("[demo] after it stops, try: brokerstream sql \"SELECT symbol, sum(signed_lots) AS net_lots "
-          "FROM deals GROUP BY symbol ORDER BY symbol\"", flush=True)
+    print("[demo] IB partner trees: " + ", ".join(files), flush=True)
 
-    published = [0]
+    prefix = settings.kafka.topic_prefix
+
+    def publish_fn(envelopes: Iterable[Envelope]) -> int:
+        return publish(bootstrap, envelopes, topic_prefix=prefix, stamp_now=True)
+
+    def simulate() -> None:
+        sim.run_live(publish_fn, rate, events or 10**12, bursts=True,
+                     post_url=f"http://127.0.0.1:{port}")
+
     stop = threading.Event()
-    threading.Thread(target=_publisher, args=(settings, bootstrap, events, rate, seed, published),
-                     daemon=True, name="simulator").start()
-    threading.Thread(target=_status, args=(settings, published, stop), daemon=True,
-                     name="status").start()
+    threading.Thread(target=simulate, daemon=True, name="simulator").start()
+    threading.Thread(target=_status, args=(settings, stop), daemon=True, name="status").start()
     if duration > 0:
         # The same clean stop as Ctrl-C: inputs end, sinks flush, the snapshot is consistent.
         threading.Timer(duration, lambda: os.kill(os.getpid(), signal.SIGTERM)).start()
@@ -88,5 +133,28 @@ def run_demo(settings: Settings, *, events: int, rate: float, seed: int, duratio
         stop.set()
         if broker is not None:
             broker.stop()
-    print("[demo] stopped. The data stays in the embedded ClickHouse; query it with `brokerstream sql`.")
+    print("[demo] stopped. The data stays in the embedded ClickHouse; query it with `brokerstream sql`,"
+          f" --database {DEMO_DATABASE}, e.g. brokerstream sql --database {DEMO_DATABASE} "
+          "\"SELECT tenant, ib_id, own, override FROM ib_payouts_monthly ORDER BY total DESC LIMIT 10\"")
     return 0
+
+
+def _reset(settings: Settings, bootstrap: str) -> None:
+    """Each demo run starts a fresh simulated world: its topics, database and snapshots."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    prefix = settings.kafka.topic_prefix
+    old = [t for t in admin.list_topics(timeout=30).topics if t.startswith(prefix)]
+    if old:
+        for future in admin.delete_topics(old, operation_timeout=30).values():
+            future.result()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(
+            t.startswith(prefix) for t in admin.list_topics(timeout=30).topics
+        ):
+            time.sleep(0.2)
+    shutil.rmtree(home_dir() / "demo-recovery", ignore_errors=True)
+    store = Store(settings.clickhouse_dsn(), "default")
+    store.client.command(f"DROP DATABASE IF EXISTS {DEMO_DATABASE}")
+    store.close()

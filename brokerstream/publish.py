@@ -33,10 +33,13 @@ def publish(
     progress: Callable[[int], None] | None = None,
     extra: dict[str, str] | None = None,
     topic_prefix: str = "",
+    stamp_now: bool = False,
 ) -> int:
     """Produce every envelope (acks=all); `rate` > 0 paces to that many messages per second.
 
-    Returns the number acknowledged; raises if any delivery failed.
+    `stamp_now` gives each message the wall-clock time, as a live bridge does (the payload keeps
+    the platform's own event time); Kafka 4 rejects messages stamped over an hour ahead.
+    Returns the number acknowledged; raises as soon as a delivery fails.
     """
     prod = producer(bootstrap, extra)
     failures: list[str] = []
@@ -55,16 +58,18 @@ def publish(
                     key=env.key.encode() if env.key else None,
                     value=env.value,
                     headers=list(env.headers.items()),
-                    timestamp=env.timestamp_ms,
+                    timestamp=int(time.time() * 1000) if stamp_now else env.timestamp_ms,
                     on_delivery=on_delivery,
                 )
                 break
             except BufferError:
                 prod.poll(0.05)  # local queue full: let deliveries drain
         sent += 1
-        if sent % 10_000 == 0:
+        if sent % 1_000 == 0:
             prod.poll(0)
-            if progress:
+            if failures:
+                raise KafkaException(f"Kafka refused a message: {failures[0]}")
+            if progress and sent % 10_000 == 0:
                 progress(sent)
         if rate > 0:
             ahead = sent / rate - (time.monotonic() - started)

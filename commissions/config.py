@@ -49,6 +49,11 @@ class IBConfig(Strict):
     parent: str | None = Field(default=None, description="master since the beginning; none = top level")
     plan: str | None = Field(default=None, description="plan since the beginning")
     changes: list[IBChange] = Field(default_factory=list)
+    agent_logins: list[str] = Field(
+        default_factory=list,
+        description="the IB's own logins as the platforms put them in clients' Agent field "
+        "(MT4/MT5 Agent is a login number, while the CRM and this file name the IB)",
+    )
 
 
 class AccountConfig(Strict):

@@ -105,6 +105,8 @@ class CommissionEngine:
         state: CommissionState | None = None,
     ) -> None:
         self.config = config
+        # Platforms name an IB by its login (Agent field); the configuration by its id.
+        self.agent_ids = {login: ib.id for ib in config.ibs for login in ib.agent_logins}
         self.symbols = symbols
         self.currency = config.currency
         self.rates: RateFunction = rates or FixedRates()
@@ -152,7 +154,7 @@ class CommissionEngine:
         agent = update.agent
         if agent is None:
             return
-        ib_id = agent or None
+        ib_id = self.agent_ids.get(agent, agent) or None
         known = self.tree.account_links().get(update.account_key)
         seen_at = update.time if isinstance(update, AccountUpdate) else update.updated_at
         moment = update.agent_from or (seen_at if known else BEGINNING)

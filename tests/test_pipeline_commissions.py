@@ -94,3 +94,22 @@ def test_statement_cli_writes_the_csv(tmp_path: Path, settings: Settings, store:
                  "--config", str(config)]) == 0
     lines = out.read_text().splitlines()
     assert len(lines) == 2 and "mt5:ACME-MT5-Live:9101" in lines[1] and "IB-1>IB-2>IB-3" in lines[1]
+
+
+def test_platform_agent_login_resolves_to_the_configured_ib() -> None:
+    from datetime import UTC, datetime
+
+    import yaml
+
+    from commissions import CommissionEngine, parse_commissions
+    from schemas.events import AccountUpdate
+    doc = yaml.safe_load((REPO / "examples" / "commissions.yaml").read_text())
+    for ib in doc["ibs"]:
+        if ib["id"] == "IB-3":
+            ib["agent_logins"] = ["7003"]
+    engine = CommissionEngine(parse_commissions(doc))
+    engine.on_account(AccountUpdate(
+        account_key="mt5:ACME-MT5-Live:71234", tenant="acme", platform="mt5", server="ACME-MT5-Live",
+        login=71234, origin="platform", event="user_add", agent="7003",
+        time=datetime(2024, 11, 1, tzinfo=UTC), version=1, source="t"))
+    assert engine.tree.ib_of("mt5:ACME-MT5-Live:71234", datetime(2024, 11, 24, tzinfo=UTC)) == "IB-3"

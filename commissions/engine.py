@@ -155,7 +155,7 @@ class CommissionEngine:
         if agent is None:
             return
         ib_id = self.agent_ids.get(agent, agent) or None
-        known = self.tree.account_links().get(update.account_key)
+        known = self.tree.account_link(update.account_key)
         seen_at = update.time if isinstance(update, AccountUpdate) else update.updated_at
         moment = update.agent_from or (seen_at if known else BEGINNING)
         if known and known[-1][1] == ib_id and known[-1][0] <= utc(moment):

@@ -151,7 +151,7 @@ class Plan(Strict):
 # -- pricing ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # held in snapshotted state: pickles faster without slots
 class DealFacts:
     """What a plan needs to know about a deal (resolved once per deal version)."""
 

@@ -30,7 +30,9 @@ def commission_id(deal_key: str, ib_id: str, tier: int, kind: RowKind, version: 
     return f"{deal_key}|{ib_id}|{tier}|{kind}|v{version}{suffix}"
 
 
-@dataclass(frozen=True, slots=True)
+# Not slotted: state snapshots pickle many rows, and a __dict__ pickles on C's fast path while a
+# slotted dataclass goes through a Python-level __getstate__ for every object.
+@dataclass(frozen=True)
 class CommissionRow:
     commission_id: str
     tenant: str

@@ -30,7 +30,7 @@ from commissions.plans import DealFacts
 from commissions.rows import CommissionRow
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Level:
     """One IB of a deal's chain, with the plan (and version) it was on at the deal's time."""
 
@@ -39,7 +39,7 @@ class Level:
     plan_version: int | None
 
 
-@dataclass(slots=True)
+@dataclass
 class DealRecord:
     """What the engine knows about one deal (its latest version)."""
 
@@ -61,7 +61,7 @@ class DealRecord:
     revision: int = 0  # earn generations issued for this version so far
 
 
-@dataclass(slots=True)
+@dataclass
 class CommissionState:
     deals: dict[str, DealRecord] = field(default_factory=dict)
     positions: dict[tuple[str, str], list[str]] = field(default_factory=dict)

@@ -185,6 +185,12 @@ class PartnerTree:
     def account_links(self) -> dict[str, list[tuple[datetime, str | None]]]:
         return {key: timeline.links() for key, timeline in self._accounts.items()}
 
+    def account_link(self, account_key: str) -> list[tuple[datetime, str | None]] | None:
+        """One account's assignment history (None if never assigned): O(1), unlike
+        `account_links()`, which the engine must not build per account update."""
+        timeline = self._accounts.get(account_key)
+        return None if timeline is None else timeline.links()
+
 
 def chain_text(chain: list[IB]) -> str:
     """The tier chain as a path from the top: "IB-1>IB-2>IB-3" (IB-3 is the direct IB)."""

@@ -30,7 +30,7 @@ COLUMNS_BY_TABLE["commission_issues_store"] = ISSUE_COLUMNS
 _GETTERS: dict[type, tuple[str, Any]] = {
     kind: (table, itemgetter(*columns)) for kind, (table, columns) in TABLES.items()
 }
-_ATTR_GETTERS: dict[type, tuple[str, Any]] = {
+_ATTR_GETTERS: dict[type, tuple[str, Any]] = {  # dataclass rows, read by attribute
     CommissionRow: ("ib_commissions_store", attrgetter(*ROW_COLUMNS)),
 }
 

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connectors.psp.settings import PspSettings
+from risk_rules.exposure.settings import ExposureSettings
 from schemas.events import Platform
 
 
@@ -104,6 +105,7 @@ class Settings(Strict):
     clickhouse: ClickHouseConfig = ClickHouseConfig()
     pipeline: PipelineConfig = PipelineConfig()
     psp: PspSettings = PspSettings()
+    exposure: ExposureSettings = ExposureSettings()
     # IB commission files, one per tenant (docs/commissions.md); relative to this file.
     commissions: list[str] = Field(default_factory=list)
     # USD value of one unit of each currency, for commissions' amount_usd. A fixing (not live

@@ -36,12 +36,13 @@ from connectors.account_state import merge_account
 from connectors.registry import Normaliser, Record, readers_for
 from connectors.routing import Router
 from connectors.symbols import SymbolBook
+from pipelines.exposure_step import ExposureStep
 from pipelines.kafka_source import KafkaRawSource
 from pipelines.keyed_state import single, stateful_flat_map
 from pipelines.sinks import ClickHouseSink, DeadLetterTopicSink
 from pipelines.sources import FileItem, JsonlSource, StoppableSource
 from schemas.envelope import Envelope
-from schemas.events import Account, AccountUpdate, DeadLetter, Deal
+from schemas.events import Account, AccountUpdate, BalanceOperation, DeadLetter, Deal, Quote
 from schemas.tables import issue_row, to_row
 
 
@@ -141,6 +142,24 @@ def _commission_rows(
     return op.map("commission_rows", produced, _commission_out)
 
 
+def _exposure_input(record: Record) -> tuple[str, Deal | Quote | BalanceOperation] | None:
+    if isinstance(record, Deal | Quote | BalanceOperation):
+        return record.tenant, record
+    return None
+
+
+def _exposure_rows(
+    records: Stream[Record], accounts: Stream[tuple[str, Account]], step: ExposureStep
+) -> Stream[tuple[str, tuple[Any, ...]]]:
+    """Positions, exposure and P&L per tenant, with limit and margin alerts."""
+    market = op.filter_map("exposure_events", records, _exposure_input)
+    account_states = op.map("exposure_accounts", accounts, lambda kv: (kv[1].tenant, kv[1]))
+    events = cast(Stream[tuple[str, Deal | Quote | BalanceOperation | Account]],
+                  op.merge("exposure_inputs", market, account_states))
+    produced = stateful_flat_map("exposure", events, step)
+    return op.map("exposure_out", produced, lambda kv: kv[1])
+
+
 def commission_step(settings: Settings) -> CommissionStep | None:
     """The commission engine for the configured tenants (None when no file is configured)."""
     if not settings.commissions:
@@ -185,6 +204,8 @@ def build_flow(
     accounts = stateful_flat_map("account_state", updates, single(merge_account))
     account_rows = op.map("account_rows", accounts, lambda kv: to_row(kv[1]))
     streams = [rows, account_rows]
+    if settings.exposure.enabled:
+        streams.append(_exposure_rows(records, accounts, ExposureStep(settings.exposure)))
     if commissions is not None:
         streams.append(_commission_rows(records, accounts, commissions))
     all_rows = op.merge("all_rows", *streams)

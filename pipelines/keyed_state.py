@@ -38,6 +38,14 @@ class _PickledStateLogic(StatefulBatchLogic[V, W, bytes], Generic[S, V, W]):
         self._state = state
         return out, state is None  # DISCARD (True) once the mapper drops the state
 
+    def on_eof(self) -> tuple[Iterable[W], bool]:
+        # A mapper with a `finish(state)` method gets the last word when the input ends
+        # (the end of a replay or a bounded run): e.g. a final snapshot.
+        finish = getattr(self._mapper, "finish", None)
+        if finish is None or self._state is None:
+            return [], self._state is None
+        return list(finish(self._state)), False
+
     def snapshot(self) -> bytes:
         return pickle.dumps(self._state, protocol=pickle.HIGHEST_PROTOCOL)
 

@@ -9,6 +9,12 @@ from typing import Any
 
 from commissions.engine import Issue
 from commissions.rows import ROW_COLUMNS, CommissionRow
+from pipelines.exposure_step import (
+    ALERT_COLUMNS,
+    CURRENCY_COLUMNS,
+    EXPOSURE_COLUMNS,
+    POSITION_COLUMNS,
+)
 from schemas.events import Account, BalanceOperation, DeadLetter, Deal, Login, Quote
 
 # Account updates are not stored as such: the dataflow merges them into `Account` rows.
@@ -25,6 +31,13 @@ TABLES: dict[type, tuple[str, tuple[str, ...]]] = {
 COLUMNS_BY_TABLE: dict[str, tuple[str, ...]] = {table: cols for table, cols in TABLES.values()}
 ISSUE_COLUMNS = ("tenant", "key", "version", "reason")
 COLUMNS_BY_TABLE["commission_issues_store"] = ISSUE_COLUMNS
+
+# Rows the exposure step builds itself (pipelines/exposure_step.py), in these column orders.
+COLUMNS_BY_TABLE["positions_store"] = POSITION_COLUMNS
+COLUMNS_BY_TABLE["exposure_store"] = EXPOSURE_COLUMNS
+COLUMNS_BY_TABLE["exposure_history"] = EXPOSURE_COLUMNS
+COLUMNS_BY_TABLE["currency_exposure_store"] = CURRENCY_COLUMNS
+COLUMNS_BY_TABLE["alerts_store"] = ALERT_COLUMNS
 
 # Pydantic records keep their values in __dict__; the commission rows are slotted dataclasses.
 _GETTERS: dict[type, tuple[str, Any]] = {

@@ -82,7 +82,7 @@ def test_statement_cli_writes_the_csv(tmp_path: Path, settings: Settings, store:
 
     from brokerstream.cli import main
 
-    doc = settings.model_dump()
+    doc = settings.model_dump(mode="json")
     doc["commissions"] = [str(REPO / "examples" / "commissions.yaml")]
     path = tmp_path / "deals.jsonl"
     write_envelopes(path, [deal_env(mt5_deal(Deal=9101, Login=70001, Symbol="EURUSD"), T0)])

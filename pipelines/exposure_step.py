@@ -1,0 +1,143 @@
+"""The exposure step of the dataflow: feeds a tenant's deals, quotes, accounts and balance
+operations to its `ExposureEngine` (risk_rules/exposure) and turns snapshots into table rows
+and risk alerts.
+
+A snapshot is taken when the event time crosses the next `snapshot_interval_s` boundary
+(and only then), so a replay of the same history writes the same rows, and a live engine
+reflects a deal or a price move within about one interval plus one epoch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from operator import itemgetter
+from typing import Any
+
+import orjson
+
+from risk_rules.exposure import ExposureEngine, ExposureSnapshot, LimitEvent, MarginEvent, PositionRow
+from risk_rules.exposure.settings import ExposureSettings
+from schemas.events import Account, BalanceOperation, Deal, Quote
+
+Row = tuple[str, tuple[Any, ...]]
+POSITION_COLUMNS: tuple[str, ...] = tuple(PositionRow.model_fields)
+_position_values = itemgetter(*POSITION_COLUMNS)
+EXPOSURE_COLUMNS = ("side", "tenant", "book", "symbol", "net_lots", "net_units", "net_notional_usd",
+                    "floating_pnl_usd", "as_of")
+CURRENCY_COLUMNS = ("side", "tenant", "book", "currency", "net_amount", "net_usd", "as_of")
+ALERT_COLUMNS = ("alert_id", "rule_id", "rule_version", "category", "severity", "tenant", "subject",
+                 "summary", "facts", "evidence", "event_time", "detected_at")
+
+
+@dataclass
+class ExposureState:
+    engine: ExposureEngine
+    last_ms: int = 0
+    next_snapshot_ms: int = 0
+    pending: bool = False  # events since the last snapshot
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _event_ms(record: Deal | Quote | Account | BalanceOperation) -> int:
+    if isinstance(record, Account):
+        return _ms(record.updated_at)
+    return _ms(record.time)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _limit_alert(event: LimitEvent) -> Row:
+    breach = event.kind == "breach"
+    summary = (f"{event.metric} {event.measure} of {event.scope} {event.target} in book {event.book} "
+               f"{'is' if breach else 'is back to'} {event.value_usd:,.0f} USD "
+               f"({'limit' if breach else 'recovery level'} "
+               f"{(event.limit_usd if breach else event.recover_usd):,.0f} USD)")
+    facts = {"value_usd": event.value_usd, "limit_usd": event.limit_usd,
+             "recover_usd": event.recover_usd, "scope": event.scope, "book": event.book,
+             "target": event.target, "measure": event.measure, "metric": event.metric,
+             "config_version": event.config_version, "kind": event.kind}
+    return "alerts_store", (
+        event.event_id, f"limit.{event.rule_id}", event.rule_version, "risk",
+        "high" if breach else "info", event.tenant, f"{event.scope}:{event.book}:{event.target}",
+        summary, orjson.dumps(facts, default=_json_default).decode(), [], event.as_of, event.as_of,
+    )
+
+
+def _margin_alert(event: MarginEvent) -> Row:
+    severity = {"stop_out": "critical", "margin_call": "high"}.get(event.kind, "info")
+    level = "n/a" if event.margin_level is None else f"{event.margin_level:.1f}%"
+    summary = (f"{event.kind.replace('_', ' ')}: margin level {level} against {event.threshold}% "
+               f"(equity {event.equity} {event.currency}, margin {event.margin} {event.currency})")
+    facts = {"margin_level": event.margin_level, "threshold": event.threshold, "equity": event.equity,
+             "margin": event.margin, "currency": event.currency, "state": event.state,
+             "previous_state": event.previous_state, "config_version": event.config_version}
+    return "alerts_store", (
+        event.event_id, f"margin.{event.kind}", 1, "risk", severity, event.tenant, event.account_key,
+        summary, orjson.dumps(facts, default=_json_default).decode(), [], event.as_of, event.as_of,
+    )
+
+
+def snapshot_rows(snapshot: ExposureSnapshot) -> list[Row]:
+    rows: list[Row] = []
+    for position in snapshot.positions:
+        rows.append(("positions_store", _position_values(position.__dict__)))
+    for side, exposure in (("clients", snapshot.exposure), ("broker", snapshot.broker_exposure)):
+        for e in exposure:
+            values = (side, e.tenant, e.book, e.symbol, e.net_lots, e.net_units, e.net_notional_usd,
+                      e.floating_pnl_usd, e.as_of)
+            rows.append(("exposure_store", values))
+            rows.append(("exposure_history", values))
+    for side, currencies in (("clients", snapshot.currency_exposure),
+                             ("broker", snapshot.broker_currency_exposure)):
+        for c in currencies:
+            rows.append(("currency_exposure_store",
+                         (side, c.tenant, c.book, c.currency, c.net_amount, c.net_usd, c.as_of)))
+    return rows
+
+
+class ExposureStep:
+    """`stateful_flat_map` mapper keyed by tenant: (state, record) -> (state, rows)."""
+
+    def __init__(self, settings: ExposureSettings) -> None:
+        self.settings = settings
+        self.interval_ms = max(1, int(settings.snapshot_interval_s * 1000))
+
+    def new_engine(self) -> ExposureEngine:
+        s = self.settings
+        return ExposureEngine(routing=s.routing, modes=s.modes, limits=s.limits, margin=s.margin)
+
+    def __call__(self, state: ExposureState | None,
+                 record: Deal | Quote | Account | BalanceOperation) -> tuple[ExposureState, list[Row]]:
+        if state is None:
+            state = ExposureState(self.new_engine())
+        state.engine.apply(record)
+        state.last_ms = max(state.last_ms, _event_ms(record))
+        if state.last_ms < state.next_snapshot_ms:
+            state.pending = True
+            return state, []
+        return state, self._snapshot(state)
+
+    def finish(self, state: ExposureState) -> list[Row]:
+        """At the end of the input: the state after the last event, if not yet written."""
+        return self._snapshot(state) if state.pending else []
+
+    def _snapshot(self, state: ExposureState) -> list[Row]:
+        state.pending = False
+        as_of = datetime.fromtimestamp(state.last_ms / 1000, UTC)
+        snapshot = state.engine.snapshot(as_of, positions="changed", top=0)
+        rows = snapshot_rows(snapshot)
+        rows += [_limit_alert(e) for e in state.engine.check_limits(snapshot)]
+        rows += [_margin_alert(e) for e in state.engine.check_margin(as_of)]
+        state.next_snapshot_ms = (state.last_ms // self.interval_ms + 1) * self.interval_ms
+        return rows

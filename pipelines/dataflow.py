@@ -39,7 +39,7 @@ from connectors.symbols import SymbolBook
 from pipelines.exposure_step import ExposureStep
 from pipelines.kafka_source import KafkaRawSource
 from pipelines.keyed_state import single, stateful_flat_map
-from pipelines.sinks import ClickHouseSink, DeadLetterTopicSink
+from pipelines.sinks import AlertTopicSink, ClickHouseSink, DeadLetterTopicSink
 from pipelines.sources import FileItem, JsonlSource, StoppableSource
 from schemas.envelope import Envelope
 from schemas.events import Account, AccountUpdate, BalanceOperation, DeadLetter, Deal, Quote
@@ -220,6 +220,9 @@ def build_flow(
         config = {"bootstrap.servers": source.bootstrap, **(kafka_config or {})}
         topic = source.prefix + settings.kafka.dead_letter_topic
         op.output("dead_letter_topic", dead, DeadLetterTopicSink(config, topic))
+        alerts = op.filter_map("alerts", all_rows,
+                               lambda tr: ("alerts", tr[1]) if tr[0] == "alerts_store" else None)
+        op.output("alert_topic", alerts, AlertTopicSink(config, source.prefix + "alerts"))
     return flow
 
 

@@ -13,11 +13,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import Producer
 
 from brokerstream.metrics import SINK_BATCH_ROWS, SINK_FLUSH_SECONDS, SINK_ROWS
 from brokerstream.store import Store
+from pipelines.exposure_step import ALERT_COLUMNS
 from schemas.events import DeadLetter
 from schemas.tables import COLUMNS_BY_TABLE
 
@@ -113,3 +115,41 @@ class DeadLetterTopicSink(FixedPartitionedSink[DeadLetter, None]):
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _DeadLetterProducer:
         return _DeadLetterProducer(self._config, self._topic)
+
+
+class _AlertProducer(StatefulSinkPartition[tuple[Any, ...], None]):
+    def __init__(self, config: dict[str, str], topic: str) -> None:
+        self._producer = Producer({**config, "acks": "all", "enable.idempotence": "true"})
+        self._topic = topic
+
+    def write_batch(self, values: list[tuple[Any, ...]]) -> None:
+        for row in values:
+            alert = dict(zip(ALERT_COLUMNS, row, strict=True))
+            alert["facts"] = orjson.loads(alert["facts"])
+            body = orjson.dumps(alert, default=str)
+            self._producer.produce(self._topic, key=str(alert["subject"]).encode(), value=body,
+                                   headers=[("alert_id", str(alert["alert_id"]).encode())])
+            self._producer.poll(0)
+
+    def snapshot(self) -> None:
+        remaining = self._producer.flush(30)
+        if remaining:
+            raise RuntimeError(f"{remaining} alerts not acknowledged by Kafka in 30 s")
+
+    def close(self) -> None:
+        self.snapshot()
+
+
+class AlertTopicSink(FixedPartitionedSink[tuple[Any, ...], None]):
+    """Alerts for compliance and the risk desk: JSON on the `alerts` topic, keyed by subject.
+    Written again after a resume with the same alert_id, which consumers dedupe on."""
+
+    def __init__(self, config: dict[str, str], topic: str) -> None:
+        self._config = config
+        self._topic = topic
+
+    def list_parts(self) -> list[str]:
+        return ["alerts"]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _AlertProducer:
+        return _AlertProducer(self._config, self._topic)

@@ -97,10 +97,20 @@ CREATE TABLE IF NOT EXISTS exposure_history
     net_units        Decimal(38, 8),
     net_notional_usd Nullable(Decimal(38, 8)),
     floating_pnl_usd Nullable(Decimal(38, 8)),
-    as_of            DateTime64(3, 'UTC')
+    as_of            DateTime64(3, 'UTC'),
+    ingested_at      DateTime64(3, 'UTC') DEFAULT now64(3)
 )
 ENGINE = ReplacingMergeTree
 ORDER BY (tenant, side, book, symbol, as_of);
+
+-- Per account: open exposure and floating P&L, for the risk desk's top lists
+-- (ORDER BY gross_notional_usd DESC, floating_pnl_usd DESC or ASC).
+CREATE VIEW IF NOT EXISTS account_exposure AS
+SELECT tenant, account_key, login, any(`group`) AS `group`, any(book) AS book, count() AS positions,
+       sum(notional_usd) AS gross_notional_usd, sum(floating_pnl_usd) AS floating_pnl_usd,
+       max(as_of) AS as_of
+FROM positions
+GROUP BY tenant, account_key, login;
 
 CREATE TABLE IF NOT EXISTS alerts_store
 (

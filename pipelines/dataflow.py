@@ -36,11 +36,13 @@ from connectors.account_state import merge_account
 from connectors.registry import Normaliser, Record, readers_for
 from connectors.routing import Router
 from connectors.symbols import SymbolBook
-from pipelines.exposure_step import ExposureStep
+from pipelines.exposure_step import ExposureStep, PositionBookStep
 from pipelines.kafka_source import KafkaRawSource
 from pipelines.keyed_state import single, stateful_flat_map
 from pipelines.sinks import AlertTopicSink, ClickHouseSink, DeadLetterTopicSink
 from pipelines.sources import FileItem, JsonlSource, StoppableSource
+from risk_rules.exposure import PositionChange
+from risk_rules.exposure.settings import ExposureSettings
 from schemas.envelope import Envelope
 from schemas.events import Account, AccountUpdate, BalanceOperation, DeadLetter, Deal, Quote
 from schemas.tables import issue_row, to_row
@@ -142,21 +144,32 @@ def _commission_rows(
     return op.map("commission_rows", produced, _commission_out)
 
 
-def _exposure_input(record: Record) -> tuple[str, Deal | Quote | BalanceOperation] | None:
-    if isinstance(record, Deal | Quote | BalanceOperation):
-        return record.tenant, record
+def _market_input(record: Record) -> tuple[str, Quote | BalanceOperation] | None:
+    return (record.tenant, record) if isinstance(record, Quote | BalanceOperation) else None
+
+
+def _deal_by_account(record: Record) -> tuple[str, Deal] | None:
+    if isinstance(record, Deal):
+        return f"{record.platform}:{record.server}:{record.login}", record
     return None
 
 
 def _exposure_rows(
-    records: Stream[Record], accounts: Stream[tuple[str, Account]], step: ExposureStep
+    records: Stream[Record], accounts: Stream[tuple[str, Account]], settings: ExposureSettings
 ) -> Stream[tuple[str, tuple[Any, ...]]]:
-    """Positions, exposure and P&L per tenant, with limit and margin alerts."""
-    market = op.filter_map("exposure_events", records, _exposure_input)
+    """Positions, exposure and P&L, with limit and margin alerts, in two stages: position books
+    keyed by account (deal histories for corrections live there), then the tenant's exposure
+    aggregates fed by position changes, quotes, accounts and balance operations."""
+    deals = op.filter_map("position_deals", records, _deal_by_account)
+    book_inputs = cast(Stream[tuple[str, Deal | Account]],
+                       op.merge("position_inputs", deals, accounts))
+    changes = stateful_flat_map("position_books", book_inputs, PositionBookStep(settings))
+    by_tenant = op.map("position_changes", changes, lambda kv: (kv[1].after.tenant, kv[1]))
+    market = op.filter_map("exposure_market", records, _market_input)
     account_states = op.map("exposure_accounts", accounts, lambda kv: (kv[1].tenant, kv[1]))
-    events = cast(Stream[tuple[str, Deal | Quote | BalanceOperation | Account]],
-                  op.merge("exposure_inputs", market, account_states))
-    produced = stateful_flat_map("exposure", events, step)
+    events = cast(Stream[tuple[str, PositionChange | Quote | BalanceOperation | Account]],
+                  op.merge("exposure_inputs", by_tenant, market, account_states))
+    produced = stateful_flat_map("exposure", events, ExposureStep(settings))
     return op.map("exposure_out", produced, lambda kv: kv[1])
 
 
@@ -205,7 +218,7 @@ def build_flow(
     account_rows = op.map("account_rows", accounts, lambda kv: to_row(kv[1]))
     streams = [rows, account_rows]
     if settings.exposure.enabled:
-        streams.append(_exposure_rows(records, accounts, ExposureStep(settings.exposure)))
+        streams.append(_exposure_rows(records, accounts, settings.exposure))
     if commissions is not None:
         streams.append(_commission_rows(records, accounts, commissions))
     all_rows = op.merge("all_rows", *streams)

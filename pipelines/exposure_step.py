@@ -17,7 +17,15 @@ from typing import Any
 
 import orjson
 
-from risk_rules.exposure import ExposureEngine, ExposureSnapshot, LimitEvent, MarginEvent, PositionRow
+from risk_rules.exposure import (
+    ExposureEngine,
+    ExposureSnapshot,
+    LimitEvent,
+    MarginEvent,
+    PositionBook,
+    PositionChange,
+    PositionRow,
+)
 from risk_rules.exposure.settings import ExposureSettings
 from schemas.events import Account, BalanceOperation, Deal, Quote
 
@@ -32,6 +40,39 @@ ALERT_COLUMNS = ("alert_id", "rule_id", "rule_version", "category", "severity", 
 
 
 @dataclass
+class AccountBook:
+    """One account's positions (keyed by account: only touched accounts are snapshotted)."""
+
+    group: str = ""
+    book: PositionBook | None = None
+
+
+class PositionBookStep:
+    """Stage 1, keyed by account: deals -> position changes (the deal history each position
+    keeps for corrections stays here, spread over accounts, instead of in one tenant state)."""
+
+    def __init__(self, settings: ExposureSettings) -> None:
+        self.modes = settings.modes
+
+    def __call__(self, state: AccountBook | None,
+                 record: Deal | Account) -> tuple[AccountBook, list[PositionChange]]:
+        state = state or AccountBook()
+        if isinstance(record, Account):
+            state.group = record.group or state.group
+            return state, []
+        if state.book is None:
+            mode = self.modes.mode_for(tenant=record.tenant, server=record.server,
+                                       platform=record.platform, group=state.group,
+                                       account_key=account_key_of(record), login=record.login)
+            state.book = PositionBook(account_key_of(record), mode, state.group)
+        return state, state.book.apply(record)
+
+
+def account_key_of(deal: Deal) -> str:
+    return f"{deal.platform}:{deal.server}:{deal.login}"
+
+
+@dataclass
 class ExposureState:
     engine: ExposureEngine
     last_ms: int = 0
@@ -43,9 +84,14 @@ def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def _event_ms(record: Deal | Quote | Account | BalanceOperation) -> int:
+Stage2Input = PositionChange | Quote | Account | BalanceOperation
+
+
+def _event_ms(record: Stage2Input) -> int:
     if isinstance(record, Account):
         return _ms(record.updated_at)
+    if isinstance(record, PositionChange):
+        return _ms(record.time or record.after.updated_at)
     return _ms(record.time)
 
 
@@ -107,7 +153,8 @@ def snapshot_rows(snapshot: ExposureSnapshot) -> list[Row]:
 
 
 class ExposureStep:
-    """`stateful_flat_map` mapper keyed by tenant: (state, record) -> (state, rows)."""
+    """Stage 2, keyed by tenant: position changes, quotes, accounts and balance operations
+    -> exposure aggregates, valued with the latest prices; snapshots become rows and alerts."""
 
     def __init__(self, settings: ExposureSettings) -> None:
         self.settings = settings
@@ -117,11 +164,13 @@ class ExposureStep:
         s = self.settings
         return ExposureEngine(routing=s.routing, modes=s.modes, limits=s.limits, margin=s.margin)
 
-    def __call__(self, state: ExposureState | None,
-                 record: Deal | Quote | Account | BalanceOperation) -> tuple[ExposureState, list[Row]]:
+    def __call__(self, state: ExposureState | None, record: Stage2Input) -> tuple[ExposureState, list[Row]]:
         if state is None:
             state = ExposureState(self.new_engine())
-        state.engine.apply(record)
+        if isinstance(record, PositionChange):
+            state.engine.on_position_change(record)
+        else:
+            state.engine.apply(record)
         state.last_ms = max(state.last_ms, _event_ms(record))
         if state.last_ms < state.next_snapshot_ms:
             state.pending = True

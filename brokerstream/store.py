@@ -65,6 +65,8 @@ def arrow_type(clickhouse_type: str) -> pa.DataType:
         return pa.decimal128(int(match.group(1)), int(match.group(2)))
     if t == "Map(String, String)":
         return pa.map_(pa.string(), pa.string())
+    if t == "Array(String)":
+        return pa.list_(pa.string())
     raise ValueError(f"no Arrow mapping for ClickHouse type {clickhouse_type}")
 
 

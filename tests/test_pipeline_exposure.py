@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 
-from brokerstream.config import Settings
+from brokerstream.config import Settings, parse_settings
 from brokerstream.engine import run_replay
 from brokerstream.publish import write_envelopes
 from brokerstream.simulator.mt5 import SYMBOLS, Mt5DealSimulator
@@ -47,6 +47,9 @@ def _history(path: Path) -> list[Envelope]:
 def test_exposure_table_equals_the_batch_reference(tmp_path: Path, settings: Settings, store: Store) -> None:
     path = tmp_path / "history.jsonl"
     envelopes = _history(path)
+    doc = settings.model_dump(mode="json")
+    doc["exposure"]["limits"] = {"rules": [{"id": "symbol-net", "scope": "symbol", "max_usd": 1_000_000}]}
+    settings = parse_settings(doc)
     run_replay(settings, [path])
 
     normalise = Normaliser(Router(settings), readers_for(settings))
@@ -70,6 +73,11 @@ def test_exposure_table_equals_the_batch_reference(tmp_path: Path, settings: Set
     _, broker = store.query("SELECT symbol, net_lots FROM broker_exposure ORDER BY symbol")
     assert {s: -lots for s, lots in broker} == {r[2]: r[3] for r in rows}
     assert store.scalar("SELECT count() FROM positions") > 100
+    # The broker's net exposure crossed the 1M USD limit on some symbols: risk alerts, explained.
+    _, alerts = store.query("SELECT rule_id, category, severity, subject, summary FROM alerts "
+                            "WHERE rule_id = 'limit.symbol-net' ORDER BY event_time")
+    assert alerts and all(a[1] == "risk" for a in alerts)
+    assert "limit 1,000,000 USD" in alerts[0][4] or "recovery level" in alerts[0][4]
     history_rows = store.scalar("SELECT count() FROM exposure_history")
 
     run_replay(settings, [path])  # the same history again: the same rows

@@ -57,3 +57,8 @@ def test_dead_letter_keeps_non_utf8_bytes_exactly(store: Store, settings: Settin
     [dl] = Normaliser(Router(settings))(envelope(raw, topic="mt5.deals"))
     _write(store, [dl])
     assert store.scalar("SELECT hex(raw) FROM dead_letters") == raw.hex().upper()
+
+
+def test_every_table_the_engine_writes_has_an_arrow_schema(store: Store) -> None:
+    for table, columns in COLUMNS_BY_TABLE.items():
+        assert len(store.arrow_schema(table, columns)) == len(columns), table

@@ -1,0 +1,195 @@
+"""Score the AML/fraud rules against the simulator's ground truth.
+
+    .venv/bin/python bench/score_rules.py [--seed 1] [--accounts 3000] [--days 8] [--events 300000]
+                                          [--typology-rate 8] [--rules examples/rules.yaml]
+
+Simulates a brokerage (file mode), reads every envelope through the connectors, feeds the
+canonical records in order to the RuleEngine and prints, per typology, recall (cases with at
+least one alert of a rule meant for it) and precision (that rule's alerts that match a case of
+the typology: same subject or an account in common, and the alert's window within the case's
+span +- the slack), plus the rule engine's throughput. "early" counts only the cases that ended
+at least --late-hours before the end of the data (later ones may be cut short: a withdrawal or
+a chargeback that has not happened yet). "other" counts alerts that miss their own typology but
+fall on another injected case's subject and time (e.g. impossible travel on the accounts of a
+shared-IP ring); "prec. any" counts those as true.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import time
+from collections import defaultdict
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from brokerstream.config import load_settings
+from brokerstream.simulator.brokerage import Brokerage
+from connectors.registry import Normaliser, readers_for
+from connectors.routing import Router
+from risk_rules.alerts import Alert
+from risk_rules.engine import CsvGeoIP, RuleEngine, load_rules_config
+from risk_rules.sanctions import Screener, load_ofac
+from schemas.events import Quote
+
+DATA = Path(__file__).resolve().parent.parent / "brokerstream" / "simulator" / "data"
+
+TYPOLOGY_OF: dict[str, str] = {
+    "large_transaction": "large_transaction",
+    "structuring": "structuring",
+    "deposit_withdraw_no_trading": "deposit_withdraw_no_trading",
+    "payer_name_mismatch": "payer_name_mismatch",
+    "shared_instrument": "shared_instrument",
+    "dormant_reactivation": "dormant_reactivation",
+    "high_risk_jurisdiction": "high_risk_country",
+    "chargeback": "chargeback",
+    "sanctions_screening": "sanctioned_name",
+    "shared_ip": "shared_ip_device",
+    "shared_device": "shared_ip_device",
+    "impossible_travel": "impossible_travel",
+    "failed_logins_account": "failed_login_burst",
+    "failed_logins_ip": "failed_login_burst",
+    "latency_arbitrage": "latency_arbitrage",
+    "mirror_trades": "mirror_trades",
+}
+
+
+def _ts(s: str) -> datetime:
+    return datetime.fromisoformat(s.replace("Z", "+00:00"))
+
+
+def alert_accounts(a: Alert) -> set[str]:
+    out = set(a.facts.get("accounts", []))
+    if a.subject.count(":") == 2 and not a.subject.startswith(("ip:", "device:", "instrument:")):
+        out.add(a.subject)
+    return out
+
+
+def matches(a: Alert, case: dict[str, Any], slack: timedelta) -> bool:
+    subj = (
+        a.subject.split(":", 1)[1] if a.subject.startswith(("ip:", "instrument:", "device:")) else a.subject
+    )
+    if subj != case["subject"] and not (alert_accounts(a) & set(case["accounts"])):
+        return False
+    return bool(_ts(case["start"]) - slack <= a.event_time <= _ts(case["end"]) + slack)
+
+
+def _ratio(a: int, b: int) -> str:
+    return f"{a / b:.2f}" if b else "-"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--accounts", type=int, default=3000)
+    ap.add_argument("--days", type=float, default=8)
+    ap.add_argument("--events", type=int, default=300_000)
+    ap.add_argument("--typology-rate", type=float, default=8.0)
+    ap.add_argument("--rules", default="examples/rules.yaml")
+    ap.add_argument("--settings", default="examples/brokerstream.yaml")
+    ap.add_argument("--slack-hours", type=float, default=24)
+    ap.add_argument(
+        "--late-hours",
+        type=float,
+        default=72,
+        help="cases ending this close to the end of the data may be cut short",
+    )
+    ap.add_argument("--show", default="", help="print the alerts of this rule id")
+    ap.add_argument("--cache", default="", help="pickle of (records, truth): read if it exists, else written")
+    args = ap.parse_args()
+
+    t0 = time.perf_counter()
+    settings = load_settings(args.settings)
+    cache = Path(args.cache) if args.cache else None
+    if cache is not None and cache.exists():
+        with cache.open("rb") as fh:
+            records, truth = pickle.load(fh)
+    else:
+        sim = Brokerage(
+            settings,
+            seed=args.seed,
+            accounts=args.accounts,
+            days=args.days,
+            events=args.events,
+            typology_rate=args.typology_rate,
+        )
+        norm = Normaliser(Router(sim.settings), readers_for(sim.settings))
+        records = [r for env in sim.envelopes(args.events) for r in norm(env) if not isinstance(r, Quote)]
+        truth = sim.truth()
+        if cache is not None:
+            with cache.open("wb") as fh:
+                pickle.dump((records, truth), fh)
+    t1 = time.perf_counter()
+
+    engine = RuleEngine(
+        load_rules_config(args.rules),
+        geo=CsvGeoIP(DATA / "geoip_synthetic.csv"),
+        screener=Screener(load_ofac(DATA / "sanctions_synthetic.csv", DATA / "sanctions_synthetic_alt.csv")),
+        servers={name: cfg.platform for name, (_, cfg) in settings.server_index().items()},
+    )
+    t2 = time.perf_counter()
+    alerts: list[Alert] = []
+    for rec in records:
+        alerts.extend(engine.on_record(rec))
+    t3 = time.perf_counter()
+
+    slack = timedelta(hours=args.slack_hours)
+    by_typ: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for case in truth:
+        by_typ[case["typology"]].append(case)
+    by_rule: dict[str, list[Alert]] = defaultdict(list)
+    for a in alerts:
+        by_rule[a.rule_id].append(a)
+
+    print(
+        f"simulated {args.events:,} messages ({len(records):,} non-quote records, {len(truth)} cases) "
+        f"in {t1 - t0:.1f} s; seed {args.seed}, {args.accounts} accounts, {args.days} days, "
+        f"typology rate x{args.typology_rate}"
+    )
+    print(
+        f"rule engine: {len(records):,} records in {t3 - t2:.2f} s = "
+        f"{len(records) / (t3 - t2):,.0f} records/s, "
+        f"{len(alerts)} alerts"
+    )
+    data_end = max(r.time for r in records)
+    late = data_end - timedelta(hours=args.late_hours)
+    print()
+    print(
+        f"{'typology':28} {'cases':>5} {'found':>5} {'recall':>6} | "
+        f"{'early':>5} {'found':>5} {'recall':>6} | "
+        f"{'alerts':>6} {'true':>5} {'precision':>9} | {'other':>5} {'prec. any':>9}"
+    )
+    for typ in sorted({*by_typ, *TYPOLOGY_OF.values()}):
+        cases = by_typ.get(typ, [])
+        rules = [r for r, t in TYPOLOGY_OF.items() if t == typ]
+        mine = [a for r in rules for a in by_rule.get(r, [])]
+        found = sum(1 for c in cases if any(matches(a, c, slack) for a in mine))
+        early = [c for c in cases if _ts(c["end"]) < late]
+        found_early = sum(1 for c in early if any(matches(a, c, slack) for a in mine))
+        true = sum(1 for a in mine if any(matches(a, c, slack) for c in cases))
+        other = sum(
+            1
+            for a in mine
+            if not any(matches(a, c, slack) for c in cases) and any(matches(a, c, slack) for c in truth)
+        )
+        print(
+            f"{typ:28} {len(cases):5} {found:5} {_ratio(found, len(cases)):>6} | "
+            f"{len(early):5} {found_early:5} "
+            f"{_ratio(found_early, len(early)):>6} | {len(mine):6} {true:5} {_ratio(true, len(mine)):>9} | "
+            f"{other:5} {_ratio(true + other, len(mine)):>9}"
+        )
+    print()
+    for r in sorted(by_rule):
+        if r not in TYPOLOGY_OF:
+            n = len(by_rule[r])
+            any_case = sum(1 for a in by_rule[r] if any(matches(a, c, slack) for c in truth))
+            print(f"rule {r} (no typology): {n} alerts, {any_case} on a case's subject")
+    if args.show:
+        for a in by_rule.get(args.show, []):
+            hit = [c["typology"] for c in truth if matches(a, c, slack)]
+            print(a.event_time, a.subject, a.summary, hit)
+
+
+if __name__ == "__main__":
+    main()

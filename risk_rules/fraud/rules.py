@@ -1,0 +1,394 @@
+"""Fraud rules: shared IP/device, impossible travel, failed-login bursts, latency-arbitrage-style
+scalping, mirror trading across linked accounts."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict, deque
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from risk_rules.engine import GeoPoint, Hit, Rule, register
+from schemas.events import BalanceOperation, Deal, Login
+
+
+class P(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def haversine_km(a: GeoPoint, b: GeoPoint) -> float:
+    la1, lo1, la2, lo2 = map(math.radians, (a.latitude, a.longitude, b.latitude, b.longitude))
+    h = math.sin((la2 - la1) / 2) ** 2 + math.cos(la1) * math.cos(la2) * math.sin((lo2 - lo1) / 2) ** 2
+    return 2 * 6371.0 * math.asin(min(1.0, math.sqrt(h)))
+
+
+# --------------------------------------------------------------------------- shared IP / device
+
+
+class SharedParams(P):
+    min_accounts: int = Field(default=4, ge=2, description="different clients")
+    window_hours: float = Field(default=96, gt=0)
+
+
+class _SharedKey(Rule):
+    """Distinct clients (CRM client id, else account) behind one key in a window."""
+
+    category = "fraud"
+    Params = SharedParams
+    p: SharedParams
+    prefix = ""
+
+    def __init__(self, params: SharedParams, ctx: object) -> None:
+        super().__init__(params, ctx)  # type: ignore[arg-type]
+        self.users: dict[str, dict[str, tuple[datetime, str, str]]] = defaultdict(dict)
+
+    def key(self, login: Login) -> str:
+        raise NotImplementedError
+
+    def on_login(self, login: Login, account: str) -> list[Hit]:
+        k = self.key(login)
+        if login.kind != "login" or not k:
+            return []
+        acc = self.ctx.accounts.get(account)
+        person = acc.client_id if acc is not None and acc.client_id else account
+        users = self.users[k]
+        users[person] = (login.time, account, login.login_key)
+        horizon = login.time - timedelta(hours=self.p.window_hours)
+        for u in [u for u, v in users.items() if v[0] < horizon]:
+            del users[u]
+        if len(users) < self.p.min_accounts:
+            return []
+        accounts = sorted({v[1] for v in users.values()})
+        return [
+            Hit(
+                f"{self.prefix}:{k}",
+                login.tenant,
+                f"{len(users)} clients ({len(accounts)} accounts) logged in from {self.prefix} {k} within "
+                f"{self.p.window_hours:.0f} h (threshold {self.p.min_accounts})",
+                {
+                    "clients": len(users),
+                    "accounts": accounts,
+                    "min_accounts": self.p.min_accounts,
+                    "window_hours": self.p.window_hours,
+                },
+                sorted(v[2] for v in users.values()),
+                login.time,
+            )
+        ]
+
+
+@register
+class SharedIP(_SharedKey):
+    rule_id = "shared_ip"
+    prefix = "ip"
+
+    def key(self, login: Login) -> str:
+        return login.ip
+
+
+@register
+class SharedDevice(_SharedKey):
+    rule_id = "shared_device"
+    prefix = "device"
+
+    def key(self, login: Login) -> str:
+        return login.device
+
+
+# --------------------------------------------------------------------------- impossible travel
+
+
+class TravelParams(P):
+    max_speed_kmh: float = Field(default=1000, gt=0)
+    min_distance_km: float = Field(default=500, ge=0)
+    ignore_hosting: bool = Field(default=True, description="skip data-centre/VPN addresses")
+
+
+@register
+class ImpossibleTravel(Rule):
+    rule_id = "impossible_travel"
+    category = "fraud"
+    Params = TravelParams
+    p: TravelParams
+
+    def __init__(self, params: TravelParams, ctx: object) -> None:
+        super().__init__(params, ctx)  # type: ignore[arg-type]
+        self.last: dict[str, tuple[datetime, GeoPoint, str, str]] = {}
+
+    def on_login(self, login: Login, account: str) -> list[Hit]:
+        geo = self.ctx.geo
+        if login.kind != "login" or not login.ip or geo is None:
+            return []
+        point = geo(login.ip)
+        if point is None or (self.p.ignore_hosting and point.kind == "hosting"):
+            return []
+        prev = self.last.get(account)
+        self.last[account] = (login.time, point, login.login_key, login.ip)
+        if prev is None:
+            return []
+        km = haversine_km(prev[1], point)
+        hours = max((login.time - prev[0]).total_seconds() / 3600, 1 / 60)
+        speed = km / hours
+        if km < self.p.min_distance_km or speed <= self.p.max_speed_kmh:
+            return []
+        return [
+            Hit(
+                account,
+                login.tenant,
+                f"logins from {prev[1].country} and {point.country} {km:,.0f} km apart "
+                f"{hours * 60:.0f} min apart ({speed:,.0f} km/h > {self.p.max_speed_kmh:,.0f})",
+                {
+                    "distance_km": round(km),
+                    "minutes": round(hours * 60, 1),
+                    "speed_kmh": round(speed),
+                    "max_speed_kmh": self.p.max_speed_kmh,
+                    "from_ip": prev[3],
+                    "to_ip": login.ip,
+                    "from_country": prev[1].country,
+                    "to_country": point.country,
+                },
+                [prev[2], login.login_key],
+                login.time,
+            )
+        ]
+
+
+# --------------------------------------------------------------------------- failed logins
+
+
+class FailedParams(P):
+    min_failures: int = Field(default=10, ge=2)
+    window_minutes: float = Field(default=30, gt=0)
+
+
+class _FailedBurst(Rule):
+    category = "fraud"
+    Params = FailedParams
+    p: FailedParams
+
+    def __init__(self, params: FailedParams, ctx: object) -> None:
+        super().__init__(params, ctx)  # type: ignore[arg-type]
+        self.fails: dict[str, deque[tuple[datetime, str, str]]] = defaultdict(deque)
+
+    def subject(self, login: Login, account: str) -> str:
+        raise NotImplementedError
+
+    def on_login(self, login: Login, account: str) -> list[Hit]:
+        subject = self.subject(login, account)
+        if login.kind != "failed" or not subject:
+            return []
+        q = self.fails[subject]
+        q.append((login.time, login.login_key, account))
+        window = timedelta(minutes=self.p.window_minutes)
+        while q and login.time - q[0][0] > window:
+            q.popleft()
+        if len(q) < self.p.min_failures:
+            return []
+        accounts = sorted({a for _, _, a in q})
+        return [
+            Hit(
+                subject,
+                login.tenant,
+                f"{len(q)} failed logins on {subject} in {(q[-1][0] - q[0][0]).total_seconds() / 60:.0f} min "
+                f"(threshold {self.p.min_failures} in {self.p.window_minutes:.0f} min)",
+                {
+                    "failures": len(q),
+                    "min_failures": self.p.min_failures,
+                    "window_minutes": self.p.window_minutes,
+                    "accounts": accounts,
+                },
+                [k for _, k, _ in q],
+                login.time,
+                q[0][0],
+            )
+        ]
+
+
+@register
+class FailedLoginsAccount(_FailedBurst):
+    rule_id = "failed_logins_account"
+
+    def subject(self, login: Login, account: str) -> str:
+        return account
+
+
+@register
+class FailedLoginsIP(_FailedBurst):
+    rule_id = "failed_logins_ip"
+
+    def subject(self, login: Login, account: str) -> str:
+        return f"ip:{login.ip}" if login.ip else ""
+
+
+# --------------------------------------------------------------------------- latency arbitrage
+
+
+class LatencyParams(P):
+    max_hold_seconds: float = Field(default=15, gt=0)
+    min_trades: int = Field(default=8, ge=2)
+    min_win_rate: float = Field(default=0.75, gt=0, le=1)
+    window_hours: float = Field(default=72, gt=0)
+
+
+@register
+class LatencyArbitrage(Rule):
+    rule_id = "latency_arbitrage"
+    category = "fraud"
+    Params = LatencyParams
+    p: LatencyParams
+
+    def __init__(self, params: LatencyParams, ctx: object) -> None:
+        super().__init__(params, ctx)  # type: ignore[arg-type]
+        self.opened: dict[tuple[str, str], datetime] = {}
+        self.trades: dict[str, deque[tuple[datetime, Decimal, str]]] = defaultdict(deque)
+
+    def on_deal(self, deal: Deal, account: str) -> list[Hit]:
+        pos = (account, deal.position_id or deal.order_id)
+        if deal.entry == "in":
+            self.opened[pos] = deal.time
+            return []
+        opened = self.opened.pop(pos, None)
+        if opened is None or deal.entry not in ("out", "out_by"):
+            return []
+        hold = (deal.time - opened).total_seconds()
+        if hold > self.p.max_hold_seconds:
+            return []
+        q = self.trades[account]
+        q.append((deal.time, deal.profit, deal.deal_key))
+        while q and deal.time - q[0][0] > timedelta(hours=self.p.window_hours):
+            q.popleft()
+        wins = sum(1 for _, pr, _ in q if pr > 0)
+        rate = wins / len(q)
+        if len(q) < self.p.min_trades or rate < self.p.min_win_rate:
+            return []
+        profit = sum(pr for _, pr, _ in q)
+        return [
+            Hit(
+                account,
+                deal.tenant,
+                f"{len(q)} trades held at most {self.p.max_hold_seconds:.0f} s "
+                f"in {self.p.window_hours:.0f} h, "
+                f"{rate:.0%} profitable (threshold {self.p.min_win_rate:.0%}), profit {float(profit):,.2f} "
+                f"{deal.currency}",
+                {
+                    "trades": len(q),
+                    "wins": wins,
+                    "win_rate": round(rate, 3),
+                    "profit": float(profit),
+                    "min_trades": self.p.min_trades,
+                    "min_win_rate": self.p.min_win_rate,
+                    "max_hold_seconds": self.p.max_hold_seconds,
+                },
+                [k for _, _, k in q],
+                deal.time,
+                q[0][0],
+            )
+        ]
+
+
+# --------------------------------------------------------------------------- mirror trades
+
+
+def agent_id(agent: str) -> str:
+    """The IB's number: the CRM says "IB-1023", the platform's Agent field 1023."""
+    digits = "".join(c for c in agent if c.isdigit())
+    return digits or agent
+
+
+class MirrorParams(P):
+    max_gap_seconds: float = Field(default=10, gt=0)
+    lots_tolerance: float = Field(default=0.1, ge=0, description="relative volume difference")
+    min_pairs: int = Field(default=3, ge=1, description="between linked accounts")
+    min_pairs_unlinked: int = Field(default=6, ge=0, description="between any accounts; 0 = off")
+    window_hours: float = Field(default=240, gt=0)
+
+
+@register
+class MirrorTrades(Rule):
+    """Opposite opening trades on one symbol within seconds, similar volume, between accounts
+    that share an IP, a device, an IB or a payment instrument."""
+
+    rule_id = "mirror_trades"
+    category = "fraud"
+    Params = MirrorParams
+    p: MirrorParams
+
+    def __init__(self, params: MirrorParams, ctx: object) -> None:
+        super().__init__(params, ctx)  # type: ignore[arg-type]
+        self.recent: dict[tuple[str, str], deque[tuple[datetime, str, str, Decimal, str]]] = defaultdict(
+            deque
+        )
+        self.links: dict[str, set[str]] = defaultdict(set)  # account -> "ip:..", "dev:..", "pay:.."
+        self.pairs: dict[tuple[str, str], deque[tuple[datetime, str, str]]] = defaultdict(deque)
+
+    def on_login(self, login: Login, account: str) -> list[Hit]:
+        if login.kind == "login":
+            if login.ip:
+                self.links[account].add("ip:" + login.ip)
+            if login.device:
+                self.links[account].add("dev:" + login.device)
+        return []
+
+    def on_op(self, op: BalanceOperation, account: str) -> list[Hit]:
+        if op.platform == "psp" and op.instrument_fingerprint:
+            self.links[account].add("pay:" + op.instrument_fingerprint)
+        return []
+
+    def _linked(self, a: str, b: str) -> str:
+        accounts = self.ctx.accounts
+        aa, bb = accounts.get(a), accounts.get(b)
+        if aa is not None and bb is not None and aa.tenant == bb.tenant:
+            ib_a, ib_b = agent_id(aa.agent), agent_id(bb.agent)
+            if ib_a and ib_a == ib_b:
+                return "ib:" + ib_a
+        shared = self.links.get(a, set()) & self.links.get(b, set())
+        return min(shared) if shared else ""
+
+    def on_deal(self, deal: Deal, account: str) -> list[Hit]:
+        if deal.entry != "in" or deal.lots <= 0:
+            return []
+        q = self.recent[(deal.tenant, deal.symbol)]
+        gap = timedelta(seconds=self.p.max_gap_seconds)
+        while q and deal.time - q[0][0] > gap:
+            q.popleft()
+        hits: list[Hit] = []
+        for _, other, side, lots, key in q:
+            if other == account or side == deal.side:
+                continue
+            if abs(lots - deal.lots) > Decimal(str(self.p.lots_tolerance)) * max(lots, deal.lots):
+                continue
+            link = self._linked(account, other)
+            if not link and not self.p.min_pairs_unlinked:
+                continue
+            pair = (min(account, other), max(account, other))
+            pq = self.pairs[pair]
+            pq.append((deal.time, key, deal.deal_key))
+            while pq and deal.time - pq[0][0] > timedelta(hours=self.p.window_hours):
+                pq.popleft()
+            needed = self.p.min_pairs if link else self.p.min_pairs_unlinked
+            if len(pq) >= needed:
+                evidence = sorted({k for _, a, b in pq for k in (a, b)})
+                how = f"linked by {link.split(':')[0]}" if link else "no known link"
+                hits.append(
+                    Hit(
+                        pair[0],
+                        deal.tenant,
+                        f"{len(pq)} opposite trades of equal size within {self.p.max_gap_seconds:.0f} s "
+                        f"between {pair[0]} and {pair[1]} ({how}; threshold {needed})",
+                        {
+                            "pairs": len(pq),
+                            "min_pairs": needed,
+                            "accounts": list(pair),
+                            "link": link,
+                            "max_gap_seconds": self.p.max_gap_seconds,
+                        },
+                        evidence,
+                        deal.time,
+                        pq[0][0],
+                    )
+                )
+            break
+        q.append((deal.time, account, deal.side, deal.lots, deal.deal_key))
+        return hits

@@ -1,0 +1,76 @@
+"""Sanctions screening: list formats, normalisation, fuzzy token matching, the rule."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from risk_rules.sanctions import Screener, load_eu, load_ofac, token_score
+from tests.test_rules_builders import DATA, account, acct, at, engine, feed
+
+
+@pytest.fixture(scope="module")
+def screener() -> Screener:
+    return Screener(load_ofac(DATA / "sanctions_synthetic.csv", DATA / "sanctions_synthetic_alt.csv"))
+
+
+def test_ofac_loader_reads_names_aliases_and_dob(screener: Screener) -> None:
+    voranko = next(e for e in screener.entries if e.entry_id == "90001")
+    assert voranko.names[0] == "Dmitar Ilkovic VORANKO" and "Dimitar VORANKO" in voranko.names
+    assert voranko.dobs == {date(1971, 3, 14)} and voranko.program == "SYN-EO1"
+    assert all(e.entry_id != "90101" for e in screener.entries)  # entities are not screened against people
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Dmitar Ilkovic Voranko",  # exact, given name first
+        "VORANKO Dmitar Ilkovic",  # name order
+        "Dmitar Voranko",  # middle name left out
+        "Dmitri Woranko",  # alias / transliteration
+        "dmitar  voránko",  # case, accents, spacing
+        "Samir Fawwaz Al Qadirah",  # punctuation
+    ],
+)
+def test_matches(screener: Screener, name: str) -> None:
+    assert screener.screen(name, threshold=88)
+
+
+@pytest.mark.parametrize("name", ["Dmitar Petrov", "Maria Voronova", "Samir Khan", "Voranko"])
+def test_non_matches(screener: Screener, name: str) -> None:
+    assert screener.screen(name, threshold=88) == []
+
+
+def test_dob_mismatch_discounts(screener: Screener) -> None:
+    assert screener.screen("Dmitar Voranko", date(1971, 3, 14))[0].dob_match is True
+    assert screener.screen("Dmitar Voranko", date(1990, 1, 1)) == []
+
+
+def test_token_score_is_order_free() -> None:
+    assert token_score(["a", "bcd", "efg"], ["efg", "bcd", "a"]) == 100
+
+
+def test_eu_consolidated_csv(tmp_path: Path) -> None:
+    path = tmp_path / "eu.csv"
+    path.write_text(
+        "Entity_LogicalId;Subject_type;NameAlias_WholeName;BirthDate_BirthDate;Entity_Regulation_Programme\n"
+        "13;P;Ivan Petrovich SIDOROV;1965-02-01;UKR\n"
+        "13;P;Ivan SIDOROFF;1965-02-01;UKR\n"
+        "14;E;Acme Shipping Ltd;;UKR\n",
+        encoding="utf-8",
+    )
+    entries = load_eu(path)
+    assert len(entries) == 1 and entries[0].names == ["Ivan Petrovich SIDOROV", "Ivan SIDOROFF"]
+    assert Screener(entries).screen("Sidorov Ivan", date(1965, 2, 1))
+
+
+def test_rule_on_open_and_on_change(screener: Screener) -> None:
+    eng = engine("sanctions_screening", screener=screener, cooldown_hours=0)
+    assert feed(eng, [account(name="Peter Novak")]) == []
+    alerts = feed(eng, [account(t=at(1), name="Daniel Lim Kwang Hoe", date_of_birth=date(1990, 3, 3))])
+    assert len(alerts) == 1 and alerts[0].subject == acct(100) and alerts[0].facts["entry"] == "90011"
+    assert alerts[0].severity == "medium" and alerts[0].facts["dob_match"] is True
+    # an unrelated update of the same account does not screen again
+    assert feed(eng, [account(t=at(2), email="x@example.com")]) == []

@@ -117,11 +117,6 @@ class Store:
             applied.append(name)
         return applied
 
-    def insert_columns(self, table: str, columns: Sequence[str], data: Sequence[Sequence[Any]]) -> None:
-        """Insert column-oriented data (one list per column)."""
-        if data and len(data[0]):
-            self.client.insert(table, data, column_names=list(columns), column_oriented=True)
-
     def arrow_schema(self, table: str, columns: Sequence[str]) -> pa.Schema:
         key = (table, tuple(columns))
         if key not in self._schemas:

@@ -39,7 +39,7 @@ from connectors.symbols import SymbolBook
 from pipelines.exposure_step import ExposureStep, PositionBookStep
 from pipelines.kafka_source import KafkaRawSource
 from pipelines.keyed_state import single, stateful_flat_map
-from pipelines.sinks import AlertTopicSink, ClickHouseSink, DeadLetterTopicSink
+from pipelines.sinks import ClickHouseSink, TopicSink, alert_message, dead_letter_message
 from pipelines.sources import FileItem, JsonlSource, StoppableSource
 from risk_rules.exposure import PositionChange
 from risk_rules.exposure.settings import ExposureSettings
@@ -225,17 +225,15 @@ def build_flow(
     op.output("clickhouse", all_rows, ClickHouseSink(store_factory, settings.pipeline.batch_rows))
 
     if isinstance(source, KafkaInput):
-        dead = op.filter_map(
-            "dead_letters",
-            records,
-            lambda r: ("dead_letters", r) if isinstance(r, DeadLetter) else None,
-        )
         config = {"bootstrap.servers": source.bootstrap, **(kafka_config or {})}
-        topic = source.prefix + settings.kafka.dead_letter_topic
-        op.output("dead_letter_topic", dead, DeadLetterTopicSink(config, topic))
+        dl_topic = source.prefix + settings.kafka.dead_letter_topic
+        dead = op.filter_map("dead_letters", records,
+                             lambda r: (dl_topic, r) if isinstance(r, DeadLetter) else None)
+        op.output("dead_letter_topic", dead, TopicSink(config, dl_topic, dead_letter_message))
+        alert_topic = source.prefix + "alerts"
         alerts = op.filter_map("alerts", all_rows,
-                               lambda tr: ("alerts", tr[1]) if tr[0] == "alerts_store" else None)
-        op.output("alert_topic", alerts, AlertTopicSink(config, source.prefix + "alerts"))
+                               lambda tr: (alert_topic, tr[1]) if tr[0] == "alerts_store" else None)
+        op.output("alert_topic", alerts, TopicSink(config, alert_topic, alert_message))
     return flow
 
 

@@ -79,77 +79,58 @@ class ClickHouseSink(FixedPartitionedSink[Row, None]):
         return _TableWriter(self._store_factory(), for_part, self._batch_rows)
 
 
-class _DeadLetterProducer(StatefulSinkPartition[DeadLetter, None]):
-    def __init__(self, config: dict[str, str], topic: str) -> None:
+Message = tuple[bytes | None, bytes, list[tuple[str, str | bytes | None]]]  # key, value, headers
+
+
+def dead_letter_message(dl: DeadLetter) -> Message:
+    """Raw bytes intact, the reason and where it came from in the headers."""
+    headers: list[tuple[str, str | bytes | None]] = [
+        ("reason", dl.reason.encode()), ("source", dl.dl_key.encode()), ("stage", dl.stage.encode())]
+    headers += [(k, v.encode()) for k, v in dl.headers.items() if k not in ("reason", "source")]
+    return dl.key.encode() or None, dl.raw, headers
+
+
+def alert_message(row: tuple[Any, ...]) -> Message:
+    """An alert row as JSON, keyed by its subject."""
+    alert = dict(zip(ALERT_COLUMNS, row, strict=True))
+    alert["facts"] = orjson.loads(alert["facts"])
+    return (str(alert["subject"]).encode(), orjson.dumps(alert, default=str),
+            [("alert_id", str(alert["alert_id"]).encode())])
+
+
+class _TopicProducer(StatefulSinkPartition[Any, None]):
+    def __init__(self, config: dict[str, str], topic: str, encode: Callable[[Any], Message]) -> None:
         self._producer = Producer({**config, "acks": "all", "enable.idempotence": "true"})
         self._topic = topic
+        self._encode = encode
 
-    def write_batch(self, values: list[DeadLetter]) -> None:
-        for dl in values:
-            headers: list[tuple[str, str | bytes | None]] = [
-                ("reason", dl.reason.encode()), ("source", dl.dl_key.encode()),
-                ("stage", dl.stage.encode())]
-            headers += [(k, v.encode()) for k, v in dl.headers.items() if k not in ("reason", "source")]
-            self._producer.produce(self._topic, key=dl.key.encode() or None, value=dl.raw,
-                                   headers=headers)
+    def write_batch(self, values: list[Any]) -> None:
+        for value in values:
+            key, body, headers = self._encode(value)
+            self._producer.produce(self._topic, key=key, value=body, headers=headers)
             self._producer.poll(0)
 
     def snapshot(self) -> None:
         remaining = self._producer.flush(30)
         if remaining:
-            raise RuntimeError(f"{remaining} dead letters not acknowledged by Kafka in 30 s")
+            raise RuntimeError(f"{remaining} messages to {self._topic} not acknowledged in 30 s")
 
     def close(self) -> None:
         self.snapshot()
 
 
-class DeadLetterTopicSink(FixedPartitionedSink[DeadLetter, None]):
-    """Dead letters also go to a Kafka topic, raw bytes intact, reason in the headers."""
+class TopicSink(FixedPartitionedSink[Any, None]):
+    """A Kafka topic written at-least-once (acks=all, flushed before every snapshot): dead
+    letters, alerts. After a resume the same messages may be written again with the same ids
+    (dead-letter source, alert_id), which consumers dedupe on."""
 
-    def __init__(self, config: dict[str, str], topic: str) -> None:
+    def __init__(self, config: dict[str, str], topic: str, encode: Callable[[Any], Message]) -> None:
         self._config = config
         self._topic = topic
+        self._encode = encode
 
     def list_parts(self) -> list[str]:
-        return ["dead_letters"]
+        return [self._topic]
 
-    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _DeadLetterProducer:
-        return _DeadLetterProducer(self._config, self._topic)
-
-
-class _AlertProducer(StatefulSinkPartition[tuple[Any, ...], None]):
-    def __init__(self, config: dict[str, str], topic: str) -> None:
-        self._producer = Producer({**config, "acks": "all", "enable.idempotence": "true"})
-        self._topic = topic
-
-    def write_batch(self, values: list[tuple[Any, ...]]) -> None:
-        for row in values:
-            alert = dict(zip(ALERT_COLUMNS, row, strict=True))
-            alert["facts"] = orjson.loads(alert["facts"])
-            body = orjson.dumps(alert, default=str)
-            self._producer.produce(self._topic, key=str(alert["subject"]).encode(), value=body,
-                                   headers=[("alert_id", str(alert["alert_id"]).encode())])
-            self._producer.poll(0)
-
-    def snapshot(self) -> None:
-        remaining = self._producer.flush(30)
-        if remaining:
-            raise RuntimeError(f"{remaining} alerts not acknowledged by Kafka in 30 s")
-
-    def close(self) -> None:
-        self.snapshot()
-
-
-class AlertTopicSink(FixedPartitionedSink[tuple[Any, ...], None]):
-    """Alerts for compliance and the risk desk: JSON on the `alerts` topic, keyed by subject.
-    Written again after a resume with the same alert_id, which consumers dedupe on."""
-
-    def __init__(self, config: dict[str, str], topic: str) -> None:
-        self._config = config
-        self._topic = topic
-
-    def list_parts(self) -> list[str]:
-        return ["alerts"]
-
-    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _AlertProducer:
-        return _AlertProducer(self._config, self._topic)
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _TopicProducer:
+        return _TopicProducer(self._config, self._topic, self._encode)

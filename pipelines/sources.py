@@ -7,7 +7,7 @@ line that is not an envelope), so the rest of the dataflow cannot tell them apar
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -77,9 +77,6 @@ class JsonlSource(FixedPartitionedSource[FileItem, tuple[int, int]]):
     ) -> _JsonlPartition:
         return _JsonlPartition(self._paths[for_part], self._batch, resume_state)
 
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
 
 
 class _StoppablePartition(StatefulSourcePartition[Any, Any]):

@@ -8,11 +8,12 @@ import unicodedata
 from collections import defaultdict, deque
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from rapidfuzz import fuzz
 
-from risk_rules.engine import Hit, Rule, fmt, register
+from risk_rules.engine import Context, Hit, Rule, fmt, register
 from schemas.events import Account, BalanceOperation, Deal, Login
 
 PLATFORMS = ("mt4", "mt5", "ctrader")
@@ -31,7 +32,11 @@ def psp_approved(op: BalanceOperation) -> bool:
     return op.platform == "psp" and op.status == "approved" and op.kind in ("deposit", "withdrawal")
 
 
-def prune(q: deque[tuple[datetime, ...]], now: datetime, window: timedelta) -> None:
+Row = TypeVar("Row", bound=tuple[Any, ...])
+
+
+def prune(q: deque[Row], now: datetime, window: timedelta) -> None:
+    """Drop entries (event time first) older than `window` before `now`."""
     while q and now - q[0][0] > window:
         q.popleft()
 
@@ -93,8 +98,8 @@ class Structuring(Rule):
     Params = StructuringParams
     p: StructuringParams
 
-    def __init__(self, params: StructuringParams, ctx: object) -> None:
-        super().__init__(params, ctx)  # type: ignore[arg-type]
+    def __init__(self, params: StructuringParams, ctx: Context) -> None:
+        super().__init__(params, ctx)
         self.by_account: dict[str, deque[tuple[datetime, Decimal, str]]] = defaultdict(deque)
 
     def on_op(self, op: BalanceOperation, account: str) -> list[Hit]:
@@ -106,7 +111,7 @@ class Structuring(Rule):
             return []
         q = self.by_account[account]
         q.append((op.time, op.amount, op.op_key))
-        prune(q, op.time, timedelta(hours=p.window_hours))  # type: ignore[arg-type]
+        prune(q, op.time, timedelta(hours=p.window_hours))
         if len(q) < p.min_count:
             return []
         total = sum(a for _, a, _ in q)
@@ -150,8 +155,8 @@ class DepositWithdrawNoTrading(Rule):
     Params = InOutParams
     p: InOutParams
 
-    def __init__(self, params: InOutParams, ctx: object) -> None:
-        super().__init__(params, ctx)  # type: ignore[arg-type]
+    def __init__(self, params: InOutParams, ctx: Context) -> None:
+        super().__init__(params, ctx)
         self.deposits: dict[str, deque[tuple[datetime, Decimal, str]]] = defaultdict(deque)
         self.lots: dict[str, deque[tuple[datetime, Decimal]]] = defaultdict(deque)
 
@@ -159,7 +164,7 @@ class DepositWithdrawNoTrading(Rule):
         if account in self.deposits and deal.entry in ("in", "inout"):
             q = self.lots[account]
             q.append((deal.time, deal.lots))
-            prune(q, deal.time, timedelta(hours=self.p.lookback_hours))  # type: ignore[arg-type]
+            prune(q, deal.time, timedelta(hours=self.p.lookback_hours))
         return []
 
     def on_op(self, op: BalanceOperation, account: str) -> list[Hit]:
@@ -167,7 +172,7 @@ class DepositWithdrawNoTrading(Rule):
             return []
         window = timedelta(hours=self.p.lookback_hours)
         deps = self.deposits[account]
-        prune(deps, op.time, window)  # type: ignore[arg-type]
+        prune(deps, op.time, window)
         if op.amount > 0:
             deps.append((op.time, op.amount, op.op_key))
             return []
@@ -230,8 +235,8 @@ class RapidCycling(Rule):
     Params = CyclingParams
     p: CyclingParams
 
-    def __init__(self, params: CyclingParams, ctx: object) -> None:
-        super().__init__(params, ctx)  # type: ignore[arg-type]
+    def __init__(self, params: CyclingParams, ctx: Context) -> None:
+        super().__init__(params, ctx)
         self.last_sign: dict[str, int] = {}
         self.cycles: dict[str, deque[tuple[datetime, str]]] = defaultdict(deque)
 
@@ -245,7 +250,7 @@ class RapidCycling(Rule):
             return []
         q = self.cycles[account]
         q.append((op.time, op.op_key))
-        prune(q, op.time, timedelta(hours=self.p.window_hours))  # type: ignore[arg-type]
+        prune(q, op.time, timedelta(hours=self.p.window_hours))
         if len(q) < self.p.min_cycles:
             return []
         return [
@@ -347,8 +352,8 @@ class WithdrawalToOtherInstrument(Rule):
     Params = WithdrawalRouteParams
     p: WithdrawalRouteParams
 
-    def __init__(self, params: WithdrawalRouteParams, ctx: object) -> None:
-        super().__init__(params, ctx)  # type: ignore[arg-type]
+    def __init__(self, params: WithdrawalRouteParams, ctx: Context) -> None:
+        super().__init__(params, ctx)
         self.instruments: dict[str, set[str]] = defaultdict(set)
         self.countries: dict[str, set[str]] = defaultdict(set)
 
@@ -400,8 +405,8 @@ class SharedInstrument(Rule):
     Params = SharedInstrumentParams
     p: SharedInstrumentParams
 
-    def __init__(self, params: SharedInstrumentParams, ctx: object) -> None:
-        super().__init__(params, ctx)  # type: ignore[arg-type]
+    def __init__(self, params: SharedInstrumentParams, ctx: Context) -> None:
+        super().__init__(params, ctx)
         # fingerprint -> client -> (last use, {account: op key of its last use})
         self.users: dict[str, dict[str, tuple[datetime, dict[str, str]]]] = defaultdict(dict)
 
@@ -452,8 +457,8 @@ class ManyInstruments(Rule):
     Params = ManyInstrumentsParams
     p: ManyInstrumentsParams
 
-    def __init__(self, params: ManyInstrumentsParams, ctx: object) -> None:
-        super().__init__(params, ctx)  # type: ignore[arg-type]
+    def __init__(self, params: ManyInstrumentsParams, ctx: Context) -> None:
+        super().__init__(params, ctx)
         self.seen: dict[str, dict[str, tuple[datetime, str]]] = defaultdict(dict)
 
     def on_op(self, op: BalanceOperation, account: str) -> list[Hit]:
@@ -498,8 +503,8 @@ class DormantReactivation(Rule):
     Params = DormantParams
     p: DormantParams
 
-    def __init__(self, params: DormantParams, ctx: object) -> None:
-        super().__init__(params, ctx)  # type: ignore[arg-type]
+    def __init__(self, params: DormantParams, ctx: Context) -> None:
+        super().__init__(params, ctx)
         self.last_activity: dict[str, datetime] = {}
         self.reactivated: dict[str, tuple[datetime, float, str]] = {}
 

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from risk_rules.engine import GeoPoint, Hit, Rule, register
+from risk_rules.engine import Context, GeoPoint, Hit, Rule, register
 from schemas.events import BalanceOperation, Deal, Login
 
 
@@ -40,8 +40,8 @@ class _SharedKey(Rule):
     p: SharedParams
     prefix = ""
 
-    def __init__(self, params: SharedParams, ctx: object) -> None:
-        super().__init__(params, ctx)  # type: ignore[arg-type]
+    def __init__(self, params: SharedParams, ctx: Context) -> None:
+        super().__init__(params, ctx)
         self.users: dict[str, dict[str, tuple[datetime, str, str]]] = defaultdict(dict)
 
     def key(self, login: Login) -> str:
@@ -113,8 +113,8 @@ class ImpossibleTravel(Rule):
     Params = TravelParams
     p: TravelParams
 
-    def __init__(self, params: TravelParams, ctx: object) -> None:
-        super().__init__(params, ctx)  # type: ignore[arg-type]
+    def __init__(self, params: TravelParams, ctx: Context) -> None:
+        super().__init__(params, ctx)
         self.last: dict[str, tuple[datetime, GeoPoint, str, str]] = {}
 
     def on_login(self, login: Login, account: str) -> list[Hit]:
@@ -168,8 +168,8 @@ class _FailedBurst(Rule):
     Params = FailedParams
     p: FailedParams
 
-    def __init__(self, params: FailedParams, ctx: object) -> None:
-        super().__init__(params, ctx)  # type: ignore[arg-type]
+    def __init__(self, params: FailedParams, ctx: Context) -> None:
+        super().__init__(params, ctx)
         self.fails: dict[str, deque[tuple[datetime, str, str]]] = defaultdict(deque)
 
     def subject(self, login: Login, account: str) -> str:
@@ -239,8 +239,8 @@ class LatencyArbitrage(Rule):
     Params = LatencyParams
     p: LatencyParams
 
-    def __init__(self, params: LatencyParams, ctx: object) -> None:
-        super().__init__(params, ctx)  # type: ignore[arg-type]
+    def __init__(self, params: LatencyParams, ctx: Context) -> None:
+        super().__init__(params, ctx)
         self.opened: dict[tuple[str, str], datetime] = {}
         self.trades: dict[str, deque[tuple[datetime, Decimal, str]]] = defaultdict(deque)
 
@@ -315,8 +315,8 @@ class MirrorTrades(Rule):
     Params = MirrorParams
     p: MirrorParams
 
-    def __init__(self, params: MirrorParams, ctx: object) -> None:
-        super().__init__(params, ctx)  # type: ignore[arg-type]
+    def __init__(self, params: MirrorParams, ctx: Context) -> None:
+        super().__init__(params, ctx)
         self.recent: dict[tuple[str, str], deque[tuple[datetime, str, str, Decimal, str]]] = defaultdict(
             deque
         )

@@ -36,3 +36,11 @@ EVENT_LAG_SECONDS = Histogram(
     "Processing lag: wall-clock time at normalisation minus the message's Kafka timestamp",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
+ALERTS = Counter(
+    "brokerstream_alerts_total", "Alerts raised, by rule, category, severity and mode (alert/observe)",
+    ["rule_id", "category", "severity", "mode"],
+)
+RULE_RECORDS = Counter(
+    "brokerstream_rule_records_total", "Records evaluated by the AML/fraud rules, by state key kind",
+    ["keyed_by"],
+)

@@ -36,7 +36,7 @@ EXPOSURE_COLUMNS = ("side", "tenant", "book", "symbol", "net_lots", "net_units",
                     "floating_pnl_usd", "as_of")
 CURRENCY_COLUMNS = ("side", "tenant", "book", "currency", "net_amount", "net_usd", "as_of")
 ALERT_COLUMNS = ("alert_id", "rule_id", "rule_version", "category", "severity", "tenant", "subject",
-                 "summary", "facts", "evidence", "event_time", "detected_at")
+                 "summary", "facts", "evidence", "event_time", "detected_at", "mode")
 
 
 @dataclass
@@ -116,7 +116,7 @@ def _limit_alert(event: LimitEvent) -> Row:
     return "alerts_store", (
         event.event_id, f"limit.{event.rule_id}", event.rule_version, "risk",
         "high" if breach else "info", event.tenant, f"{event.scope}:{event.book}:{event.target}",
-        summary, orjson.dumps(facts, default=_json_default).decode(), [], event.as_of, event.as_of,
+        summary, orjson.dumps(facts, default=_json_default).decode(), [], event.as_of, event.as_of, "alert",
     )
 
 
@@ -130,7 +130,7 @@ def _margin_alert(event: MarginEvent) -> Row:
              "previous_state": event.previous_state, "config_version": event.config_version}
     return "alerts_store", (
         event.event_id, f"margin.{event.kind}", 1, "risk", severity, event.tenant, event.account_key,
-        summary, orjson.dumps(facts, default=_json_default).decode(), [], event.as_of, event.as_of,
+        summary, orjson.dumps(facts, default=_json_default).decode(), [], event.as_of, event.as_of, "alert",
     )
 
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from connectors.psp.settings import PspSettings
 from risk_rules.exposure.settings import ExposureSettings
+from risk_rules.settings import RulesSettings
 from schemas.events import Platform
 
 
@@ -106,6 +107,7 @@ class Settings(Strict):
     pipeline: PipelineConfig = PipelineConfig()
     psp: PspSettings = PspSettings()
     exposure: ExposureSettings = ExposureSettings()
+    rules: RulesSettings = RulesSettings()
     # IB commission files, one per tenant (docs/commissions.md); relative to this file.
     commissions: list[str] = Field(default_factory=list)
     # USD value of one unit of each currency, for commissions' amount_usd. A fixing (not live
@@ -186,6 +188,7 @@ def load_settings(path: str | Path | None = None) -> Settings:
         base = chosen.resolve().parent
         paths = [str((base / p).resolve()) for p in settings.commissions]
         settings = settings.model_copy(update={"commissions": paths})
+    settings = settings.model_copy(update={"rules": settings.rules.resolved(chosen.resolve().parent)})
     bootstrap = os.environ.get("BROKERSTREAM_KAFKA")
     if bootstrap:
         settings = settings.model_copy(

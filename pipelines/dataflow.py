@@ -39,8 +39,20 @@ from connectors.symbols import SymbolBook
 from pipelines.exposure_step import ExposureStep, PositionBookStep
 from pipelines.kafka_source import KafkaRawSource
 from pipelines.keyed_state import single, stateful_flat_map
+from pipelines.rules_step import (
+    AccountRulesStep,
+    LinkedInput,
+    LinkedRulesStep,
+    RuleResources,
+    alert_row,
+    linked_time,
+    load_rule_resources,
+    rules_input,
+    wall_clock,
+)
 from pipelines.sinks import ClickHouseSink, TopicSink, alert_message, dead_letter_message
 from pipelines.sources import FileItem, JsonlSource, StoppableSource
+from risk_rules.alerts import Alert
 from risk_rules.exposure import PositionChange
 from risk_rules.exposure.settings import ExposureSettings
 from schemas.envelope import Envelope
@@ -173,6 +185,25 @@ def _exposure_rows(
     return op.map("exposure_out", produced, lambda kv: kv[1])
 
 
+def _rule_rows(
+    records: Stream[Record], resources: RuleResources, live: bool
+) -> Stream[tuple[str, tuple[Any, ...]]]:
+    """AML/fraud alerts: account-keyed rules first, then the records they accept re-keyed by IP,
+    device, payment instrument and tenant for the rules about those (pipelines/rules_step.py)."""
+    clock = wall_clock if live else None
+    to_rules = rules_input(resources)
+    inputs = op.filter_map("rule_records", records, to_rules)
+    stage1 = stateful_flat_map("rules_by_account", inputs, AccountRulesStep(resources, clock))
+    split = op.branch("rules_split", op.map("rules_unkey", stage1, lambda kv: kv[1]),
+                      lambda item: isinstance(item, Alert))
+    routed = cast(Stream[tuple[str, LinkedInput]], split.falses)
+    # several account shards feed one linked partition: event-time order within each batch
+    stage2 = stateful_flat_map("rules_linked", routed, LinkedRulesStep(resources, clock), order=linked_time)
+    alerts = op.merge("rule_alerts", cast(Stream[Alert], split.trues),
+                      op.map("rules_linked_unkey", stage2, lambda kv: kv[1]))
+    return op.map("alert_rows", alerts, alert_row)
+
+
 def commission_step(settings: Settings) -> CommissionStep | None:
     """The commission engine for the configured tenants (None when no file is configured)."""
     if not settings.commissions:
@@ -192,8 +223,10 @@ def build_flow(
     source: KafkaInput | FileInput,
     store_factory: Callable[[], Store],
     kafka_config: dict[str, str] | None = None,
+    rules_file: str | None = None,
 ) -> Dataflow:
     commissions = commission_step(settings)
+    rules = load_rule_resources(settings, rules_file)
     flow = Dataflow("brokerstream")
     items: Stream[FileItem]
     if isinstance(source, KafkaInput):
@@ -221,6 +254,8 @@ def build_flow(
         streams.append(_exposure_rows(records, accounts, settings.exposure))
     if commissions is not None:
         streams.append(_commission_rows(records, accounts, commissions))
+    if rules is not None:
+        streams.append(_rule_rows(records, rules, live=isinstance(source, KafkaInput)))
     all_rows = op.merge("all_rows", *streams)
     op.output("clickhouse", all_rows, ClickHouseSink(store_factory, settings.pipeline.batch_rows))
 
@@ -231,8 +266,9 @@ def build_flow(
                              lambda r: (dl_topic, r) if isinstance(r, DeadLetter) else None)
         op.output("dead_letter_topic", dead, TopicSink(config, dl_topic, dead_letter_message))
         alert_topic = source.prefix + "alerts"
-        alerts = op.filter_map("alerts", all_rows,
-                               lambda tr: (alert_topic, tr[1]) if tr[0] == "alerts_store" else None)
+        # observe-only alerts are stored for tuning, not published for compliance to act on
+        alerts = op.filter_map("alerts", all_rows, lambda tr: (alert_topic, tr[1])
+                               if tr[0] == "alerts_store" and tr[1][-1] == "alert" else None)
         op.output("alert_topic", alerts, TopicSink(config, alert_topic, alert_message))
     return flow
 

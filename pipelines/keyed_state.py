@@ -25,11 +25,14 @@ Mapper = Callable[[S | None, V], tuple[S | None, Iterable[W]]]
 
 
 class _PickledStateLogic(StatefulBatchLogic[V, W, bytes], Generic[S, V, W]):
-    def __init__(self, mapper: Mapper[S, V, W], state: S | None) -> None:
+    def __init__(self, mapper: Mapper[S, V, W], state: S | None, order: Callable[[V], Any] | None) -> None:
         self._mapper = mapper
         self._state = state
+        self._order = order
 
     def on_batch(self, values: list[V]) -> tuple[Iterable[W], bool]:
+        if self._order is not None:
+            values = sorted(values, key=self._order)  # stable: ties keep arrival order
         out: list[W] = []
         state = self._state
         for value in values:
@@ -51,13 +54,16 @@ class _PickledStateLogic(StatefulBatchLogic[V, W, bytes], Generic[S, V, W]):
 
 
 def stateful_flat_map(
-    step_id: str, up: Stream[tuple[str, V]], mapper: Mapper[S, V, W]
+    step_id: str, up: Stream[tuple[str, V]], mapper: Mapper[S, V, W],
+    order: Callable[[V], Any] | None = None,
 ) -> Stream[tuple[str, W]]:
-    """Like `op.stateful_flat_map`: mapper(state or None, value) -> (new state or None, outputs)."""
+    """Like `op.stateful_flat_map`: mapper(state or None, value) -> (new state or None, outputs).
+    `order`: a sort key applied to each batch of a key (e.g. event time, when several upstream
+    partitions feed this key and each delivers its own batch in turn)."""
 
     def build(resume: bytes | None) -> _PickledStateLogic[S, V, W]:
         state: Any = None if resume is None else pickle.loads(resume)
-        return _PickledStateLogic(mapper, state)
+        return _PickledStateLogic(mapper, state, order)
 
     return op.stateful_batch(step_id, up, build)
 

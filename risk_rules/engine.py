@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -171,6 +171,11 @@ class Context:
     accounts: dict[str, Account] = field(default_factory=dict)
     server_platform: dict[str, str] = field(default_factory=dict)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Reference data (geo-IP, sanctions lists) is not state: it is large and reloaded from
+        # the configured files, so snapshots stay small and a list update applies on restart.
+        return {**self.__dict__, "geo": None, "screener": None}
+
     def account_of(self, server: str, login: int, platform: str) -> str:
         if platform == "psp":
             platform = self.server_platform.get(server, "psp")
@@ -181,12 +186,20 @@ class NoParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+KeyKind = Literal["account", "ip", "device", "instrument", "tenant"]
+KEY_KINDS: tuple[KeyKind, ...] = ("account", "ip", "device", "instrument", "tenant")
+HOOKS = ("on_deal", "on_op", "on_login", "on_account")
+
+
 class Rule:
     """Base of every rule. Subclasses set `rule_id`, `category`, `Params` and override the
-    `on_*` hooks they need, returning the hits. State lives in the instance, keyed explicitly."""
+    `on_*` hooks they need, returning the hits. State lives in the instance, keyed explicitly
+    by what `keyed_by` names: the dataflow routes each record to the partition of that key
+    (the account; the login's IP or device; the payment instrument; the tenant)."""
 
     rule_id: ClassVar[str]
     category: ClassVar[Category]
+    keyed_by: ClassVar[KeyKind] = "account"
     Params: ClassVar[type[BaseModel]] = NoParams
 
     def __init__(self, params: Any, ctx: Context) -> None:
@@ -225,7 +238,12 @@ def fmt(x: Any) -> str:
 
 class RuleEngine:
     """`on_record(record)` -> alerts, in the order the records are given (event time order per
-    key). `detected_at` defaults to the record's event time, which makes replays identical."""
+    key). `detected_at` defaults to the record's event time, which makes replays identical.
+
+    With `keyed_by`, the engine runs only the rules whose state is keyed by that kind: the
+    dataflow gives the account-keyed engine every record (it also drops repeats), and the
+    engines keyed by IP, device, instrument or tenant the records routed to them, with the
+    account's merged state attached (`on_routed`)."""
 
     def __init__(
         self,
@@ -234,28 +252,84 @@ class RuleEngine:
         geo: GeoLookup | None = None,
         screener: Any = None,
         servers: Mapping[str, str] | None = None,
+        keyed_by: KeyKind | None = None,
+        dedup_days: float = 14,
     ) -> None:
         """`geo`: offline IP -> location lookup; `screener`: a `sanctions.Screener`; `servers`:
         server name -> platform (payment operations name only the server), e.g.
         `{name: cfg.platform for name, (_, cfg) in settings.server_index().items()}`; servers
         not listed are learnt from the platform records seen."""
         load_rule_modules()
-        self.config = config
+        self.keyed_by = keyed_by
         self.ctx = Context(frozenset(config.high_risk_countries), geo, screener)
         self.ctx.server_platform.update(servers or {})
         self.rules: list[tuple[RuleSettings, Rule]] = []
-        for rs in config.rules:
-            if rs.enabled:
-                cls = RULES[rs.id]
-                self.rules.append((rs, cls(cls.Params.model_validate(rs.params), self.ctx)))
+        self._hooks: dict[str, list[tuple[RuleSettings, Rule]]] = {}
+        self.config = config
+        self.reconfigure(config)
         self._cooldown: dict[tuple[str, str], datetime] = {}
         self._states: dict[str, AccountState] = {}
-        self._seen_ops: set[tuple[str, str]] = set()
-        self._seen_deals: set[str] = set()
+        # ids seen (deal key / (op key, status)) -> event time, forgotten after `dedup_days`
+        self._seen: dict[Any, datetime] = {}
+        self._dedup = timedelta(days=dedup_days)
+        self._prune_at = 2 * 65_536
         self.records = 0
+        self.accepted = False  # whether the last record was new (not a repeat or a deletion)
+        self.last_account_key = ""  # the account the last record was about
+        self.attached = True  # reference data present (False after a restore from a snapshot)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "attached": False}
+
+    def reconfigure(self, config: RulesConfig) -> None:
+        """Apply a (new) rules configuration, keeping the state of rules still enabled: on a
+        restart from a snapshot, the thresholds are those of the current file."""
+        old = {rs.id: rule for rs, rule in self.rules}
+        self.config = config
+        self.ctx.high_risk_countries = frozenset(config.high_risk_countries)
+        self.rules = []
+        for rs in config.rules:
+            cls = RULES[rs.id]
+            if not rs.enabled or (self.keyed_by is not None and cls.keyed_by != self.keyed_by):
+                continue
+            params = cls.Params.model_validate(rs.params)
+            rule = old.get(rs.id)
+            if rule is None:
+                rule = cls(params, self.ctx)
+            else:
+                rule.p = params
+            self.rules.append((rs, rule))
+        # per hook, only the rules that implement it (most rules use one or two hooks)
+        self._hooks = {
+            hook: [(rs, r) for rs, r in self.rules if getattr(type(r), hook) is not getattr(Rule, hook)]
+            for hook in HOOKS
+        }
+
+    def attach(self, geo: GeoLookup | None, screener: Any) -> None:
+        """Re-attach the reference data after a restore from a snapshot (it is not pickled)."""
+        self.ctx.geo = geo
+        self.ctx.screener = screener
+        self.attached = True
+
+    def wants(self, kind: type) -> bool:
+        """Whether any rule of this engine reads records of this class."""
+        hooks: dict[type, str] = {Deal: "on_deal", BalanceOperation: "on_op", Login: "on_login"}
+        hook = hooks.get(kind, "on_account")
+        return bool(self._hooks[hook])
+
+    def _first_time(self, key: Any, when: datetime) -> bool:
+        if key in self._seen:
+            return False
+        self._seen[key] = when
+        if len(self._seen) >= self._prune_at:
+            horizon = when - self._dedup
+            self._seen = {k: t for k, t in self._seen.items() if t >= horizon}
+            self._prune_at = max(2 * 65_536, 2 * len(self._seen))
+        return True
 
     def on_record(self, record: Any, detected_at: datetime | None = None) -> list[Alert]:
         self.records += 1
+        self.accepted = False
         ctx = self.ctx
         if isinstance(record, Deal):
             # a deal counts once, when first seen: MT4 sends its closing deal as an update of the
@@ -264,26 +338,24 @@ class RuleEngine:
                 record.event == "delete"
                 or record.is_deleted
                 or record.canceled
-                or record.deal_key in self._seen_deals
+                or not self._first_time(record.deal_key, record.time)
             ):
                 return []
-            self._seen_deals.add(record.deal_key)
             ctx.server_platform[record.server] = record.platform
             acct = f"{record.platform}:{record.server}:{record.login}"
-            return self._run(lambda r: r.on_deal(record, acct), record, detected_at)
+            return self._accept("on_deal", record, acct, detected_at)
         if isinstance(record, BalanceOperation):
-            key = (record.op_key, record.status)
-            if record.is_deleted or key in self._seen_ops:  # a re-sent webhook is not a new fact
+            # a re-sent webhook is not a new fact
+            if record.is_deleted or not self._first_time((record.op_key, record.status), record.time):
                 return []
-            self._seen_ops.add(key)
             if record.platform != "psp":
                 ctx.server_platform[record.server] = record.platform
             acct = ctx.account_of(record.server, record.login, record.platform)
-            return self._run(lambda r: r.on_op(record, acct), record, detected_at)
+            return self._accept("on_op", record, acct, detected_at)
         if isinstance(record, Login):
             ctx.server_platform[record.server] = record.platform
             acct = f"{record.platform}:{record.server}:{record.login}"
-            return self._run(lambda r: r.on_login(record, acct), record, detected_at)
+            return self._accept("on_login", record, acct, detected_at)
         if isinstance(record, AccountUpdate):
             state, merged = merge_account(self._states.get(record.account_key), record)
             self._states[record.account_key] = state
@@ -292,13 +364,31 @@ class RuleEngine:
             return self._on_account(record, detected_at)
         return []
 
+    def _accept(self, hook: str, record: Any, account_key: str, detected_at: datetime | None) -> list[Alert]:
+        self.accepted = True
+        self.last_account_key = account_key
+        return self._run(hook, (record, account_key), detected_at)
+
+    def on_routed(
+        self, record: Deal | BalanceOperation | Login, account_key: str, account: Account | None,
+        detected_at: datetime | None = None,
+    ) -> list[Alert]:
+        """A record already accepted by the account-keyed engine, re-keyed to this engine's
+        partition, with the account's merged state as that engine knew it."""
+        self.records += 1
+        if account is not None:
+            self.ctx.accounts[account_key] = account
+        hook = "on_deal" if isinstance(record, Deal) else "on_op" if isinstance(record, BalanceOperation) \
+            else "on_login"
+        return self._run(hook, (record, account_key), detected_at)
+
     def _on_account(self, account: Account, detected_at: datetime | None) -> list[Alert]:
         ctx = self.ctx
         if account.platform != "psp":
             ctx.server_platform[account.server] = account.platform
         previous = ctx.accounts.get(account.account_key)
         ctx.accounts[account.account_key] = account
-        return self._run(lambda r: r.on_account(account, previous), account, detected_at)
+        return self._run("on_account", (account, previous), detected_at)
 
     def rule(self, rule_id: str) -> Rule | None:
         """The enabled rule instance (e.g. to seed `dormant_reactivation.last_activity`)."""
@@ -310,12 +400,10 @@ class RuleEngine:
             out.extend(self.on_record(record))
         return out
 
-    def _run(
-        self, call: Callable[[Rule], list[Hit]], record: Any, detected_at: datetime | None
-    ) -> list[Alert]:
+    def _run(self, hook: str, args: tuple[Any, Any], detected_at: datetime | None) -> list[Alert]:
         alerts: list[Alert] = []
-        for rs, rule in self.rules:
-            for hit in call(rule):
+        for rs, rule in self._hooks[hook]:
+            for hit in getattr(rule, hook)(*args):
                 alert = self._alert(rs, rule, hit, detected_at)
                 if alert is not None:
                     alerts.append(alert)

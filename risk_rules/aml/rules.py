@@ -401,6 +401,7 @@ class SharedInstrumentParams(P):
 @register
 class SharedInstrument(Rule):
     rule_id = "shared_instrument"
+    keyed_by = "instrument"
     category = "aml"
     Params = SharedInstrumentParams
     p: SharedInstrumentParams

@@ -82,6 +82,7 @@ class _SharedKey(Rule):
 @register
 class SharedIP(_SharedKey):
     rule_id = "shared_ip"
+    keyed_by = "ip"
     prefix = "ip"
 
     def key(self, login: Login) -> str:
@@ -91,6 +92,7 @@ class SharedIP(_SharedKey):
 @register
 class SharedDevice(_SharedKey):
     rule_id = "shared_device"
+    keyed_by = "device"
     prefix = "device"
 
     def key(self, login: Login) -> str:
@@ -217,6 +219,7 @@ class FailedLoginsAccount(_FailedBurst):
 @register
 class FailedLoginsIP(_FailedBurst):
     rule_id = "failed_logins_ip"
+    keyed_by = "ip"
 
     def subject(self, login: Login, account: str) -> str:
         return f"ip:{login.ip}" if login.ip else ""
@@ -311,6 +314,7 @@ class MirrorTrades(Rule):
     that share an IP, a device, an IB or a payment instrument."""
 
     rule_id = "mirror_trades"
+    keyed_by = "tenant"  # pairs of accounts: links and trades of the whole tenant
     category = "fraud"
     Params = MirrorParams
     p: MirrorParams
@@ -354,8 +358,9 @@ class MirrorTrades(Rule):
         while q and deal.time - q[0][0] > gap:
             q.popleft()
         hits: list[Hit] = []
-        for _, other, side, lots, key in q:
-            if other == account or side == deal.side:
+        for when, other, side, lots, key in q:
+            # records of different accounts may arrive slightly out of event-time order
+            if other == account or side == deal.side or abs(deal.time - when) > gap:
                 continue
             if abs(lots - deal.lots) > Decimal(str(self.p.lots_tolerance)) * max(lots, deal.lots):
                 continue

@@ -232,6 +232,7 @@ def read_crm_account(env: Envelope, router: Router) -> AccountUpdate:
         "agent_from": agent_from,
         "client_id": _text(doc, "client_id"),
         "registration": time if event == "account_opened" else None,
+        "last_access": None,
         "date_of_birth": _birth_date(doc, time),
         "kyc_status": _kyc(doc, needed=event == "kyc_status"),
         "status": status,

@@ -375,6 +375,7 @@ def read_mt4_user(env: Envelope, router: Router) -> AccountUpdate:
     if agent < 0:
         raise Rejected(f"field 'agent_account' must be a login, got {agent}")
     regdate = _seconds(doc, "regdate", needed=False)
+    lastdate = _seconds(doc, "lastdate", needed=False)
     status: str | None = None
     if event == "delete":
         status = "closed"
@@ -398,6 +399,7 @@ def read_mt4_user(env: Envelope, router: Router) -> AccountUpdate:
         agent_from=None,
         client_id=None,
         registration=_utc(regdate, info) if regdate else None,
+        last_access=_utc(lastdate, info) if lastdate else None,
         date_of_birth=None,
         kyc_status=None,
         status=status,

@@ -197,6 +197,8 @@ class AccountUpdate(Canonical):
     agent_from: datetime | None = Field(default=None, description="when that assignment starts")
     client_id: str | None = None
     registration: datetime | None = None
+    last_access: datetime | None = Field(default=None, description="the platform's last login "
+                                         "(MT5 LastAccess, MT4 lastdate)")
     date_of_birth: date | None = None
     kyc_status: str | None = None
     status: str | None = Field(default=None, description="active / disabled / closed")
@@ -213,8 +215,8 @@ class AccountUpdate(Canonical):
 
 ACCOUNT_FIELDS: tuple[str, ...] = (
     "name", "group", "country", "email", "currency", "leverage", "agent", "agent_from", "client_id",
-    "registration", "date_of_birth", "kyc_status", "status", "balance", "credit", "equity", "margin",
-    "margin_free", "margin_level",
+    "registration", "last_access", "date_of_birth", "kyc_status", "status", "balance", "credit", "equity",
+    "margin", "margin_free", "margin_level",
 )
 
 
@@ -237,6 +239,7 @@ class Account(Canonical):
     agent_from: datetime | None = None
     client_id: str = ""
     registration: datetime | None = None
+    last_access: datetime | None = None
     date_of_birth: date | None = None
     kyc_status: str = ""
     status: str = ""

@@ -518,3 +518,11 @@ def test_fuzz_logins(overrides: dict[str, Any], garbage: bytes, use_garbage: boo
 )
 def test_fuzz_ticks(overrides: dict[str, Any], garbage: bytes, use_garbage: bool) -> None:
     _fuzz(read_mt5_tick, "mt5.ticks", tick(), overrides, garbage, use_garbage, None)
+
+
+def test_last_access_is_read_in_server_time() -> None:
+    """LastAccess (the platform's last login) feeds the dormant-account rule."""
+    assert user(imt_user()).last_access == LOGIN_UTC
+    shifted = user(imt_user(LastAccess=str(LOGIN_S + TWO_HOURS)), server=OFFSET_SERVER)
+    assert shifted.last_access == LOGIN_UTC
+    assert user(imt_user(LastAccess="0")).last_access is None

@@ -140,7 +140,7 @@ def test_many_instruments() -> None:
 
 
 def test_dormant_reactivation() -> None:
-    p: dict[str, Any] = {"dormant_days": 180, "min_amount": 1000}
+    p: dict[str, Any] = {"dormant_days": 180, "min_amount": 1000, "trigger": "any"}
     # 179 days quiet: not dormant
     assert feed(engine("dormant_reactivation", **p), [deal(at(-24 * 179)), ledger(5000, at(0))]) == []
     # dormant, but the money moved is under the minimum
@@ -149,15 +149,29 @@ def test_dormant_reactivation() -> None:
     assert len(alerts) == 1 and alerts[0].facts["dormant_days"] > 180
 
 
-def test_dormant_reactivation_seeded_from_last_access() -> None:
-    from risk_rules.aml.rules import DormantReactivation
+def test_dormant_reactivation_on_withdrawal_by_default() -> None:
+    """The default trigger is money taken out after waking (the pass-through pattern)."""
+    p: dict[str, Any] = {"dormant_days": 180, "min_amount": 1000}
+    woke = [deal(at(-24 * 181)), ledger(5000, at(0))]
+    assert feed(engine("dormant_reactivation", **p), woke) == []
+    alerts = feed(engine("dormant_reactivation", **p), [*woke, ledger(-4000, at(48))])
+    assert len(alerts) == 1 and alerts[0].facts["amount"] == -4000 and "out" in alerts[0].summary
+    # outside the window after waking: nothing
+    late = [*woke, ledger(-4000, at(24 * 31))]
+    assert feed(engine("dormant_reactivation", **p, window_days=30), late) == []
 
+
+def test_dormant_reactivation_seeded_from_last_access() -> None:
+    """The platform's last login (MT5 LastAccess) tells what happened before the engine watched."""
     eng = engine("dormant_reactivation", dormant_days=180, min_amount=1000)
-    rule = eng.rule("dormant_reactivation")
-    assert isinstance(rule, DormantReactivation)
-    rule.last_activity[acct(100)] = at(-24 * 200)
-    alerts = feed(eng, [login(at(0)), ledger(3000, at(1))])
+    records = [account(100, at(-1), last_access=at(-24 * 200)), login(at(0)), ledger(3000, at(1)),
+               ledger(-3000, at(30))]
+    alerts = feed(eng, records)
     assert len(alerts) == 1 and round(alerts[0].facts["dormant_days"]) == 200
+    # an account the platform saw recently is not dormant
+    recent = [account(100, at(-1), last_access=at(-24 * 20)), login(at(0)), ledger(3000, at(1)),
+              ledger(-3000, at(30))]
+    assert feed(engine("dormant_reactivation", dormant_days=180, min_amount=1000), recent) == []
 
 
 def test_high_risk_jurisdiction() -> None:

@@ -90,6 +90,7 @@ class Case:
     accounts: list[str]
     details: dict[str, Any]
     events: list[tuple[int, int, str]] = field(default_factory=list)
+    due_ms: int = 0  # when the last event planned for the case is due (e.g. a chargeback days later)
 
     def add(self, index: int, t: int, event_id: str) -> None:
         self.events.append((index, t, event_id))
@@ -114,8 +115,15 @@ class Case:
             "start": emit.iso(min(e[1] for e in seen)),
             "end": emit.iso(max(e[1] for e in seen)),
             "event_ids": ids,
+            "due": emit.iso(self.due_ms) if self.due_ms else None,
             "details": self.details,
         }
+
+
+def _plan(case: Case | None, t: int) -> None:
+    """A case is complete when the last event planned for it is due."""
+    if case is not None:
+        case.due_ms = max(case.due_ms, t)
 
 
 class Typologies:
@@ -236,6 +244,7 @@ class Typologies:
 
     def login_at(self, t: int, acc: Account, kind: str, ip: int, country: str, device: Device,
                  case: Case | None) -> None:
+        _plan(case, t)
         self.sim.at(t, self._login, (acc, kind, ip, country, device, case))
 
     def _login(self, arg: tuple[Account, str, int, str, Device, Case | None]) -> None:
@@ -246,6 +255,7 @@ class Typologies:
                    psp: Psp | None = None, instrument: Instrument | None = None,
                    payer: tuple[str, str] | None = None, country: str = "",
                    chargeback_after: int = 0, method: str = "") -> None:
+        _plan(case, t + chargeback_after)
         self.sim.at(t, self._deposit, (acc, amount, case, psp, instrument, payer, country,
                                        chargeback_after, method))
 
@@ -259,6 +269,7 @@ class Typologies:
                     psp: Psp | None = None, instrument: Instrument | None = None,
                     approve_after: int = 0, method: str = "") -> None:
         """A withdrawal request at t (`amount` "all": what the account holds then)."""
+        _plan(case, t + approve_after)
         self.sim.at(t, self._withdraw, (acc, amount, case, psp, instrument, approve_after, method))
 
     def _withdraw(self, arg: tuple[Any, ...]) -> None:
@@ -270,6 +281,7 @@ class Typologies:
 
     def trade_at(self, t: int, acc: Account, symbol: str, side: int, vol: int, hold_ms: int,
                  case: Case | None, channel: str = "desktop") -> None:
+        _plan(case, t + hold_ms)
         self.sim.at(t, self._trade, (acc, symbol, side, vol, hold_ms, case, channel))
 
     def _trade(self, arg: tuple[Any, ...]) -> None:

@@ -8,7 +8,7 @@ import unicodedata
 from collections import defaultdict, deque
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from rapidfuzz import fuzz
@@ -491,13 +491,17 @@ class ManyInstruments(Rule):
 class DormantParams(P):
     dormant_days: float = Field(default=180, gt=0)
     min_amount: Decimal = Field(default=Decimal(1000), ge=0)
+    trigger: Literal["withdrawal", "any"] = Field(
+        default="withdrawal", description="withdrawal: money taken out after waking (the pass-through "
+        "pattern); any: also the first deposit")
+    window_days: float = Field(default=30, gt=0, description="how long after waking money movement counts")
 
 
 @register
 class DormantReactivation(Rule):
     """Money movement on an account with no activity for `dormant_days`. Last activity is what
-    this engine has seen (logins, deals, money), seeded by `last_activity` (e.g. platform
-    LastAccess) when the engine starts."""
+    this engine has seen (logins, deals, money), or before that the platform's last login
+    (`Account.last_access`: MT5 LastAccess, MT4 lastdate)."""
 
     rule_id = "dormant_reactivation"
     category = "aml"
@@ -516,6 +520,14 @@ class DormantReactivation(Rule):
         if last is None or t > last:
             self.last_activity[account] = t
 
+    def on_account(self, account: Account, previous: Account | None) -> list[Hit]:
+        # what the platform knew before we watched: its last login (LastAccess / lastdate);
+        # once this engine has seen activity itself, that is what counts
+        key = account.account_key
+        if account.last_access is not None and key not in self.last_activity:
+            self.last_activity[key] = account.last_access
+        return []
+
     def on_login(self, login: Login, account: str) -> list[Hit]:
         if login.kind == "login":
             self._touch(account, login.time, login.login_key)
@@ -530,19 +542,26 @@ class DormantReactivation(Rule):
             return []
         self._touch(account, op.time, op.op_key)
         react = self.reactivated.get(account)
-        if react is None or abs(op.amount) < self.p.min_amount or op.time - react[0] > timedelta(days=30):
+        if (
+            react is None
+            or abs(op.amount) < self.p.min_amount
+            or (self.p.trigger == "withdrawal" and op.amount >= 0)
+            or op.time - react[0] > timedelta(days=self.p.window_days)
+        ):
             return []
         return [
             Hit(
                 account,
                 op.tenant,
-                f"{fmt(abs(op.amount))} {op.currency} moved {(op.time - react[0]).days} days after the "
+                f"{fmt(abs(op.amount))} {op.currency} {'out' if op.amount < 0 else 'in'} "
+                f"{(op.time - react[0]).days} days after the "
                 f"account woke from {react[1]:.0f} days without activity "
                 f"(threshold {self.p.dormant_days:.0f})",
                 {
                     "dormant_days": round(react[1], 1),
                     "threshold_days": self.p.dormant_days,
                     "amount": float(op.amount),
+                    "trigger": self.p.trigger,
                 },
                 [react[2], op.op_key],
                 op.time,

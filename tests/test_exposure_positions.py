@@ -353,3 +353,29 @@ def test_prune_forgets_closed_positions_and_ignores_their_replays() -> None:
     assert len(book) == 1
     assert run(book, deals) == []  # replay after a crash: stale for the pruned, duplicate for the open
     assert [p.position_id for p in book.positions()] == ["3"]
+
+
+def test_a_book_pickled_at_any_point_continues_exactly() -> None:
+    """Recovery snapshots pickle each position once until it changes (cached bytes): a book
+    restored from any snapshot, however often it was taken, behaves as the live one."""
+    import pickle
+
+    from tests.test_exposure_support import random_history
+
+    for seed in range(3):
+        history = random_history(seed, 800, accounts=2)
+        for account, mode in history.modes.items():
+            deals = [e for e in history.events if isinstance(e, Deal)
+                     and f"mt5:{e.server}:{e.login}" == account]
+            live = PositionBook(account, mode)  # type: ignore[arg-type]
+            restored = PositionBook(account, mode)  # type: ignore[arg-type]
+            for i, deal in enumerate(deals):
+                assert live.apply(deal) == restored.apply(deal), f"seed {seed}, {mode}, deal {i}"
+                if i % 7 == 0:
+                    pickle.dumps(restored)  # fills the caches
+                if i % 13 == 0:
+                    restored = pickle.loads(pickle.dumps(restored))
+            assert len(deals) > 100
+            assert live.positions(open_only=False) == restored.positions(open_only=False)
+            again = pickle.loads(pickle.dumps(live))
+            assert again.positions(open_only=False) == live.positions(open_only=False)

@@ -35,9 +35,10 @@ position the other way. The same holds for the part of a closing deal beyond the
 
 from __future__ import annotations
 
+import pickle
 from datetime import datetime
 from decimal import Decimal, localcontext
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from risk_rules.exposure.money import EXACT, NO_MONEY, ZERO, Money, price12
 from schemas.events import Deal, Side
@@ -159,16 +160,43 @@ class PositionChange(NamedTuple):
         return EXACT.subtract(self.after.gross_pnl, before)
 
 
-class _Ledger:
-    """One position's deals and the state they add up to (mutable; internal)."""
+_LEDGER_FIELDS = (
+    "avg_price", "contract_size", "currency", "deals", "gross_pnl", "incomplete", "key", "last",
+    "login", "mode", "opened_at", "platform", "position_id", "realised", "server", "signed_lots",
+    "signed_units", "snapshot", "symbol", "tenant", "updated_at",
+)
 
-    __slots__ = (
-        "avg_price", "contract_size", "currency", "deals", "gross_pnl", "incomplete", "key", "last",
-        "login", "mode", "opened_at", "platform", "position_id", "realised", "server", "signed_lots",
-        "signed_units", "snapshot", "symbol", "tenant", "updated_at",
-    )
+
+def _ledger_from_blob(blob: bytes) -> _Ledger:
+    ledger = _Ledger.__new__(_Ledger)
+    for name, value in zip(_LEDGER_FIELDS, pickle.loads(blob), strict=True):
+        setattr(ledger, name, value)
+    ledger.blob = blob
+    return ledger
+
+
+class _Ledger:
+    """One position's deals and the state they add up to (mutable; internal).
+
+    Pickling is the cost of every recovery snapshot, and an account's book is snapshotted
+    whenever one of its positions changes: so each ledger keeps its own pickled bytes until it
+    changes (`touch`), and a snapshot re-pickles only the positions that moved."""
+
+    __slots__ = (*_LEDGER_FIELDS, "blob")
+    blob: bytes | None
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        if self.blob is None:
+            self.blob = pickle.dumps(tuple(getattr(self, name) for name in _LEDGER_FIELDS),
+                                     protocol=pickle.HIGHEST_PROTOCOL)
+        return _ledger_from_blob, (self.blob,)
+
+    def touch(self) -> None:
+        """About to change: the cached pickle is stale."""
+        self.blob = None
 
     def __init__(self, key: PositionKey, mode: Mode, deal: Deal) -> None:
+        self.blob = None
         self.key = key
         self.mode = mode
         self.tenant = deal.tenant
@@ -192,6 +220,7 @@ class _Ledger:
         self.snapshot: PositionState | None = None
 
     def state(self, group: str) -> PositionState:
+        self.blob = None
         self.snapshot = PositionState(
             self.key, self.mode, self.key[0], self.tenant, self.platform, self.server, self.login,
             group, self.symbol, self.position_id, self.currency, self.contract_size, self.signed_lots,
@@ -202,6 +231,7 @@ class _Ledger:
 
     def rebuild(self) -> None:
         """Recompute from the deals held, in event-time order."""
+        self.blob = None
         self.signed_lots = self.signed_units = self.avg_price = self.gross_pnl = ZERO
         self.opened_at = None  # updated_at stays as it was if no deal is left
         self.realised = NO_MONEY
@@ -218,6 +248,7 @@ class _Ledger:
         self.last = deal_order(ordered[-1]) if ordered else None
 
     def fill(self, deal: Deal) -> ChangeKind:
+        self.blob = None
         """Fold one live deal in (in event-time order). Runs in the EXACT context."""
         if deal.profit or deal.swap or deal.commission or deal.fee:
             self.realised = self.realised + Money.of_deal(deal)
@@ -332,6 +363,7 @@ class PositionBook:
             if old_ref is None:
                 return [] if ref is None else [self._add(ref, deal)]
             ledger = self._ledgers[old_ref]
+            ledger.touch()
             held = ledger.deals[deal.deal_key]
             if ref == old_ref and _same_fill(held, deal):
                 ledger.deals[deal.deal_key] = deal  # a newer version saying the same
@@ -358,6 +390,7 @@ class PositionBook:
             ledger = self._ledgers[ref] = _Ledger((self.account_key, ref), self._mode, deal)
         else:
             before = ledger.snapshot
+        ledger.touch()
         ledger.deals[deal.deal_key] = deal
         order = deal_order(deal)
         kind: ChangeKind

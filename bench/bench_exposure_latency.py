@@ -42,11 +42,13 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def load(bootstrap: str, prefix: str, deals_per_s: int, quotes_per_s: int, seconds: float) -> int:
+def load(bootstrap: str, prefix: str, deals_per_s: int, quotes_per_s: int, seconds: float,
+         close_share: float) -> int:
     prod = producer(bootstrap)
     rng = random.Random(3)
     prices = [s[3] for s in SYMBOLS]
     deal_id, sent = 10_000_000, 0
+    open_positions: list[tuple[int, str, bool, int]] = []  # login, position id, bought, symbol index
     started = time.monotonic()
     tick = 0.01  # publish in 10 ms slices
     while (elapsed := time.monotonic() - started) < seconds:
@@ -57,10 +59,17 @@ def load(bootstrap: str, prefix: str, deals_per_s: int, quotes_per_s: int, secon
             deal_id += 1
             buy = rng.random() < (0.8 if i == 0 else 0.5)
             login = 200_000 + rng.randrange(2_000)
-            doc = {"Deal": str(deal_id), "Login": str(login), "Action": "0" if buy else "1", "Entry": "0",
+            entry, position = "0", str(deal_id)
+            if open_positions and rng.random() < close_share:  # close a random open position
+                login, position, bought, i = open_positions.pop(rng.randrange(len(open_positions)))
+                name, contract, digits, _ = SYMBOLS[i]
+                buy, entry = not bought, "1"
+            elif close_share:
+                open_positions.append((login, position, buy, i))
+            doc = {"Deal": str(deal_id), "Login": str(login), "Action": "0" if buy else "1", "Entry": entry,
                    "Symbol": name, "ContractSize": f"{contract}", "Price": f"{prices[i]:.{digits}f}",
                    "Volume": "10000", "VolumeExt": "100000000", "TimeMsc": str(now_ms),
-                   "PositionID": str(deal_id), "Profit": "0", "Digits": str(digits)}
+                   "PositionID": position, "Profit": "0", "Digits": str(digits)}
             prod.produce(prefix + "mt5.deals", key=str(login).encode(), value=orjson.dumps(doc),
                          headers=[("server", SERVER), ("event", "add")], timestamp=now_ms)
             sent += 1
@@ -88,6 +97,8 @@ def main() -> None:
     parser.add_argument("--deals-per-s", type=int, default=5000)
     parser.add_argument("--quotes-per-s", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--close-share", type=float, default=0.0,
+                        help="share of deals that close an open position (0: every deal opens one)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-latency-"))
     ensure_jars()
@@ -131,7 +142,8 @@ def main() -> None:
         watcher.start()
         print(f"load: {args.deals_per_s:,} deals/s + {args.quotes_per_s:,} quotes/s for {args.seconds:.0f} s",
               flush=True)
-        sent = load(state.bootstrap, prefix, args.deals_per_s, args.quotes_per_s, args.seconds)
+        sent = load(state.bootstrap, prefix, args.deals_per_s, args.quotes_per_s, args.seconds,
+                    args.close_share)
         time.sleep(5)
         engine.send_signal(signal.SIGTERM)
         engine.wait(60)

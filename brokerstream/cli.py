@@ -61,6 +61,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     addresses = args.addresses.split(";") if args.addresses else None
     print(f"brokerstream engine: Kafka -> ClickHouse ({settings.clickhouse_dsn()})", flush=True)
+    if args.dashboard_port:
+        print(f"dashboard page: http://127.0.0.1:{args.dashboard_port}/", flush=True)
     run_kafka(
         settings,
         exit_at_end=args.exit_at_end,
@@ -70,6 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         process_id=args.process_id,
         addresses=addresses,
         metrics_port=args.metrics_port,
+        dashboard_port=args.dashboard_port,
     )
     return 0
 
@@ -81,8 +84,24 @@ def cmd_replay(args: argparse.Namespace) -> int:
     paths = [Path(p) for p in args.files]
     started = time.perf_counter()
     print(f"replaying {', '.join(map(str, paths))} -> {settings.clickhouse_dsn()}", flush=True)
+    if args.rules:
+        return _backtest(settings, paths, args)
     run_replay(settings, paths, recovery_dir=Path(args.recovery_dir) if args.recovery_dir else None)
     print(f"done in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _backtest(settings: Settings, paths: list[Path], args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    from brokerstream.backtest import format_report, run_backtest
+
+    report = run_backtest(settings, paths, args.rules, args.baseline_rules)
+    print(format_report(report))
+    if args.report:
+        Path(args.report).write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
+        print(f"report written to {args.report}")
     return 0
 
 
@@ -231,11 +250,27 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from brokerstream.dashboard.server import DashboardError, run_dashboard
+
+    settings = _settings(args)
+    database = args.database or settings.clickhouse.database
+    print(f"dashboard page on http://{args.host}:{args.port}/ over {settings.clickhouse_dsn()} "
+          f"(database {database})", flush=True)
+    try:
+        run_dashboard(settings, args.port, args.host, database=database)
+    except DashboardError as exc:
+        print(f"brokerstream: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from brokerstream.demo import run_demo
 
     return run_demo(_settings(args), events=args.events, rate=args.rate, seed=args.seed,
-                    duration=args.duration, accounts=args.accounts)
+                    duration=args.duration, accounts=args.accounts,
+                    dashboard_port=args.dashboard_port)
 
 
 # ---- parser ----------------------------------------------------------------------------
@@ -269,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-i", "--process-id", type=int, help="this process's index in a cluster")
     p.add_argument("-a", "--addresses", help="cluster addresses, ';'-separated host:port")
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT")
+    p.add_argument("--dashboard-port", type=int,
+                   help="serve the dashboard page on 127.0.0.1:PORT from the engine's process "
+                   "(the one process that can open the embedded store)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("replay", help="run the same dataflow over JSON Lines envelope files",
@@ -277,6 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE")
     _add_config(p)
     p.add_argument("--recovery-dir", help="make the replay resumable with snapshots here")
+    p.add_argument("--rules", metavar="RULES.yaml",
+                   help="backtest: replay with this rules file and with the rules in force (into "
+                   "scratch databases <database>_backtest_*) and report, per rule, the alerts each "
+                   "raises and the subjects that differ")
+    p.add_argument("--baseline-rules", metavar="RULES.yaml",
+                   help="backtest: compare with this file instead of the configured rules.file")
+    p.add_argument("--report", metavar="FILE.json", help="backtest: also write the report as JSON")
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("sql", help="run a query against the configured ClickHouse",
@@ -342,6 +387,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.set_defaults(func=cmd_webhooks)
 
+    p = sub.add_parser("dashboard", help="the dashboards as a local web page (no Grafana needed)",
+                       description="Serve the dashboards/ definitions as a web page over ClickHouse: "
+                       "charts, tables, auto-refresh. The embedded store opens in one process only: "
+                       "use this for a store no engine is using, or a ClickHouse server; while an "
+                       "engine runs, start it with `brokerstream run --dashboard-port P` instead "
+                       "(`brokerstream demo` serves the page itself).")
+    p.add_argument("--port", type=int, default=8050, help="port to serve on (default 8050)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--database", help="another database than the configured one "
+                   "(the demo writes to brokerstream_demo)")
+    _add_config(p)
+    p.set_defaults(func=cmd_dashboard)
+
     p = sub.add_parser("demo", help="simulated brokerage -> Kafka -> engine -> ClickHouse",
                        description="Start the local Kafka, publish simulated traffic live, run the "
                        "engine and print what lands in ClickHouse. Ctrl-C stops.")
@@ -350,6 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--accounts", type=int, default=2_000)
     p.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0 = Ctrl-C)")
+    p.add_argument("--dashboard-port", type=int, default=8050,
+                   help="serve the dashboard page on 127.0.0.1:PORT (0 = off; a free port if taken)")
     _add_config(p)
     p.set_defaults(func=cmd_demo)
     return parser
@@ -369,10 +429,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     from brokerstream.engine import EngineError
     from commissions import CommissionConfigError
+    from risk_rules.engine import ConfigError as RulesConfigError
 
     try:
         return int(args.func(args))
-    except (ConfigError, CommissionConfigError, EngineError, FileNotFoundError) as exc:
+    except (ConfigError, CommissionConfigError, RulesConfigError, EngineError, FileNotFoundError) as exc:
         print(f"brokerstream: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

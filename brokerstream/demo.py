@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable
 
 import yaml
+from prometheus_client import CollectorRegistry
 
 from brokerstream.config import Settings, home_dir
 from brokerstream.engine import ensure_kafka_topics, prepare_store, run_kafka
@@ -40,21 +41,39 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start_receiver(settings: Settings, bootstrap: str, port: int) -> threading.Thread:
-    """The webhook receiver in this process (uvicorn in a thread), publishing to Kafka."""
+def _start_receiver(settings: Settings, bootstrap: str, port: int) -> CollectorRegistry:
+    """The webhook receiver in this process (uvicorn in a thread), publishing to Kafka;
+    returns its metrics' registry (the dashboard page shows them)."""
     import uvicorn
 
     from brokerstream.webhooks import KafkaPublisher, create_app
 
     publisher = KafkaPublisher(bootstrap, timeout_s=settings.psp.publish_timeout_s)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, publisher), host="127.0.0.1",
-                                           port=port, log_level="warning", access_log=False))
+    app = create_app(settings, publisher)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           access_log=False))
     thread = threading.Thread(target=server.run, daemon=True, name="webhooks")
     thread.start()
     deadline = time.monotonic() + 20
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
-    return thread
+    registry: CollectorRegistry = app.state.metrics.registry
+    return registry
+
+
+def _start_dashboard(settings: Settings, port: int, metrics: CollectorRegistry) -> str:
+    """The dashboard page in this process, the one that holds the embedded store. Its range
+    defaults to all data: the simulated clock runs ahead of the wall clock."""
+    from brokerstream.dashboard.server import start_dashboard_thread
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:  # taken (another demo?): any free port will do
+            port = _free_port()
+    start_dashboard_thread(settings, port, default_range=("all", "all"), registries=[metrics])
+    return f"http://127.0.0.1:{port}/"
 
 
 def _status(settings: Settings, stop: threading.Event) -> None:
@@ -68,7 +87,7 @@ def _status(settings: Settings, stop: threading.Event) -> None:
 
 
 def run_demo(settings: Settings, *, events: int, rate: float, seed: int, duration: float = 0,
-             accounts: int = 2_000) -> int:
+             accounts: int = 2_000, dashboard_port: int = 8050) -> int:
     from brokerstream.simulator.brokerage import Brokerage
 
     broker = None
@@ -102,9 +121,12 @@ def run_demo(settings: Settings, *, events: int, rate: float, seed: int, duratio
     ensure_kafka_topics(settings, bootstrap)
     prepare_store(settings).close()
     port = _free_port()
-    _start_receiver(settings, bootstrap, port)
+    receiver_metrics = _start_receiver(settings, bootstrap, port)
     print(f"[demo] ClickHouse: {settings.clickhouse_dsn()}", flush=True)
     print(f"[demo] webhook receiver: http://127.0.0.1:{port}/webhooks/<provider>", flush=True)
+    if dashboard_port:
+        print(f"[demo] dashboards: {_start_dashboard(settings, dashboard_port, receiver_metrics)}",
+              flush=True)
     print(f"[demo] simulated brokerage: {accounts:,} accounts, seed {seed}, "
           f"{f'{events:,} events' if events else 'endless'} at {rate:,.0f}/s; Ctrl-C stops",
           flush=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from brokerstream.config import RAW_TOPICS, Settings, home_dir
@@ -75,15 +76,25 @@ def run_kafka(
     process_id: int | None = None,
     addresses: list[str] | None = None,
     metrics_port: int | None = None,
+    dashboard_port: int | None = None,
 ) -> None:
-    """Consume the raw topics until stopped (or until their end with exit_at_end)."""
+    """Consume the raw topics until stopped (or until their end with exit_at_end).
+    `dashboard_port`: serve the dashboard page from this process (process 0 of a cluster)."""
     bootstrap = kafka_bootstrap(settings)
     ensure_kafka_topics(settings, bootstrap)
     prepare_store(settings).close()
     if metrics_port is not None:
         from prometheus_client import start_http_server
 
-        start_http_server(metrics_port, addr="127.0.0.1")
+        # loopback unless told otherwise (a container's Prometheus scrapes from outside)
+        start_http_server(metrics_port, addr=os.environ.get("BROKERSTREAM_METRICS_ADDR", "127.0.0.1"))
+    if dashboard_port is not None and not process_id:
+        from brokerstream.dashboard.server import DashboardError, start_dashboard_thread
+
+        try:
+            start_dashboard_thread(settings, dashboard_port)
+        except DashboardError as exc:
+            raise EngineError(str(exc)) from None
     prefix = settings.kafka.topic_prefix
     flow = build_flow(
         settings,

@@ -7,7 +7,9 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -67,3 +69,25 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield state.bootstrap
     finally:
         broker.stop()
+
+
+class SimulatedStore(NamedTuple):
+    store: Store
+    settings: Settings
+    time_from: datetime
+    time_to: datetime
+
+
+@pytest.fixture(scope="session")
+def simulated_store(chdb_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatedStore]:
+    """A simulated brokerage history (tests/simulated_store.py) replayed through the engine
+    into its own database of the session's embedded store, once per session: the open Store,
+    the settings it was written with and the data's first and last event time (UTC)."""
+    from tests.simulated_store import data_time_range, fill_simulated_store, simulated_settings
+
+    settings = simulated_settings(chdb_dir, f"sim_{uuid.uuid4().hex[:12]}")
+    fill_simulated_store(settings, tmp_path_factory.mktemp("simulated"))
+    s = open_store(settings.clickhouse_dsn(), settings.clickhouse.database)
+    first, last = data_time_range(s)
+    yield SimulatedStore(s, settings, first, last)
+    s.close()

@@ -1,0 +1,1 @@
+"""The dashboards: Grafana dashboard definitions (`definitions`) and the built-in page."""

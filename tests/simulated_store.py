@@ -1,0 +1,111 @@
+"""A small simulated brokerage history, replayed through the engine into a ClickHouse database:
+the data the dashboards' queries are tested against (tests/test_dashboards.py, the dashboard
+page's tests).
+
+    settings = simulated_settings(chdb_dir, "dash_sim")
+    fill_simulated_store(settings, tmp_path)
+    first, last = data_time_range(store)
+
+Kept small so that it takes seconds (~15 s): 300 accounts, 45,000 events spread over about 20
+simulated days (so that chargebacks, which come days after the deposit, and two months of IB
+payouts exist), suspicious cases injected 30 times more often than in real life (so that AML
+and fraud alerts exist), and exposure limits set low (so that limit breaches exist).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from brokerstream.config import Settings, parse_settings
+from brokerstream.engine import run_replay
+from brokerstream.publish import write_envelopes
+from brokerstream.simulator.brokerage import Brokerage
+from brokerstream.store import Store
+
+SEED = 7
+ACCOUNTS = 300
+EVENTS = 45_000
+DAYS = 20.0
+TYPOLOGY_RATE = 30.0
+
+# The example configuration's tenants (MT4, MT5 and cTrader; USD and EUR), no `psp` section
+# (the simulator brings its own merchant accounts), and exposure limits low enough for a
+# brokerage of 300 accounts to cross them.
+BASE_CONFIG: dict[str, Any] = {
+    "tenants": [
+        {"id": "acme", "name": "ACME Markets", "servers": [
+            {"name": "ACME-MT5-Live", "platform": "mt5", "currency": "USD"},
+            {"name": "ACME-MT4-Live", "platform": "mt4", "currency": "USD", "utc_offset_minutes": 120},
+            {"name": "ACME-cTrader", "platform": "ctrader", "currency": "USD"}]},
+        {"id": "zenith", "name": "Zenith FX", "servers": [
+            {"name": "Zenith-MT5", "platform": "mt5", "currency": "EUR"},
+            {"name": "Zenith-MT4", "platform": "mt4", "currency": "EUR", "utc_offset_minutes": 120}]},
+    ],
+    "exposure": {
+        "snapshot_interval_s": 60.0,
+        "limits": {"version": "test", "rules": [
+            {"id": "symbol-net", "scope": "symbol", "max_usd": 150_000},
+            {"id": "currency-net", "scope": "currency", "max_usd": 400_000},
+        ]},
+        "margin": {"default": {"margin_call": 100, "stop_out": 50}},
+    },
+    "fx_fixing": {"EUR": "1.0850", "GBP": "1.2650", "JPY": "0.0066", "CHF": "1.1300",
+                  "AUD": "0.6550"},
+    "pipeline": {"batch_rows": 20_000, "epoch_s": 5.0},
+}
+
+
+def simulated_settings(chdb_dir: Path, database: str) -> Settings:
+    """The simulated brokerage's settings (its PSP merchant accounts filled in), pointing at
+    `database` in the embedded ClickHouse under `chdb_dir`."""
+    doc = dict(BASE_CONFIG)
+    doc["clickhouse"] = {"dsn": f"chdb://{chdb_dir}", "database": database}
+    return _brokerage(parse_settings(doc, "simulated store")).settings
+
+
+def _brokerage(settings: Settings) -> Brokerage:
+    return Brokerage(settings, SEED, accounts=ACCOUNTS, events=EVENTS, days=DAYS,
+                     typology_rate=TYPOLOGY_RATE)
+
+
+def fill_simulated_store(settings: Settings, tmp_path: Path) -> None:
+    """Simulate, write the replay file and the IB partner configurations (commission YAMLs)
+    under `tmp_path`, and replay the file through the engine into `settings`' database."""
+    sim = _brokerage(settings)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    files = []
+    for tenant, partner_doc in sim.partner_configs().items():
+        path = tmp_path / f"commissions-{tenant}.yaml"
+        path.write_text(yaml.safe_dump(partner_doc, sort_keys=False, allow_unicode=True),
+                        encoding="utf-8")
+        files.append(str(path))
+    replay = tmp_path / "simulated.jsonl"
+    write_envelopes(replay, sim.envelopes(EVENTS))
+    run_replay(sim.settings.model_copy(update={"commissions": files}), [replay])
+
+
+TIME_RANGE_SQL = """
+SELECT min(t), max(t) FROM (
+    SELECT time AS t FROM deals_store UNION ALL
+    SELECT time FROM balance_operations_store UNION ALL
+    SELECT time FROM logins_store UNION ALL
+    SELECT as_of FROM exposure_history
+)
+"""
+
+
+def data_time_range(store: Store) -> tuple[datetime, datetime]:
+    """The first and the last event time (UTC) of the data in the store, widened to whole
+    seconds (the dashboards' time filters, like Grafana's, compare with whole seconds)."""
+    first, last = store.query(TIME_RANGE_SQL)[1][0]
+    first, last = _utc(first), _utc(last)
+    ceil = last.replace(microsecond=0) + (timedelta(seconds=1) if last.microsecond else timedelta())
+    return first.replace(microsecond=0), ceil
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -37,23 +38,27 @@ SYMBOLS = [("EURUSD", 100_000, 5, 1.0850), ("GBPUSD", 100_000, 5, 1.2650), ("USD
            ("XAUUSD", 100, 2, 2650.0)]
 
 
+TICK = 0.01  # publish in 10 ms slices
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def load(bootstrap: str, prefix: str, deals_per_s: int, quotes_per_s: int, seconds: float,
-         close_share: float) -> int:
-    prod = producer(bootstrap)
+def plan(deals_per_s: int, quotes_per_s: int, seconds: float, close_share: float
+         ) -> list[list[tuple[str, str, dict[str, str]]]]:
+    """The messages of every 10 ms slice, built before the clock starts (so the generator's own
+    Python work does not compete with the engine for the machine's two cores); each gets its
+    wall-clock time when it is sent."""
     rng = random.Random(3)
     prices = [s[3] for s in SYMBOLS]
-    deal_id, sent = 10_000_000, 0
+    deal_id = 10_000_000
     open_positions: list[tuple[int, str, bool, int]] = []  # login, position id, bought, symbol index
-    started = time.monotonic()
-    tick = 0.01  # publish in 10 ms slices
-    while (elapsed := time.monotonic() - started) < seconds:
-        now_ms = int(time.time() * 1000)
-        for _ in range(int(deals_per_s * tick)):
+    slices = []
+    for _ in range(int(seconds / TICK)):
+        out: list[tuple[str, str, dict[str, str]]] = []
+        for _ in range(int(deals_per_s * TICK)):
             i = 0 if rng.random() < 0.7 else rng.randrange(len(SYMBOLS))
             name, contract, digits, _ = SYMBOLS[i]
             deal_id += 1
@@ -66,25 +71,40 @@ def load(bootstrap: str, prefix: str, deals_per_s: int, quotes_per_s: int, secon
                 buy, entry = not bought, "1"
             elif close_share:
                 open_positions.append((login, position, buy, i))
-            doc = {"Deal": str(deal_id), "Login": str(login), "Action": "0" if buy else "1", "Entry": entry,
-                   "Symbol": name, "ContractSize": f"{contract}", "Price": f"{prices[i]:.{digits}f}",
-                   "Volume": "10000", "VolumeExt": "100000000", "TimeMsc": str(now_ms),
-                   "PositionID": position, "Profit": "0", "Digits": str(digits)}
-            prod.produce(prefix + "mt5.deals", key=str(login).encode(), value=orjson.dumps(doc),
-                         headers=[("server", SERVER), ("event", "add")], timestamp=now_ms)
-            sent += 1
-        for _ in range(int(quotes_per_s * tick)):
+            out.append(("mt5.deals", str(login), {
+                "Deal": str(deal_id), "Login": str(login), "Action": "0" if buy else "1", "Entry": entry,
+                "Symbol": name, "ContractSize": f"{contract}", "Price": f"{prices[i]:.{digits}f}",
+                "Volume": "10000", "VolumeExt": "100000000", "TimeMsc": "", "PositionID": position,
+                "Profit": "0", "Digits": str(digits)}))
+        for _ in range(int(quotes_per_s * TICK)):
             i = rng.randrange(len(SYMBOLS))
             name, _, digits, _ = SYMBOLS[i]
             prices[i] *= 1 + rng.gauss(0, 0.00002)
             spread = 10 ** -digits * 2
-            doc = {"symbol": name, "time_msc": str(now_ms), "time": str(now_ms // 1000),
-                   "bid": f"{prices[i] - spread:.{digits}f}", "ask": f"{prices[i] + spread:.{digits}f}",
-                   "flags": "6"}
-            prod.produce(prefix + "mt5.ticks", key=name.encode(), value=orjson.dumps(doc),
-                         headers=[("server", SERVER)], timestamp=now_ms)
+            out.append(("mt5.ticks", name, {"symbol": name, "time_msc": "", "time": "",
+                                           "bid": f"{prices[i] - spread:.{digits}f}",
+                                           "ask": f"{prices[i] + spread:.{digits}f}", "flags": "6"}))
+        slices.append(out)
+    return slices
+
+
+def load(bootstrap: str, prefix: str, slices: list[list[tuple[str, str, dict[str, str]]]]) -> int:
+    prod = producer(bootstrap)
+    sent = 0
+    started = time.monotonic()
+    for n, messages in enumerate(slices):
+        now_ms = int(time.time() * 1000)
+        for topic, key, doc in messages:
+            if topic == "mt5.deals":
+                doc["TimeMsc"] = str(now_ms)
+                sent += 1
+            else:
+                doc["time_msc"], doc["time"] = str(now_ms), str(now_ms // 1000)
+            prod.produce(prefix + topic, key=key.encode(), value=orjson.dumps(doc),
+                         headers=[("server", SERVER)] + ([("event", "add")] if topic == "mt5.deals" else []),
+                         timestamp=now_ms)
         prod.poll(0)
-        ahead = started + elapsed + tick - time.monotonic()
+        ahead = started + (n + 1) * TICK - time.monotonic()
         if ahead > 0:
             time.sleep(ahead)
     prod.flush(30)
@@ -99,6 +119,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--close-share", type=float, default=0.0,
                         help="share of deals that close an open position (0: every deal opens one)")
+    parser.add_argument("--epoch-s", type=float, default=1.0, help="the engine's pipeline.epoch_s")
+    parser.add_argument("--no-rules", action="store_true", help="run the engine without the AML/fraud rules")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-latency-"))
     ensure_jars()
@@ -109,6 +131,8 @@ def main() -> None:
     doc["kafka"].update({"bootstrap": state.bootstrap, "topic_prefix": prefix, "partitions": 3})
     doc["clickhouse"] = {"dsn": f"chdb://{work / 'ch'}"}
     doc["commissions"] = []
+    doc["pipeline"]["epoch_s"] = args.epoch_s
+    doc["rules"] = {"enabled": not args.no_rules}
     doc["exposure"]["limits"]["rules"] = [{"id": "symbol-net", "scope": "symbol", "max_usd": 20_000_000}]
     cfg = work / "brokerstream.yaml"
     cfg.write_text(yaml.safe_dump(doc))
@@ -117,6 +141,7 @@ def main() -> None:
     cli = [sys.executable, "-m", "brokerstream.cli"]
     alerts: list[float] = []
     try:
+        slices = plan(args.deals_per_s, args.quotes_per_s, args.seconds, args.close_share)
         ensure_topics(state.bootstrap, {prefix + t: 3 for t in ("mt5.deals", "mt5.ticks", "alerts")})
         engine = subprocess.Popen([*cli, "run", "--config", str(cfg)], env=env,
                                   stdout=subprocess.DEVNULL, stderr=(work / "engine.log").open("wb"))
@@ -133,17 +158,22 @@ def main() -> None:
                 if msg is None or msg.error():
                     continue
                 alert = orjson.loads(msg.value())
-                event_ms = int(time.mktime(time.strptime(alert["event_time"][:19], "%Y-%m-%dT%H:%M:%S"))
-                               - time.timezone) * 1000 + int(alert["event_time"][20:23] or 0)
-                alerts.append(time.time() * 1000 - event_ms)
+                if not alert["rule_id"].startswith("limit."):
+                    continue
+                event = datetime.fromisoformat(alert["event_time"])
+                if event.tzinfo is None:
+                    event = event.replace(tzinfo=UTC)
+                alerts.append(time.time() * 1000 - event.timestamp() * 1000)
             consumer.close()
 
         watcher = threading.Thread(target=watch_alerts, daemon=True)
         watcher.start()
-        print(f"load: {args.deals_per_s:,} deals/s + {args.quotes_per_s:,} quotes/s for {args.seconds:.0f} s",
+        print(f"load: {args.deals_per_s:,} deals/s + {args.quotes_per_s:,} quotes/s "
+              f"for {args.seconds:.0f} s, "
+              f"{args.close_share:.0%} of deals closing; epoch {args.epoch_s} s; "
+              f"rules {'off' if args.no_rules else 'on'}",
               flush=True)
-        sent = load(state.bootstrap, prefix, args.deals_per_s, args.quotes_per_s, args.seconds,
-                    args.close_share)
+        sent = load(state.bootstrap, prefix, slices)
         time.sleep(5)
         engine.send_signal(signal.SIGTERM)
         engine.wait(60)

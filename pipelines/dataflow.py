@@ -257,7 +257,8 @@ def build_flow(
     if rules is not None:
         streams.append(_rule_rows(records, rules, live=isinstance(source, KafkaInput)))
     all_rows = op.merge("all_rows", *streams)
-    op.output("clickhouse", all_rows, ClickHouseSink(store_factory, settings.pipeline.batch_rows))
+    op.output("clickhouse", all_rows, ClickHouseSink(store_factory, settings.pipeline.batch_rows,
+                                                       settings.pipeline.flush_s))
 
     if isinstance(source, KafkaInput):
         config = {"bootstrap.servers": source.bootstrap, **(kafka_config or {})}

@@ -10,7 +10,7 @@ reflects a deal or a price move within about one interval plus one epoch.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from operator import itemgetter
 from typing import Any
@@ -45,6 +45,7 @@ class AccountBook:
 
     group: str = ""
     book: PositionBook | None = None
+    next_prune: datetime | None = None
 
 
 class PositionBookStep:
@@ -53,6 +54,7 @@ class PositionBookStep:
 
     def __init__(self, settings: ExposureSettings) -> None:
         self.modes = settings.modes
+        self.keep_closed = timedelta(minutes=settings.keep_closed_minutes)
 
     def __call__(self, state: AccountBook | None,
                  record: Deal | Account) -> tuple[AccountBook, list[PositionChange]]:
@@ -65,7 +67,14 @@ class PositionBookStep:
                                        platform=record.platform, group=state.group,
                                        account_key=account_key_of(record), login=record.login)
             state.book = PositionBook(account_key_of(record), mode, state.group)
-        return state, state.book.apply(record)
+        changes = state.book.apply(record)
+        # closed positions leave the state once corrections are unlikely: keeps it (and every
+        # recovery snapshot of it) to what is open plus the last `keep_closed_minutes`
+        if state.next_prune is None or record.time >= state.next_prune:
+            if state.next_prune is not None:
+                state.book.prune(record.time - self.keep_closed)
+            state.next_prune = record.time + self.keep_closed / 4
+        return state, changes
 
 
 def account_key_of(deal: Deal) -> str:
@@ -77,6 +86,7 @@ class ExposureState:
     engine: ExposureEngine
     last_ms: int = 0
     next_snapshot_ms: int = 0
+    next_revalue_ms: int = 0
     pending: bool = False  # events since the last snapshot
 
 
@@ -159,6 +169,7 @@ class ExposureStep:
     def __init__(self, settings: ExposureSettings) -> None:
         self.settings = settings
         self.interval_ms = max(1, int(settings.snapshot_interval_s * 1000))
+        self.revalue_ms = max(self.interval_ms, int(settings.positions_revalue_s * 1000))
 
     def new_engine(self) -> ExposureEngine:
         s = self.settings
@@ -179,12 +190,17 @@ class ExposureStep:
 
     def finish(self, state: ExposureState) -> list[Row]:
         """At the end of the input: the state after the last event, if not yet written."""
-        return self._snapshot(state) if state.pending else []
+        return self._snapshot(state, revalue=True) if state.pending else []
 
-    def _snapshot(self, state: ExposureState) -> list[Row]:
+    def _snapshot(self, state: ExposureState, revalue: bool = False) -> list[Row]:
         state.pending = False
         as_of = datetime.fromtimestamp(state.last_ms / 1000, UTC)
-        snapshot = state.engine.snapshot(as_of, positions="changed", top=0)
+        # every position moved by a price is rewritten at most each `positions_revalue_s` (at a
+        # busy broker that is the whole book); positions a deal changed, at every snapshot
+        if state.last_ms >= state.next_revalue_ms:
+            revalue = True
+            state.next_revalue_ms = (state.last_ms // self.revalue_ms + 1) * self.revalue_ms
+        snapshot = state.engine.snapshot(as_of, positions="changed" if revalue else "traded", top=0)
         rows = snapshot_rows(snapshot)
         rows += [_limit_alert(e) for e in state.engine.check_limits(snapshot)]
         rows += [_margin_alert(e) for e in state.engine.check_margin(as_of)]

@@ -152,9 +152,9 @@ class AccountRulesStep(_EngineStep):
     def __init__(self, resources: RuleResources, clock: Clock | None) -> None:
         super().__init__(resources, clock)
         # which linked kinds have enabled rules, and which record classes each reads
-        probes = {kind: resources.engine(kind) for kind in LINKED_KINDS}
+        self.probes = {kind: resources.engine(kind) for kind in LINKED_KINDS}
         self.routes: dict[type, list[KeyKind]] = {
-            cls: [k for k, e in probes.items() if e.rules and e.wants(cls)]
+            cls: [k for k, e in self.probes.items() if e.rules and e.wants(cls)]
             for cls in (Deal, BalanceOperation, Login)
         }
 
@@ -172,7 +172,7 @@ class AccountRulesStep(_EngineStep):
             routed: Routed = (record, account_key, engine.ctx.accounts.get(account_key))
             for kind in kinds:
                 natural = _natural_key(kind, record)
-                if natural:
+                if natural and self.probes[kind].reads(record):
                     out.append((shard_key(record.tenant, kind, natural, self.res.shards), (kind, routed)))
         return engine, out
 

@@ -29,16 +29,22 @@ Row = tuple[Any, ...]
 
 
 class _TableWriter(StatefulSinkPartition[Row, None]):
-    def __init__(self, store: Store, table: str, batch_rows: int) -> None:
+    def __init__(self, store: Store, table: str, batch_rows: int, flush_s: float) -> None:
         self._store = store
         self._table = table
         self._columns = COLUMNS_BY_TABLE[table]
         self._batch_rows = batch_rows
+        self._flush_s = flush_s
         self._rows: list[Row] = []
+        self._oldest = 0.0  # monotonic time the oldest buffered row arrived
 
     def write_batch(self, values: list[Row]) -> None:
+        if not self._rows:
+            self._oldest = time.monotonic()
         self._rows.extend(values)
-        if len(self._rows) >= self._batch_rows:
+        # full, or held long enough: rows become visible well before the epoch (the recovery
+        # snapshot interval) ends; a resume may write them again, which the tables collapse
+        if len(self._rows) >= self._batch_rows or time.monotonic() - self._oldest >= self._flush_s:
             self._flush()
 
     def _flush(self) -> None:
@@ -62,9 +68,10 @@ class _TableWriter(StatefulSinkPartition[Row, None]):
 class ClickHouseSink(FixedPartitionedSink[Row, None]):
     """Items are (table, row); one partition per table."""
 
-    def __init__(self, store_factory: Callable[[], Store], batch_rows: int) -> None:
+    def __init__(self, store_factory: Callable[[], Store], batch_rows: int, flush_s: float = 0.5) -> None:
         self._store_factory = store_factory
         self._batch_rows = batch_rows
+        self._flush_s = flush_s
         # Bytewax indexes the sorted global partition list with part_fn: route each
         # table name to its own partition instead of hashing.
         self._index = {name: i for i, name in enumerate(sorted(COLUMNS_BY_TABLE))}
@@ -76,7 +83,7 @@ class ClickHouseSink(FixedPartitionedSink[Row, None]):
         return self._index[item_key]
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _TableWriter:
-        return _TableWriter(self._store_factory(), for_part, self._batch_rows)
+        return _TableWriter(self._store_factory(), for_part, self._batch_rows, self._flush_s)
 
 
 Message = tuple[bytes | None, bytes, list[tuple[str, str | bytes | None]]]  # key, value, headers

@@ -209,6 +209,10 @@ class Rule:
     def on_deal(self, deal: Deal, account: str) -> list[Hit]:
         return []
 
+    def reads(self, record: Deal | BalanceOperation | Login) -> bool:
+        """Whether this rule reads the record (lets the dataflow skip re-keying the others)."""
+        return True
+
     def on_op(self, op: BalanceOperation, account: str) -> list[Hit]:
         return []
 
@@ -310,6 +314,12 @@ class RuleEngine:
         self.ctx.geo = geo
         self.ctx.screener = screener
         self.attached = True
+
+    def reads(self, record: Deal | BalanceOperation | Login) -> bool:
+        """Whether any rule of this engine reads this record."""
+        hook = "on_deal" if isinstance(record, Deal) else "on_op" if isinstance(record, BalanceOperation) \
+            else "on_login"
+        return any(rule.reads(record) for _, rule in self._hooks[hook])
 
     def wants(self, kind: type) -> bool:
         """Whether any rule of this engine reads records of this class."""

@@ -34,6 +34,7 @@ from datetime import datetime
 from decimal import Decimal, localcontext
 from typing import Literal, NamedTuple
 
+from risk_rules.exposure.chunked import ChunkedDict
 from risk_rules.exposure.conversion import MissingRate, Price, PriceBook, Rates
 from risk_rules.exposure.instruments import Instrument, InstrumentLookup, InstrumentTable, UnknownInstrument
 from risk_rules.exposure.limits import LimitEvent, LimitMonitor, LimitsConfig
@@ -285,8 +286,9 @@ class ExposureEngine:
         self.margin = MarginMonitor(margin)
         self._books: dict[str, PositionBook] = {}
         self._accounts: dict[str, _AccountInfo] = {}
-        self._contrib: dict[PositionKey, _Contribution] = {}
-        self._open: dict[PositionKey, PositionState] = {}
+        # every open position of the tenant: chunked, so a snapshot re-pickles what changed
+        self._contrib: ChunkedDict[PositionKey, _Contribution] = ChunkedDict()
+        self._open: ChunkedDict[PositionKey, PositionState] = ChunkedDict()
         self._groups: dict[GroupKey, _Agg] = {}
         self._by_account: dict[str, dict[str, _Agg]] = {}
         self._book_cache: dict[tuple[str, str], str] = {}

@@ -338,6 +338,20 @@ class PositionBook:
         self._pruned: set[str] = set()  # hedging: position ids pruned after they closed
         self._watermarks: dict[str, SortKey] = {}  # netting: symbol -> last deal pruned
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The seen-versions of live deals are in the ledgers (which pickle themselves once until
+        # they change): only dead ones (deleted, canceled) travel as they are. Keeps a snapshot
+        # of a busy account to the positions that moved.
+        state = dict(self.__dict__)
+        state["_seen"] = {k: v for k, v in self._seen.items() if v[1] is None}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        for ref, ledger in self._ledgers.items():
+            for deal_key, deal in ledger.deals.items():
+                self._seen[deal_key] = (deal.version, ref)
+
     @property
     def mode(self) -> Mode:
         return self._mode

@@ -16,6 +16,13 @@ class ExposureSettings(BaseModel):
 
     enabled: bool = True
     snapshot_interval_s: float = Field(default=1.0, gt=0, description="event-time seconds")
+    positions_revalue_s: float = Field(
+        default=10, gt=0, description="event-time seconds between rewrites of every position's "
+        "mark-to-market in `positions` (a deal's position is rewritten at the next snapshot; the "
+        "exposure tables follow every price at each snapshot)")
+    keep_closed_minutes: float = Field(
+        default=60, gt=0, description="a closed position and its deals are kept this long (event time) "
+        "for dealer corrections; a later correction of one of its deals is ignored by exposure")
     routing: BookRouting = BookRouting()
     modes: AccountModes = AccountModes()
     limits: LimitsConfig = LimitsConfig()

@@ -321,11 +321,18 @@ class MirrorTrades(Rule):
 
     def __init__(self, params: MirrorParams, ctx: Context) -> None:
         super().__init__(params, ctx)
-        self.recent: dict[tuple[str, str], deque[tuple[datetime, str, str, Decimal, str]]] = defaultdict(
+        # (tenant, symbol, side) -> recent opening deals: a deal looks only at the other side
+        self.recent: dict[tuple[str, str, str], deque[tuple[datetime, str, Decimal, str]]] = defaultdict(
             deque
         )
         self.links: dict[str, set[str]] = defaultdict(set)  # account -> "ip:..", "dev:..", "pay:.."
         self.pairs: dict[tuple[str, str], deque[tuple[datetime, str, str]]] = defaultdict(deque)
+        self._deals = 0
+
+    def reads(self, record: Deal | BalanceOperation | Login) -> bool:
+        if isinstance(record, Deal):
+            return record.entry == "in" and record.lots > 0  # opening trades only
+        return True
 
     def on_login(self, login: Login, account: str) -> list[Hit]:
         if login.kind == "login":
@@ -353,16 +360,25 @@ class MirrorTrades(Rule):
     def on_deal(self, deal: Deal, account: str) -> list[Hit]:
         if deal.entry != "in" or deal.lots <= 0:
             return []
-        q = self.recent[(deal.tenant, deal.symbol)]
         gap = timedelta(seconds=self.p.max_gap_seconds)
+        window = timedelta(hours=self.p.window_hours)
+        self._deals += 1
+        if self._deals % 50_000 == 0:  # forget pairs whose last mirrored trade left the window
+            live = {k: q for k, q in self.pairs.items() if deal.time - q[-1][0] <= window}
+            self.pairs = defaultdict(deque, live)
+        mine = self.recent[(deal.tenant, deal.symbol, deal.side)]
+        while mine and deal.time - mine[0][0] > gap:
+            mine.popleft()
+        q = self.recent[(deal.tenant, deal.symbol, "sell" if deal.side == "buy" else "buy")]
         while q and deal.time - q[0][0] > gap:
             q.popleft()
         hits: list[Hit] = []
-        for when, other, side, lots, key in q:
+        tolerance = Decimal(str(self.p.lots_tolerance))
+        for when, other, lots, key in q:
             # records of different accounts may arrive slightly out of event-time order
-            if other == account or side == deal.side or abs(deal.time - when) > gap:
+            if other == account or abs(deal.time - when) > gap:
                 continue
-            if abs(lots - deal.lots) > Decimal(str(self.p.lots_tolerance)) * max(lots, deal.lots):
+            if abs(lots - deal.lots) > tolerance * max(lots, deal.lots):
                 continue
             link = self._linked(account, other)
             if not link and not self.p.min_pairs_unlinked:
@@ -370,7 +386,7 @@ class MirrorTrades(Rule):
             pair = (min(account, other), max(account, other))
             pq = self.pairs[pair]
             pq.append((deal.time, key, deal.deal_key))
-            while pq and deal.time - pq[0][0] > timedelta(hours=self.p.window_hours):
+            while pq and deal.time - pq[0][0] > window:
                 pq.popleft()
             needed = self.p.min_pairs if link else self.p.min_pairs_unlinked
             if len(pq) >= needed:
@@ -395,5 +411,5 @@ class MirrorTrades(Rule):
                     )
                 )
             break
-        q.append((deal.time, account, deal.side, deal.lots, deal.deal_key))
+        mine.append((deal.time, account, deal.lots, deal.deal_key))
         return hits

@@ -119,7 +119,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--close-share", type=float, default=0.0,
                         help="share of deals that close an open position (0: every deal opens one)")
-    parser.add_argument("--epoch-s", type=float, default=1.0, help="the engine's pipeline.epoch_s")
+    parser.add_argument("--epoch-s", type=float, default=5.0, help="the engine's pipeline.epoch_s")
     parser.add_argument("--no-rules", action="store_true", help="run the engine without the AML/fraud rules")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-latency-"))

@@ -76,7 +76,7 @@ class ClickHouseConfig(Strict):
 
 class PipelineConfig(Strict):
     batch_rows: int = Field(default=50_000, ge=1, description="flush a table at this many rows")
-    epoch_s: float = Field(default=1.0, gt=0, description="recovery snapshot interval (tables flush too)")
+    epoch_s: float = Field(default=5.0, gt=0, description="recovery snapshot interval (tables flush too)")
     flush_s: float = Field(default=0.5, gt=0, description="write a table's rows once they are this old")
     recovery_dir: str = Field(default="", description="Bytewax recovery; default under home")
     recovery_partitions: int = Field(default=1, ge=1)

@@ -15,7 +15,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import yaml
 from prometheus_client import CollectorRegistry
@@ -104,7 +104,9 @@ def run_demo(settings: Settings, *, events: int, rate: float, seed: int, duratio
 
     # The brokerage fills in the payment providers it simulates, and its IB trees become the
     # commission configuration, as a broker's partner programme would be.
-    sim = Brokerage(settings, seed, accounts=accounts, start_ms=int(time.time() * 1000))
+    # suspicious behaviour a few times more often than a real book has it, so compliance's
+    # dashboard has something to show within the first minutes
+    sim = Brokerage(settings, seed, accounts=accounts, start_ms=int(time.time() * 1000), typology_rate=3)
     partners = home_dir() / "demo-partners"
     partners.mkdir(parents=True, exist_ok=True)
     files = []
@@ -134,15 +136,23 @@ def run_demo(settings: Settings, *, events: int, rate: float, seed: int, duratio
 
     prefix = settings.kafka.topic_prefix
 
+    stop = threading.Event()
+
+    def until_stopped(envelopes: Iterable[Envelope]) -> Iterator[Envelope]:
+        for envelope in envelopes:
+            if stop.is_set():
+                return
+            yield envelope
+
     def publish_fn(envelopes: Iterable[Envelope]) -> int:
-        return publish(bootstrap, envelopes, topic_prefix=prefix, stamp_now=True)
+        return publish(bootstrap, until_stopped(envelopes), topic_prefix=prefix, stamp_now=True)
 
     def simulate() -> None:
-        sim.run_live(publish_fn, rate, events or 10**12, bursts=True,
-                     post_url=f"http://127.0.0.1:{port}")
+        # events=0: endless, with suspicious cases planned over a 30-day horizon from the start
+        sim.run_live(publish_fn, rate, events, bursts=True, post_url=f"http://127.0.0.1:{port}")
 
-    stop = threading.Event()
-    threading.Thread(target=simulate, daemon=True, name="simulator").start()
+    simulator = threading.Thread(target=simulate, daemon=True, name="simulator")
+    simulator.start()
     threading.Thread(target=_status, args=(settings, stop), daemon=True, name="status").start()
     if duration > 0:
         # The same clean stop as Ctrl-C: inputs end, sinks flush, the snapshot is consistent.
@@ -153,6 +163,7 @@ def run_demo(settings: Settings, *, events: int, rate: float, seed: int, duratio
         pass
     finally:
         stop.set()
+        simulator.join(30)  # webhooks in flight are answered before Kafka goes away
         if broker is not None:
             broker.stop()
     print("[demo] stopped. The data stays in the embedded ClickHouse; query it with `brokerstream sql`,"

@@ -269,6 +269,7 @@ class RuleEngine:
         self.ctx.server_platform.update(servers or {})
         self.rules: list[tuple[RuleSettings, Rule]] = []
         self._hooks: dict[str, list[tuple[RuleSettings, Rule]]] = {}
+        self._filters: dict[str, bool] = {}
         self.config = config
         self.reconfigure(config)
         self._cooldown: dict[tuple[str, str], datetime] = {}
@@ -308,6 +309,9 @@ class RuleEngine:
             hook: [(rs, r) for rs, r in self.rules if getattr(type(r), hook) is not getattr(Rule, hook)]
             for hook in HOOKS
         }
+        # per hook, whether some rule filters what it reads (`reads`); else all records are read
+        self._filters = {hook: any(type(r).reads is not Rule.reads for _, r in rules)
+                         for hook, rules in self._hooks.items()}
 
     def attach(self, geo: GeoLookup | None, screener: Any) -> None:
         """Re-attach the reference data after a restore from a snapshot (it is not pickled)."""
@@ -319,7 +323,10 @@ class RuleEngine:
         """Whether any rule of this engine reads this record."""
         hook = "on_deal" if isinstance(record, Deal) else "on_op" if isinstance(record, BalanceOperation) \
             else "on_login"
-        return any(rule.reads(record) for _, rule in self._hooks[hook])
+        rules = self._hooks[hook]
+        if not self._filters[hook]:
+            return bool(rules)
+        return any(rule.reads(record) for _, rule in rules)
 
     def wants(self, kind: type) -> bool:
         """Whether any rule of this engine reads records of this class."""

@@ -40,10 +40,12 @@ from datetime import datetime
 from decimal import Decimal, localcontext
 from typing import Any, Literal, NamedTuple
 
+from risk_rules.exposure.chunked import ChunkedDict
 from risk_rules.exposure.money import EXACT, NO_MONEY, ZERO, Money, price12
 from schemas.events import Deal, Side
 
 Mode = Literal["hedging", "netting"]
+LEDGER_CHUNK = 32  # positions per pickled chunk of an account's book
 ChangeKind = Literal[
     "open",  # a flat position got volume
     "increase",  # more volume on the same side
@@ -332,7 +334,10 @@ class PositionBook:
         self.account_key = account_key
         self._mode: Mode = mode
         self._group = group
-        self._ledgers: dict[str, _Ledger] = {}
+        # Positions in chunks that pickle once until they change (a busy account's history of
+        # closed positions stays in clean chunks). A ledger changed in place must be set again
+        # (`self._ledgers[ref] = ledger`) so that its chunk is re-pickled.
+        self._ledgers: ChunkedDict[str, _Ledger] = ChunkedDict(LEDGER_CHUNK)
         # deal_key -> (latest version seen, position ref holding it; None: not live)
         self._seen: dict[str, tuple[int, str | None]] = {}
         self._pruned: set[str] = set()  # hedging: position ids pruned after they closed
@@ -378,6 +383,7 @@ class PositionBook:
                 return [] if ref is None else [self._add(ref, deal)]
             ledger = self._ledgers[old_ref]
             ledger.touch()
+            self._ledgers[old_ref] = ledger
             held = ledger.deals[deal.deal_key]
             if ref == old_ref and _same_fill(held, deal):
                 ledger.deals[deal.deal_key] = deal  # a newer version saying the same
@@ -404,6 +410,7 @@ class PositionBook:
             ledger = self._ledgers[ref] = _Ledger((self.account_key, ref), self._mode, deal)
         else:
             before = ledger.snapshot
+            self._ledgers[ref] = ledger
         ledger.touch()
         ledger.deals[deal.deal_key] = deal
         order = deal_order(deal)
@@ -423,6 +430,8 @@ class PositionBook:
         if not ledger.deals:
             del self._ledgers[ledger.key[1]]
             after = after.flat()
+        else:
+            self._ledgers[ledger.key[1]] = ledger
         return PositionChange("rebuild", before, after, deal.deal_key, deal.time)
 
     # ---- account-level changes ---------------------------------------------------------------
@@ -433,9 +442,10 @@ class PositionBook:
             return []
         self._group = group
         changes = []
-        for ledger in self._ledgers.values():
+        for ref, ledger in list(self._ledgers.items()):
             before = ledger.snapshot
             after = ledger.state(group)
+            self._ledgers[ref] = ledger
             if after.is_open:
                 changes.append(PositionChange("regroup", before, after))
         return changes
@@ -449,7 +459,7 @@ class PositionBook:
         deals = sorted((d for ledger in self._ledgers.values() for d in ledger.deals.values()),
                        key=deal_order)
         self._mode = mode
-        self._ledgers = {}
+        self._ledgers = ChunkedDict(LEDGER_CHUNK)
         changes: list[PositionChange] = []
         for state in old.values():
             if state is not None:

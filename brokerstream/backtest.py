@@ -18,7 +18,7 @@ from brokerstream.engine import run_replay
 from brokerstream.store import Store
 from risk_rules.engine import load_rules_config
 
-ALERTS_SQL = ("SELECT rule_id, rule_version, mode, subject FROM alerts "
+ALERTS_SQL = ("SELECT rule_id, subject FROM alerts "
               "WHERE rule_id NOT LIKE 'limit.%' AND rule_id NOT LIKE 'margin.%'")
 
 
@@ -65,11 +65,9 @@ def _alerts(settings: Settings, rules_file: str, database: str, paths: list[Path
     out: dict[str, tuple[int | None, int, set[str]]] = {}
     counts: dict[str, int] = defaultdict(int)
     subjects: dict[str, set[str]] = defaultdict(set)
-    versions: dict[str, int] = {}
-    for rule_id, version, _mode, subject in rows:
+    for rule_id, subject in rows:
         counts[rule_id] += 1
         subjects[rule_id].add(subject)
-        versions[rule_id] = int(version)
     for rs in load_rules_config(rules_file).rules:
         out[rs.id] = (rs.version if rs.enabled else None, counts.get(rs.id, 0), subjects.get(rs.id, set()))
     return out

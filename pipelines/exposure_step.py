@@ -113,6 +113,11 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def facts_json(facts: dict[str, Any]) -> str:
+    """An alert's facts as the JSON stored in `alerts.facts` (Decimals as strings, times ISO)."""
+    return orjson.dumps(facts, default=_json_default).decode()
+
+
 def _limit_alert(event: LimitEvent) -> Row:
     breach = event.kind == "breach"
     summary = (f"{event.metric} {event.measure} of {event.scope} {event.target} in book {event.book} "
@@ -126,7 +131,7 @@ def _limit_alert(event: LimitEvent) -> Row:
     return "alerts_store", (
         event.event_id, f"limit.{event.rule_id}", event.rule_version, "risk",
         "high" if breach else "info", event.tenant, f"{event.scope}:{event.book}:{event.target}",
-        summary, orjson.dumps(facts, default=_json_default).decode(), [], event.as_of, event.as_of, "alert",
+        summary, facts_json(facts), [], event.as_of, event.as_of, "alert",
     )
 
 
@@ -140,7 +145,7 @@ def _margin_alert(event: MarginEvent) -> Row:
              "previous_state": event.previous_state, "config_version": event.config_version}
     return "alerts_store", (
         event.event_id, f"margin.{event.kind}", 1, "risk", severity, event.tenant, event.account_key,
-        summary, orjson.dumps(facts, default=_json_default).decode(), [], event.as_of, event.as_of, "alert",
+        summary, facts_json(facts), [], event.as_of, event.as_of, "alert",
     )
 
 

@@ -20,10 +20,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from brokerstream.config import Settings
 from brokerstream.metrics import ALERTS, RULE_RECORDS
+from pipelines.exposure_step import facts_json
 from risk_rules.alerts import Alert
 from risk_rules.engine import (
     KEY_KINDS,
@@ -33,6 +32,7 @@ from risk_rules.engine import (
     KeyKind,
     RuleEngine,
     RulesConfig,
+    account_key,
     load_rules_config,
 )
 from risk_rules.sanctions import Screener, load_eu, load_ofac
@@ -102,11 +102,8 @@ def rules_input(resources: RuleResources) -> Callable[[Any], tuple[str, RuleInpu
     servers, shards = resources.servers, resources.shards
 
     def route(record: Any) -> tuple[str, RuleInput] | None:
-        if isinstance(record, Deal | Login):
-            account = f"{record.platform}:{record.server}:{record.login}"
-        elif isinstance(record, BalanceOperation):
-            platform = servers.get(record.server, "psp") if record.platform == "psp" else record.platform
-            account = f"{platform}:{record.server}:{record.login}"
+        if isinstance(record, Deal | Login | BalanceOperation):
+            account = account_key(record.platform, record.server, record.login, servers)
         elif isinstance(record, AccountUpdate):
             # the updates themselves, not the merged state of the account_state step: in the same
             # stream as the account's other records, so a new account's first login or deposit
@@ -196,13 +193,9 @@ def alert_row(alert: Alert) -> Row:
     ALERTS.labels(alert.rule_id, alert.category, alert.severity, alert.mode).inc()
     return "alerts_store", (
         alert.alert_id, alert.rule_id, alert.rule_version, alert.category, alert.severity, alert.tenant,
-        alert.subject, alert.summary, orjson.dumps(alert.facts, default=_json_default).decode(),
+        alert.subject, alert.summary, facts_json(alert.facts),
         alert.evidence, alert.event_time, alert.detected_at, alert.mode,
     )
-
-
-def _json_default(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 def wall_clock() -> datetime:

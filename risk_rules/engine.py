@@ -177,9 +177,15 @@ class Context:
         return {**self.__dict__, "geo": None, "screener": None}
 
     def account_of(self, server: str, login: int, platform: str) -> str:
-        if platform == "psp":
-            platform = self.server_platform.get(server, "psp")
-        return f"{platform}:{server}:{login}"
+        return account_key(platform, server, login, self.server_platform)
+
+
+def account_key(platform: str, server: str, login: int, servers: Mapping[str, str]) -> str:
+    """`platform:server:login`; a payment (platform psp) names only the server, whose platform
+    `servers` knows."""
+    if platform == "psp":
+        platform = servers.get(server, "psp")
+    return f"{platform}:{server}:{login}"
 
 
 class NoParams(BaseModel):
@@ -189,6 +195,7 @@ class NoParams(BaseModel):
 KeyKind = Literal["account", "ip", "device", "instrument", "tenant"]
 KEY_KINDS: tuple[KeyKind, ...] = ("account", "ip", "device", "instrument", "tenant")
 HOOKS = ("on_deal", "on_op", "on_login", "on_account")
+_HOOK_OF: dict[type, str] = {Deal: "on_deal", BalanceOperation: "on_op", Login: "on_login"}
 
 
 class Rule:
@@ -270,7 +277,6 @@ class RuleEngine:
         self.rules: list[tuple[RuleSettings, Rule]] = []
         self._hooks: dict[str, list[tuple[RuleSettings, Rule]]] = {}
         self._filters: dict[str, bool] = {}
-        self.config = config
         self.reconfigure(config)
         self._cooldown: dict[tuple[str, str], datetime] = {}
         self._states: dict[str, AccountState] = {}
@@ -321,8 +327,7 @@ class RuleEngine:
 
     def reads(self, record: Deal | BalanceOperation | Login) -> bool:
         """Whether any rule of this engine reads this record."""
-        hook = "on_deal" if isinstance(record, Deal) else "on_op" if isinstance(record, BalanceOperation) \
-            else "on_login"
+        hook = _HOOK_OF[type(record)]
         rules = self._hooks[hook]
         if not self._filters[hook]:
             return bool(rules)
@@ -330,9 +335,7 @@ class RuleEngine:
 
     def wants(self, kind: type) -> bool:
         """Whether any rule of this engine reads records of this class."""
-        hooks: dict[type, str] = {Deal: "on_deal", BalanceOperation: "on_op", Login: "on_login"}
-        hook = hooks.get(kind, "on_account")
-        return bool(self._hooks[hook])
+        return bool(self._hooks[_HOOK_OF.get(kind, "on_account")])
 
     def _first_time(self, key: Any, when: datetime) -> bool:
         if key in self._seen:
@@ -395,9 +398,7 @@ class RuleEngine:
         self.records += 1
         if account is not None:
             self.ctx.accounts[account_key] = account
-        hook = "on_deal" if isinstance(record, Deal) else "on_op" if isinstance(record, BalanceOperation) \
-            else "on_login"
-        return self._run(hook, (record, account_key), detected_at)
+        return self._run(_HOOK_OF[type(record)], (record, account_key), detected_at)
 
     def _on_account(self, account: Account, detected_at: datetime | None) -> list[Alert]:
         ctx = self.ctx

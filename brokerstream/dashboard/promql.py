@@ -603,18 +603,22 @@ def evaluate_range(expr: str | Node, history: MetricHistory, start: float, end: 
     return out
 
 
-def _ranges(node: Node) -> Iterable[float]:
+def _selectors(node: Node) -> Iterable[Selector]:
+    """Every selector in an expression, depth first."""
     if isinstance(node, Selector):
-        if node.range_s is not None:
-            yield node.range_s
+        yield node
     elif isinstance(node, Call):
         for arg in node.args:
-            yield from _ranges(arg)
+            yield from _selectors(arg)
     elif isinstance(node, Aggregate):
-        yield from _ranges(node.expr)
+        yield from _selectors(node.expr)
     elif isinstance(node, Binary):
-        yield from _ranges(node.lhs)
-        yield from _ranges(node.rhs)
+        yield from _selectors(node.lhs)
+        yield from _selectors(node.rhs)
+
+
+def _ranges(node: Node) -> Iterable[float]:
+    return (s.range_s for s in _selectors(node) if s.range_s is not None)
 
 
 def series_name(labels: Labels, legend: str | None = None) -> str:
@@ -634,13 +638,5 @@ def series_name(labels: Labels, legend: str | None = None) -> str:
 
 def metric_names(node: Node) -> Iterable[str]:
     """The metric names a parsed expression reads (for tests and messages)."""
-    if isinstance(node, Selector):
-        yield from (m.value for m in node.matchers if m.name == "__name__" and m.op == "=")
-    elif isinstance(node, Call):
-        for arg in node.args:
-            yield from metric_names(arg)
-    elif isinstance(node, Aggregate):
-        yield from metric_names(node.expr)
-    elif isinstance(node, Binary):
-        yield from metric_names(node.lhs)
-        yield from metric_names(node.rhs)
+    for selector in _selectors(node):
+        yield from (m.value for m in selector.matchers if m.name == "__name__" and m.op == "=")

@@ -25,6 +25,7 @@ from risk_rules.exposure import (
     PositionBook,
     PositionChange,
     PositionRow,
+    account_key_of,
 )
 from risk_rules.exposure.settings import ExposureSettings
 from schemas.events import Account, BalanceOperation, Deal, Quote
@@ -75,10 +76,6 @@ class PositionBookStep:
                 state.book.prune(record.time - self.keep_closed)
             state.next_prune = record.time + self.keep_closed / 4
         return state, changes
-
-
-def account_key_of(deal: Deal) -> str:
-    return f"{deal.platform}:{deal.server}:{deal.login}"
 
 
 @dataclass

@@ -175,21 +175,32 @@ def main() -> None:
               flush=True)
         sent = load(state.bootstrap, prefix, slices)
         time.sleep(5)
+        stopped_at = datetime.now(UTC)
         engine.send_signal(signal.SIGTERM)
         engine.wait(60)
         watcher.join(1)
+        # rows written by the engine's final snapshot at the stop are not live latency
         out = subprocess.run(
             [*cli, "sql", "--format", "csv", "--config", str(cfg),
-             "SELECT dateDiff('millisecond', as_of, ingested_at) FROM exposure_history "
-             "WHERE side = 'clients'"],
+             "SELECT toUnixTimestamp(as_of), dateDiff('millisecond', as_of, ingested_at) "
+             "FROM exposure_history WHERE side = 'clients' AND ingested_at < "
+             f"toDateTime64('{stopped_at:%Y-%m-%d %H:%M:%S.%f}', 3, 'UTC') ORDER BY as_of"],
             env=env, capture_output=True, text=True, check=True).stdout.splitlines()[1:]
-        lat = [float(v) for v in out]
+        rows = [(int(a), float(b)) for a, b in (line.split(",") for line in out)]
+        lat = [ms for _, ms in rows]
         deals = subprocess.run([*cli, "sql", "--format", "csv", "--config", str(cfg),
                                 "SELECT count() FROM deals"], env=env, capture_output=True, text=True,
                                check=True).stdout.splitlines()[1]
         print(f"published {sent:,} deals; {deals} in the deals table; {len(lat):,} exposure rows")
         print(f"deal event time -> exposure row in ClickHouse: p50 {percentile(lat, 0.5):,.0f} ms, "
               f"p99 {percentile(lat, 0.99):,.0f} ms, max {max(lat or [0]):,.0f} ms")
+        if rows:  # the trend: does the engine keep up as its state grows?
+            start = rows[0][0]
+            spans: dict[int, list[float]] = {}
+            for second, ms in rows:
+                spans.setdefault((second - start) // 10, []).append(ms)
+            print("  by 10 s of the run (p50 / max ms): " + "  ".join(
+                f"{10 * k}s {percentile(v, 0.5):,.0f}/{max(v):,.0f}" for k, v in sorted(spans.items())))
         if alerts:
             print(f"event time -> limit alert on Kafka: {len(alerts)} alerts, p50 "
                   f"{percentile(alerts, 0.5):,.0f} ms, p99 {percentile(alerts, 0.99):,.0f} ms")

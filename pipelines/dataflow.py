@@ -6,6 +6,7 @@ input step differs. Domain logic lives in `connectors/`; this module only wires 
 
 from __future__ import annotations
 
+import gc
 import signal
 import threading
 import time
@@ -282,6 +283,20 @@ def recovery_config(directory: Path, partitions: int) -> RecoveryConfig:
     return RecoveryConfig(str(directory))
 
 
+# Allocations (minus frees) between young collections. CPython's default, 700, makes the
+# collector walk the whole heap - every open position, deal and rule window - dozens of times
+# a minute at a busy broker: measured 17% of the engine's time at 7,000 events/s.
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def tune_gc() -> None:
+    """Keep the cycle collector off the engine's large, long-lived state. Memory is freed by
+    reference counting as before; only cyclic garbage waits longer for a collection."""
+    gc.collect()
+    gc.freeze()  # start-up objects (modules, reference data, restored state) are never garbage
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 100)
+
+
 def run_flow(
     flow: Dataflow,
     epoch_s: float,
@@ -290,6 +305,7 @@ def run_flow(
     process_id: int | None = None,
     addresses: list[str] | None = None,
 ) -> None:
+    tune_gc()
     cli_main(
         flow,
         workers_per_process=workers,

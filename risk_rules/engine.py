@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from connectors.account_state import AccountState, merge_account
 from risk_rules.alerts import Alert, Category, Mode, Severity, alert_id
+from risk_rules.chunked import ChunkedDict
 from schemas.events import Account, AccountUpdate, BalanceOperation, Deal, Login
 
 # ----------------------------------------------------------------------------- configuration
@@ -194,6 +195,7 @@ class NoParams(BaseModel):
 
 KeyKind = Literal["account", "ip", "device", "instrument", "tenant"]
 KEY_KINDS: tuple[KeyKind, ...] = ("account", "ip", "device", "instrument", "tenant")
+SEEN_CHUNK = 4096  # seen ids per pickled chunk
 HOOKS = ("on_deal", "on_op", "on_login", "on_account")
 _HOOK_OF: dict[type, str] = {Deal: "on_deal", BalanceOperation: "on_op", Login: "on_login"}
 
@@ -281,7 +283,9 @@ class RuleEngine:
         self._cooldown: dict[tuple[str, str], datetime] = {}
         self._states: dict[str, AccountState] = {}
         # ids seen (deal key / (op key, status)) -> event time, forgotten after `dedup_days`
-        self._seen: dict[Any, datetime] = {}
+        # ids of facts already read (repeats are dropped): insert-only, so chunks that pickle
+        # once keep a recovery snapshot to the ids seen since the last one
+        self._seen: ChunkedDict[Any, datetime] = ChunkedDict(SEEN_CHUNK)
         self._dedup = timedelta(days=dedup_days)
         self._prune_at = 2 * 65_536
         self.records = 0
@@ -343,7 +347,9 @@ class RuleEngine:
         self._seen[key] = when
         if len(self._seen) >= self._prune_at:
             horizon = when - self._dedup
-            self._seen = {k: t for k, t in self._seen.items() if t >= horizon}
+            kept: ChunkedDict[Any, datetime] = ChunkedDict(SEEN_CHUNK)
+            kept.update((k, t) for k, t in self._seen.items() if t >= horizon)
+            self._seen = kept
             self._prune_at = max(2 * 65_536, 2 * len(self._seen))
         return True
 

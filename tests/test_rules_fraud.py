@@ -102,6 +102,17 @@ def test_latency_arbitrage() -> None:
     assert feed(engine("latency_arbitrage", **p), coin) == []
 
 
+def test_latency_arbitrage_measures_the_latest_max_trades() -> None:
+    p: dict[str, Any] = {"max_hold_seconds": 15, "min_trades": 8, "min_win_rate": 0.75, "window_hours": 72}
+    # ten losing scalps, then eight winning ones: over all 18 the win rate is 44 %, over the
+    # latest 8 it is 100 %
+    history = [d for i in range(10) for d in _round_trip(i, 5, "-10")]
+    history += [d for i in range(10, 18) for d in _round_trip(i, 5, "12")]
+    assert feed(engine("latency_arbitrage", **p), history) == []
+    alerts = feed(engine("latency_arbitrage", **p, max_trades=8), history)
+    assert len(alerts) == 1 and alerts[0].facts["trades"] == 8 and len(alerts[0].evidence) == 8
+
+
 def test_mirror_trades_between_linked_accounts() -> None:
     link = [psp(100, at(0), login=100, fp="card-A"), psp(100, at(0), login=200, fp="card-A")]
 

@@ -34,7 +34,7 @@ from datetime import datetime
 from decimal import Decimal, localcontext
 from typing import Literal, NamedTuple
 
-from risk_rules.exposure.chunked import ChunkedDict
+from risk_rules.chunked import ChunkedDict
 from risk_rules.exposure.conversion import MissingRate, Price, PriceBook, Rates
 from risk_rules.exposure.instruments import Instrument, InstrumentLookup, InstrumentTable, UnknownInstrument
 from risk_rules.exposure.limits import LimitEvent, LimitMonitor, LimitsConfig

@@ -40,12 +40,13 @@ from datetime import datetime
 from decimal import Decimal, localcontext
 from typing import Any, Literal, NamedTuple
 
-from risk_rules.exposure.chunked import ChunkedDict
+from risk_rules.chunked import ChunkedDict
 from risk_rules.exposure.money import EXACT, NO_MONEY, ZERO, Money, price12
 from schemas.events import Deal, Side
+from schemas.pickling import pack, unpack, utc_from_micros, utc_micros
 
 Mode = Literal["hedging", "netting"]
-LEDGER_CHUNK = 32  # positions per pickled chunk of an account's book
+LEDGER_CHUNK = 8  # positions per pickled chunk of an account's book
 ChangeKind = Literal[
     "open",  # a flat position got volume
     "increase",  # more volume on the same side
@@ -163,16 +164,52 @@ class PositionChange(NamedTuple):
 
 
 _LEDGER_FIELDS = (
-    "avg_price", "contract_size", "currency", "deals", "gross_pnl", "incomplete", "key", "last",
-    "login", "mode", "opened_at", "platform", "position_id", "realised", "server", "signed_lots",
-    "signed_units", "snapshot", "symbol", "tenant", "updated_at",
-)
+    "avg_price", "contract_size", "currency", "gross_pnl", "incomplete", "key", "last", "login", "mode",
+    "opened_at", "platform", "position_id", "realised", "server", "signed_lots", "signed_units", "symbol",
+    "tenant", "updated_at",
+)  # what a ledger pickles, besides its deals; `snapshot` is recomputed on restore
+
+
+def _pack_fields(ledger: _Ledger) -> tuple[Any, ...]:
+    # plain strings and ints: pickling them needs no object rebuild calls (see schemas/pickling)
+    r = ledger.realised
+    last = ledger.last
+    return (
+        str(ledger.avg_price), str(ledger.contract_size), ledger.currency, str(ledger.gross_pnl),
+        ledger.incomplete, ledger.key, None if last is None else (utc_micros(last[0]), last[1], last[2]),
+        ledger.login, ledger.mode, None if ledger.opened_at is None else utc_micros(ledger.opened_at),
+        ledger.platform, ledger.position_id, (str(r.profit), str(r.swap), str(r.commission), str(r.fee)),
+        ledger.server, str(ledger.signed_lots), str(ledger.signed_units), ledger.symbol, ledger.tenant,
+        utc_micros(ledger.updated_at),
+    )
+
+
+def _unpack_fields(packed: tuple[Any, ...]) -> dict[str, Any]:
+    fields = dict(zip(_LEDGER_FIELDS, packed, strict=True))
+    for name in ("avg_price", "contract_size", "gross_pnl", "signed_lots", "signed_units"):
+        fields[name] = Decimal(fields[name])
+    if fields["last"] is not None:
+        micros, rank, deal_key = fields["last"]
+        fields["last"] = (utc_from_micros(micros), rank, deal_key)
+    if fields["opened_at"] is not None:
+        fields["opened_at"] = utc_from_micros(fields["opened_at"])
+    fields["updated_at"] = utc_from_micros(fields["updated_at"])
+    fields["realised"] = Money(*(Decimal(v) for v in fields["realised"]))
+    fields["key"] = tuple(fields["key"])
+    return fields
 
 
 def _ledger_from_blob(blob: bytes) -> _Ledger:
     ledger = _Ledger.__new__(_Ledger)
-    for name, value in zip(_LEDGER_FIELDS, pickle.loads(blob), strict=True):
+    packed_fields, packed_deals = pickle.loads(blob)
+    for name, value in _unpack_fields(packed_fields).items():
         setattr(ledger, name, value)
+    ledger.deals = {}
+    ledger.packed = {}
+    for key, packed in packed_deals.items():
+        deal = ledger.deals[key] = unpack(Deal, packed)
+        ledger.packed[key] = (deal, packed)
+    ledger.snapshot = None  # PositionBook.__setstate__ recomputes it with the book's group
     ledger.blob = blob
     return ledger
 
@@ -181,16 +218,27 @@ class _Ledger:
     """One position's deals and the state they add up to (mutable; internal).
 
     Pickling is the cost of every recovery snapshot, and an account's book is snapshotted
-    whenever one of its positions changes: so each ledger keeps its own pickled bytes until it
-    changes (`touch`), and a snapshot re-pickles only the positions that moved."""
+    whenever one of its positions changes. So each ledger keeps its pickled bytes until it
+    changes (`touch`), each deal its packed values (a deal never changes: a new version
+    replaces it), and both pickle as plain strings and ints."""
 
-    __slots__ = (*_LEDGER_FIELDS, "blob")
+    __slots__ = (*_LEDGER_FIELDS, "blob", "deals", "packed", "snapshot")
     blob: bytes | None
+    packed: dict[str, tuple[Deal, tuple[Any, ...]]]
 
     def __reduce__(self) -> tuple[Any, tuple[bytes]]:
         if self.blob is None:
-            self.blob = pickle.dumps(tuple(getattr(self, name) for name in _LEDGER_FIELDS),
-                                     protocol=pickle.HIGHEST_PROTOCOL)
+            cached = self.packed
+            deals: dict[str, tuple[Any, ...]] = {}
+            for key, deal in self.deals.items():
+                held = cached.get(key)
+                if held is None or held[0] is not deal:
+                    held = cached[key] = (deal, pack(deal))
+                deals[key] = held[1]
+            if len(cached) > len(deals):
+                for key in [k for k in cached if k not in deals]:
+                    del cached[key]
+            self.blob = pickle.dumps((_pack_fields(self), deals), protocol=pickle.HIGHEST_PROTOCOL)
         return _ledger_from_blob, (self.blob,)
 
     def touch(self) -> None:
@@ -210,6 +258,7 @@ class _Ledger:
         self.position_id = _episode_id(deal, mode, key)
         self.contract_size = deal.contract_size
         self.deals: dict[str, Deal] = {}
+        self.packed = {}
         self.last: SortKey | None = None
         self.signed_lots = ZERO
         self.signed_units = ZERO
@@ -354,6 +403,10 @@ class PositionBook:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         for ref, ledger in self._ledgers.items():
+            if ledger.snapshot is None:
+                blob = ledger.blob
+                ledger.state(self._group)
+                ledger.blob = blob  # the same ledger: its pickle is still good
             for deal_key, deal in ledger.deals.items():
                 self._seen[deal_key] = (deal.version, ref)
 

@@ -10,8 +10,10 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from risk_rules.chunked import ChunkedDict
 from risk_rules.engine import Context, GeoPoint, Hit, Rule, register
 from schemas.events import BalanceOperation, Deal, Login
+from schemas.pickling import utc_from_micros, utc_micros
 
 
 class P(BaseModel):
@@ -233,6 +235,8 @@ class LatencyParams(P):
     min_trades: int = Field(default=8, ge=2)
     min_win_rate: float = Field(default=0.75, gt=0, le=1)
     window_hours: float = Field(default=72, gt=0)
+    max_trades: int = Field(default=200, ge=2, description="the latest short trades per account the "
+                            "win rate is measured over (and the evidence lists)")
 
 
 @register
@@ -244,23 +248,28 @@ class LatencyArbitrage(Rule):
 
     def __init__(self, params: LatencyParams, ctx: Context) -> None:
         super().__init__(params, ctx)
-        self.opened: dict[tuple[str, str], datetime] = {}
-        self.trades: dict[str, deque[tuple[datetime, Decimal, str]]] = defaultdict(deque)
+        self.opened: dict[tuple[str, str], int] = {}  # open position -> UTC microseconds
+        # account -> its latest short trades in the window: (close time as UTC microseconds, profit,
+        # deal key). Bounded by `max_trades`, and plain values: every recovery snapshot pickles it.
+        self.trades: dict[str, deque[tuple[int, Decimal, str]]] = {}
 
     def on_deal(self, deal: Deal, account: str) -> list[Hit]:
         pos = (account, deal.position_id or deal.order_id)
         if deal.entry == "in":
-            self.opened[pos] = deal.time
+            self.opened[pos] = utc_micros(deal.time)
             return []
         opened = self.opened.pop(pos, None)
         if opened is None or deal.entry not in ("out", "out_by"):
             return []
-        hold = (deal.time - opened).total_seconds()
-        if hold > self.p.max_hold_seconds:
+        now = utc_micros(deal.time)
+        if now - opened > self.p.max_hold_seconds * 1_000_000:
             return []
-        q = self.trades[account]
-        q.append((deal.time, deal.profit, deal.deal_key))
-        while q and deal.time - q[0][0] > timedelta(hours=self.p.window_hours):
+        q = self.trades.get(account)
+        if q is None or q.maxlen != self.p.max_trades:
+            q = self.trades[account] = deque(q or (), maxlen=self.p.max_trades)
+        q.append((now, deal.profit, deal.deal_key))
+        horizon = now - int(self.p.window_hours * 3_600_000_000)
+        while q and q[0][0] < horizon:
             q.popleft()
         wins = sum(1 for _, pr, _ in q if pr > 0)
         rate = wins / len(q)
@@ -286,7 +295,7 @@ class LatencyArbitrage(Rule):
                 },
                 [k for _, _, k in q],
                 deal.time,
-                q[0][0],
+                utc_from_micros(q[0][0]),
             )
         ]
 
@@ -321,12 +330,13 @@ class MirrorTrades(Rule):
 
     def __init__(self, params: MirrorParams, ctx: Context) -> None:
         super().__init__(params, ctx)
-        # (tenant, symbol, side) -> recent opening deals: a deal looks only at the other side
-        self.recent: dict[tuple[str, str, str], deque[tuple[datetime, str, Decimal, str]]] = defaultdict(
-            deque
-        )
+        # (tenant, symbol, side) -> recent opening deals: a deal looks only at the other side.
+        # Times here are UTC microseconds: plain ints keep the recovery snapshots cheap.
+        self.recent: dict[tuple[str, str, str], deque[tuple[int, str, Decimal, str]]] = defaultdict(deque)
         self.links: dict[str, set[str]] = defaultdict(set)  # account -> "ip:..", "dev:..", "pay:.."
-        self.pairs: dict[tuple[str, str], deque[tuple[datetime, str, str]]] = defaultdict(deque)
+        # every pair of accounts that ever mirrored within the window: grows with the tenant, so
+        # it pickles in chunks (a recovery snapshot re-pickles the chunks whose pairs moved)
+        self.pairs: ChunkedDict[tuple[str, str], deque[tuple[int, str, str]]] = ChunkedDict(1024)
         self._deals = 0
 
     def reads(self, record: Deal | BalanceOperation | Login) -> bool:
@@ -360,23 +370,25 @@ class MirrorTrades(Rule):
     def on_deal(self, deal: Deal, account: str) -> list[Hit]:
         if deal.entry != "in" or deal.lots <= 0:
             return []
-        gap = timedelta(seconds=self.p.max_gap_seconds)
-        window = timedelta(hours=self.p.window_hours)
+        gap = int(self.p.max_gap_seconds * 1_000_000)
+        window = int(self.p.window_hours * 3_600_000_000)
+        now = utc_micros(deal.time)
         self._deals += 1
         if self._deals % 50_000 == 0:  # forget pairs whose last mirrored trade left the window
-            live = {k: q for k, q in self.pairs.items() if deal.time - q[-1][0] <= window}
-            self.pairs = defaultdict(deque, live)
+            live: ChunkedDict[tuple[str, str], deque[tuple[int, str, str]]] = ChunkedDict(1024)
+            live.update((k, q) for k, q in self.pairs.items() if now - q[-1][0] <= window)
+            self.pairs = live
         mine = self.recent[(deal.tenant, deal.symbol, deal.side)]
-        while mine and deal.time - mine[0][0] > gap:
+        while mine and now - mine[0][0] > gap:
             mine.popleft()
         q = self.recent[(deal.tenant, deal.symbol, "sell" if deal.side == "buy" else "buy")]
-        while q and deal.time - q[0][0] > gap:
+        while q and now - q[0][0] > gap:
             q.popleft()
         hits: list[Hit] = []
         tolerance = Decimal(str(self.p.lots_tolerance))
         for when, other, lots, key in q:
             # records of different accounts may arrive slightly out of event-time order
-            if other == account or abs(deal.time - when) > gap:
+            if other == account or abs(now - when) > gap:
                 continue
             if abs(lots - deal.lots) > tolerance * max(lots, deal.lots):
                 continue
@@ -384,10 +396,11 @@ class MirrorTrades(Rule):
             if not link and not self.p.min_pairs_unlinked:
                 continue
             pair = (min(account, other), max(account, other))
-            pq = self.pairs[pair]
-            pq.append((deal.time, key, deal.deal_key))
-            while pq and deal.time - pq[0][0] > window:
+            pq = self.pairs.get(pair) or deque()
+            pq.append((now, key, deal.deal_key))
+            while pq and now - pq[0][0] > window:
                 pq.popleft()
+            self.pairs[pair] = pq  # changed in place: set again so that its chunk re-pickles
             needed = self.p.min_pairs if link else self.p.min_pairs_unlinked
             if len(pq) >= needed:
                 evidence = sorted({k for _, a, b in pq for k in (a, b)})
@@ -407,9 +420,9 @@ class MirrorTrades(Rule):
                         },
                         evidence,
                         deal.time,
-                        pq[0][0],
+                        utc_from_micros(pq[0][0]),
                     )
                 )
             break
-        mine.append((deal.time, account, deal.lots, deal.deal_key))
+        mine.append((now, account, deal.lots, deal.deal_key))
         return hits

@@ -1,11 +1,12 @@
 """A dict whose pickle costs what changed, not what it holds.
 
-The tenant's exposure state holds every open position (hundreds of thousands at a busy
-broker), and the dataflow pickles it at every recovery snapshot. `ChunkedDict` keeps its items
-in chunks filled in insertion order and keeps each chunk's pickled bytes until that chunk
-changes. New positions land in the newest chunk and most positions, once open, stay as they
-are, so a snapshot re-pickles the few chunks that moved and copies the others' bytes. Values
-must be immutable (tuples, NamedTuples): a value changed in place would not mark its chunk.
+Recovery snapshots pickle the state of every key that saw data in the epoch: an account's
+position book, a tenant's open positions (hundreds of thousands at a busy broker), a rule
+engine's seen ids and pair histories. `ChunkedDict` keeps its items in chunks filled in
+insertion order and keeps each chunk's pickled bytes until that chunk changes. New items land
+in the newest chunk and most items, once written, stay as they are, so a snapshot re-pickles
+the few chunks that moved and copies the others' bytes. Values should be immutable (tuples,
+NamedTuples); a value changed in place must be set again (`d[k] = v`) to mark its chunk.
 """
 
 from __future__ import annotations

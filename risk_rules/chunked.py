@@ -12,7 +12,7 @@ NamedTuples); a value changed in place must be set again (`d[k] = v`) to mark it
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any, Generic, TypeVar
 
 K = TypeVar("K")
@@ -72,6 +72,12 @@ class ChunkedDict(MutableMapping[K, V], Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._where)
+
+    def filtered(self, keep: Callable[[K, V], bool]) -> ChunkedDict[K, V]:
+        """A new dict of the same chunk size with the items `keep` accepts (pruning)."""
+        kept: ChunkedDict[K, V] = ChunkedDict(self._chunk_size)
+        kept.update((k, v) for k, v in self.items() if keep(k, v))
+        return kept
 
     def _compact(self) -> None:
         # drop emptied chunks (keeping the newest, which takes new keys)

@@ -347,9 +347,7 @@ class RuleEngine:
         self._seen[key] = when
         if len(self._seen) >= self._prune_at:
             horizon = when - self._dedup
-            kept: ChunkedDict[Any, datetime] = ChunkedDict(SEEN_CHUNK)
-            kept.update((k, t) for k, t in self._seen.items() if t >= horizon)
-            self._seen = kept
+            self._seen = self._seen.filtered(lambda _, t: t >= horizon)
             self._prune_at = max(2 * 65_536, 2 * len(self._seen))
         return True
 

@@ -40,7 +40,7 @@ def utc_micros(value: datetime) -> int:
 
 def _reduce_datetime(value: datetime) -> tuple[Any, ...] | str:
     if value.tzinfo is UTC:
-        return utc_from_micros, ((value - _EPOCH) // _MICRO,)
+        return utc_from_micros, (utc_micros(value),)
     return value.__reduce_ex__(4)
 
 
@@ -90,7 +90,7 @@ def pack(record: Canonical) -> tuple[Any, ...]:
     for i in layout.times:
         value = values[i]
         if value is not None:
-            values[i] = (value - _EPOCH) // _MICRO if value.tzinfo is UTC else value
+            values[i] = utc_micros(value) if value.tzinfo is UTC else value
     return tuple(values)
 
 
@@ -103,5 +103,5 @@ def unpack(cls: type[Canonical], packed: tuple[Any, ...]) -> Any:
             values[i] = Decimal(values[i])
     for i in layout.times:
         if type(values[i]) is int:
-            values[i] = _EPOCH + values[i] * _MICRO
+            values[i] = utc_from_micros(values[i])
     return cls.trusted(dict(zip(layout.names, values, strict=True)))

@@ -375,9 +375,7 @@ class MirrorTrades(Rule):
         now = utc_micros(deal.time)
         self._deals += 1
         if self._deals % 50_000 == 0:  # forget pairs whose last mirrored trade left the window
-            live: ChunkedDict[tuple[str, str], deque[tuple[int, str, str]]] = ChunkedDict(1024)
-            live.update((k, q) for k, q in self.pairs.items() if now - q[-1][0] <= window)
-            self.pairs = live
+            self.pairs = self.pairs.filtered(lambda _, q: now - q[-1][0] <= window)
         mine = self.recent[(deal.tenant, deal.symbol, deal.side)]
         while mine and now - mine[0][0] > gap:
             mine.popleft()

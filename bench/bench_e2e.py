@@ -16,12 +16,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+if TYPE_CHECKING:
+    from confluent_kafka import Message
 
 SERVERS = ["ACME-MT5-Live", "Zenith-MT5"]
 BATCH = 50_000
@@ -69,34 +74,50 @@ def floor_file(path: Path, dsn: str) -> int:
     return n
 
 
-def floor_kafka(bootstrap: str, topic: str, dsn: str) -> int:
-    import clickhouse_connect
+def consume_to_end(bootstrap: str, topic: str, group: str = "floor") -> Iterator[list[Message]]:
+    """Every message of `topic` from offset 0, a consume() call at a time, until each partition's
+    end (also the floor of bench/bench_peers.py)."""
     from confluent_kafka import Consumer, TopicPartition
 
-    client = clickhouse_connect.get_client(dsn=dsn)
-    client.command("CREATE TABLE IF NOT EXISTS raw (topic String, partition Int32, offset Int64, "
-                   "key String, value String, ts Int64) ENGINE = MergeTree ORDER BY tuple()")
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "floor",
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
                          "enable.partition.eof": True, "enable.auto.commit": False})
     parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     consumer.assign([TopicPartition(topic, p, 0) for p in parts])
     done: set[int] = set()
+    try:
+        while len(done) < len(parts):
+            batch = []
+            for msg in consumer.consume(5000, 1.0):
+                if msg.error():
+                    done.add(msg.partition())
+                else:
+                    batch.append(msg)
+            yield batch
+    finally:
+        consumer.close()
+
+
+def floor_kafka(bootstrap: str, topic: str, dsn: str) -> int:
+    import clickhouse_connect
+
+    client = clickhouse_connect.get_client(dsn=dsn)
+    client.command("CREATE TABLE IF NOT EXISTS raw (topic String, partition Int32, offset Int64, "
+                   "key String, value String, ts Int64) ENGINE = MergeTree ORDER BY tuple()")
+    names = ["topic", "partition", "offset", "key", "value", "ts"]
     n = 0
     cols: list[list[object]] = [[] for _ in range(6)]
-    while len(done) < len(parts):
-        for msg in consumer.consume(5000, 1.0):
-            if msg.error():
-                done.add(msg.partition())
-                continue
+    for batch in consume_to_end(bootstrap, topic):
+        for msg in batch:
             for col, value in zip(cols, (msg.topic(), msg.partition(), msg.offset(), msg.key() or b"",
                                          msg.value(), msg.timestamp()[1]), strict=True):
                 col.append(value)
-        if len(cols[0]) >= BATCH or (len(done) == len(parts) and cols[0]):
-            client.insert("raw", cols, column_names=["topic", "partition", "offset", "key", "value", "ts"],
-                          column_oriented=True)
+        if len(cols[0]) >= BATCH:
+            client.insert("raw", cols, column_names=names, column_oriented=True)
             n += len(cols[0])
             cols = [[] for _ in range(6)]
-    consumer.close()
+    if cols[0]:
+        client.insert("raw", cols, column_names=names, column_oriented=True)
+        n += len(cols[0])
     return n
 
 

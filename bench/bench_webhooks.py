@@ -272,7 +272,8 @@ def serve(config_path: str, port: int) -> None:
     from brokerstream.config import load_settings
     from brokerstream.webhooks import run_webhooks
 
-    run_webhooks(load_settings(config_path), port)
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the SIGINT that stopped it
+        run_webhooks(load_settings(config_path), port)
 
 
 def main() -> int:

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connectors.psp.settings import PspSettings
+from connectors.server_time import ServerClock, resolve_zone
 from risk_rules.exposure.settings import ExposureSettings
 from risk_rules.settings import RulesSettings
 from schemas.events import Platform
@@ -39,8 +40,42 @@ class ServerConfig(Strict):
     name: str = Field(min_length=1)
     platform: Platform
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$", description="deposit currency")
-    # MT4 (and some MT5 set-ups) stamp times in the trade server's zone, not UTC.
+    # MT4 (and MT5's server-local fields) stamp times in the trade server's zone, not UTC:
+    # `timezone` names it (IANA, e.g. Europe/Helsinki, or a convention such as new-york-close,
+    # see connectors/server_time.py); the fixed `utc_offset_minutes` is the fallback.
+    timezone: str | None = Field(default=None, description="server time zone (IANA name or convention)")
     utc_offset_minutes: int = Field(default=0, ge=-14 * 60, le=14 * 60)
+    # cTrader names an account's deposit currency by asset id (ProtoOATrader.depositAssetId,
+    # the broker's ProtoOAAssetListRes): id -> ISO code. Unmapped: the server's `currency`.
+    deposit_assets: dict[int, str] = Field(default_factory=dict)
+
+    @field_validator("deposit_assets")
+    @classmethod
+    def _asset_codes(cls, value: dict[int, str]) -> dict[int, str]:
+        for asset, code in value.items():
+            if not (len(code) == 3 and code.isascii() and code.isalpha() and code.isupper()):
+                raise ValueError(f"asset {asset}: {code!r} is not a currency code (three capitals)")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            resolve_zone(value)  # a bad name fails at start, the error naming this field
+        return value
+
+    @model_validator(mode="after")
+    def _one_clock(self) -> ServerConfig:
+        if self.timezone is not None and "utc_offset_minutes" in self.model_fields_set:
+            raise ValueError(f"server {self.name!r}: give either timezone or utc_offset_minutes, "
+                             "not both (a zone already knows its offsets)")
+        return self
+
+    def clock(self) -> ServerClock:
+        """How this server's wall-clock times become UTC."""
+        if self.timezone is not None:
+            return ServerClock(resolve_zone(self.timezone))
+        return ServerClock(offset_minutes=self.utc_offset_minutes)
 
 
 class TenantConfig(Strict):
@@ -82,6 +117,60 @@ class PipelineConfig(Strict):
     recovery_partitions: int = Field(default=1, ge=1)
 
 
+class ReceiverConfig(Strict):
+    """The webhook receiver's HTTP server limits (brokerstream/webhooks.py, docs/payments.md)."""
+
+    header_timeout_s: float = Field(default=10.0, gt=0, le=300,
+                                    description="request line + headers must arrive within this: else 408")
+    body_timeout_s: float = Field(default=15.0, gt=0, le=600,
+                                  description="the body must arrive within this after the headers: else 408")
+    max_connections: int = Field(default=4096, ge=1,
+                                 description="open connections beyond this are answered 503")
+    keep_alive_s: float = Field(default=5.0, gt=0, le=300, description="idle keep-alive connection lifetime")
+    max_header_bytes: int = Field(default=16384, ge=1024, le=1 << 20,
+                                  description="request line + headers larger than this: 431")
+    kafka_probe_s: float = Field(default=2.0, gt=0, le=60,
+                                 description="how often Kafka is checked (faster, with backoff, while down)")
+    kafka_log_every_s: float = Field(default=30.0, gt=0,
+                                     description="while Kafka is unreachable, a warning this often")
+
+
+class DashboardUser(Strict):
+    """One login of the built-in dashboard page (brokerstream/dashboard/auth.py)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+    # argon2 hash from `brokerstream dashboard hash-password`; never a password
+    password_hash: str = Field(pattern=r"^\$argon2(id|i|d)\$")
+    # the tenants this user sees; an admin sees every tenant and the engine's own metrics
+    tenants: list[str] = Field(default_factory=list)
+    role: Literal["viewer", "admin"] = "viewer"
+
+    @model_validator(mode="after")
+    def _tenants_match_role(self) -> DashboardUser:
+        if self.role == "viewer" and not self.tenants:
+            raise ValueError(f"user {self.name!r}: a viewer needs at least one tenant")
+        if self.role == "admin" and self.tenants:
+            raise ValueError(f"user {self.name!r}: an admin sees every tenant; leave `tenants` out")
+        return self
+
+
+class DashboardConfig(Strict):
+    users: list[DashboardUser] = Field(default_factory=list)
+    # signs the session cookies; better in BROKERSTREAM_DASHBOARD_SECRET. Unset: a random one
+    # per process (sessions end at restart; replicas behind one proxy need the same secret).
+    session_secret: str = Field(default="", repr=False)
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    secure_cookie: bool = Field(default=False, description="set behind TLS: cookie sent on https only")
+
+    @field_validator("session_secret")
+    @classmethod
+    def _long_enough(cls, value: str) -> str:
+        if value and len(value) < 32:
+            raise ValueError("use at least 32 characters (e.g. python -c 'import secrets; "
+                             "print(secrets.token_urlsafe(32))')")
+        return value
+
+
 RAW_TOPICS: dict[str, str] = {
     "mt5.deals": "MT5 deals (add/update/delete in the `event` header)",
     "mt5.users": "MT5 users (IMTUser)",
@@ -107,8 +196,10 @@ class Settings(Strict):
     clickhouse: ClickHouseConfig = ClickHouseConfig()
     pipeline: PipelineConfig = PipelineConfig()
     psp: PspSettings = PspSettings()
+    receiver: ReceiverConfig = ReceiverConfig()
     exposure: ExposureSettings = ExposureSettings()
     rules: RulesSettings = RulesSettings()
+    dashboard: DashboardConfig = DashboardConfig()
     # IB commission files, one per tenant (docs/commissions.md); relative to this file.
     commissions: list[str] = Field(default_factory=list)
     # USD value of one unit of each currency, for commissions' amount_usd. A fixing (not live
@@ -122,6 +213,20 @@ class Settings(Strict):
         for name, provider in self.psp.providers.items():
             if provider.tenant not in tenants:
                 raise ValueError(f"psp.providers.{name}.tenant: no tenant {provider.tenant!r} "
+                                 f"(tenants are {sorted(tenants)})")
+        return self
+
+    @model_validator(mode="after")
+    def _dashboard_users(self) -> Settings:
+        tenants = {t.id for t in self.tenants}
+        names: set[str] = set()
+        for user in self.dashboard.users:
+            if user.name in names:
+                raise ValueError(f"dashboard.users: {user.name!r} is listed twice")
+            names.add(user.name)
+            unknown = sorted(set(user.tenants) - tenants)
+            if unknown:
+                raise ValueError(f"dashboard.users.{user.name}: no tenant {', '.join(map(repr, unknown))} "
                                  f"(tenants are {sorted(tenants)})")
         return self
 

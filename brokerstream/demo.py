@@ -10,6 +10,7 @@ shows what has landed.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -61,9 +62,25 @@ def _start_receiver(settings: Settings, bootstrap: str, port: int) -> CollectorR
     return registry
 
 
+def demo_logins(settings: Settings) -> tuple[Settings, dict[str, str]]:
+    """The demo's dashboard logins, made fresh each run (passwords printed, never stored): `admin`
+    (every tenant) and one viewer per tenant, named after it, who sees only that tenant."""
+    from brokerstream.config import DashboardConfig, DashboardUser
+    from brokerstream.dashboard.auth import hash_password
+
+    viewers = {(t.id if t.id != "admin" else f"{t.id}-viewer"): t.id for t in settings.tenants}
+    passwords = {name: secrets.token_urlsafe(12) for name in ["admin", *viewers]}
+    users = [DashboardUser(name="admin", password_hash=hash_password(passwords["admin"]), role="admin")]
+    users += [DashboardUser(name=name, password_hash=hash_password(passwords[name]), tenants=[tenant])
+              for name, tenant in viewers.items()]
+    # sessions last as long as this run: a random secret, said so, not warned about
+    page = DashboardConfig(users=users, session_secret=secrets.token_urlsafe(32))
+    return settings.model_copy(update={"dashboard": page}), passwords
+
+
 def _start_dashboard(settings: Settings, port: int, metrics: CollectorRegistry) -> str:
-    """The dashboard page in this process, the one that holds the embedded store. Its range
-    defaults to all data: the simulated clock runs ahead of the wall clock."""
+    """The dashboard page in this process, the one that holds the embedded store, on loopback
+    only. Its range defaults to all data: the simulated clock runs ahead of the wall clock."""
     from brokerstream.dashboard.server import start_dashboard_thread
 
     with socket.socket() as probe:
@@ -127,8 +144,11 @@ def run_demo(settings: Settings, *, events: int, rate: float, seed: int, duratio
     print(f"[demo] ClickHouse: {settings.clickhouse_dsn()}", flush=True)
     print(f"[demo] webhook receiver: http://127.0.0.1:{port}/webhooks/<provider>", flush=True)
     if dashboard_port:
-        print(f"[demo] dashboards: {_start_dashboard(settings, dashboard_port, receiver_metrics)}",
-              flush=True)
+        page_settings, passwords = demo_logins(settings)
+        url = _start_dashboard(page_settings, dashboard_port, receiver_metrics)
+        print(f"[demo] dashboards: {url} — log in as " + ", ".join(
+            f"{name} / {password}" + (" (every tenant)" if name == "admin" else f" ({name} only)")
+            for name, password in passwords.items()), flush=True)
     print(f"[demo] simulated brokerage: {accounts:,} accounts, seed {seed}, "
           f"{f'{events:,} events' if events else 'endless'} at {rate:,.0f}/s; Ctrl-C stops",
           flush=True)

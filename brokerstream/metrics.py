@@ -44,3 +44,57 @@ RULE_RECORDS = Counter(
     "brokerstream_rule_records_total", "Records evaluated by the AML/fraud rules, by state key kind",
     ["keyed_by"],
 )
+
+# -- faults waited out (issue 13) ------------------------------------------------------------
+
+STORE_RETRIES = Counter(
+    "brokerstream_store_retries_total",
+    "ClickHouse calls retried after a transient failure (connection, server busy), by call",
+    ["call"],
+)
+STORE_WAITING = Gauge(
+    "brokerstream_store_waiting", "1 while a ClickHouse write is waiting out a transient failure"
+)
+STORE_SET_ASIDE = Counter(
+    "brokerstream_store_set_aside_total",
+    "Rows ClickHouse could not take, kept as dead letters (stage store) instead, by table",
+    ["table"],
+)
+KAFKA_WAITING = Gauge(
+    "brokerstream_kafka_waiting",
+    "1 while a Kafka producer or consumer waits for the broker (outage), by role and topic",
+    ["role", "topic"],
+)
+KAFKA_UNDELIVERED = Gauge(
+    "brokerstream_kafka_undelivered_messages",
+    "Messages a topic sink has handed to Kafka and not yet seen acknowledged",
+    ["topic"],
+)
+KAFKA_TRUNCATED = Counter(
+    "brokerstream_kafka_truncated_total",
+    "Messages published truncated (too large for the topic; stored whole in ClickHouse)",
+    ["topic"],
+)
+READY = Gauge(
+    "brokerstream_ready", "1 when every output and input works; 0 while one waits out a fault"
+)
+READY.set(1)
+
+_not_ready: dict[str, str] = {}
+
+
+def not_ready(component: str, why: str) -> None:
+    """Mark a component as waiting out a fault (the engine keeps running, but is not ready)."""
+    _not_ready[component] = why
+    READY.set(0)
+
+
+def ready(component: str) -> None:
+    _not_ready.pop(component, None)
+    if not _not_ready:
+        READY.set(1)
+
+
+def readiness() -> dict[str, str]:
+    """Components not ready now, with why ({} = ready): for health checks."""
+    return dict(_not_ready)

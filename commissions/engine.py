@@ -201,6 +201,7 @@ class CommissionEngine:
         record = self._record(deal, moment, deleted, account_ib, account_group, markup)
         if old is not None and not deleted and self._same_for_commissions(old, record):
             old.version = deal.version  # e.g. a comment edited: nothing to reverse or re-price
+            self._touch([deal.deal_key])
             return []
 
         rows: list[CommissionRow] = []
@@ -231,6 +232,12 @@ class CommissionEngine:
                 rows += self._earn(record, "update" if old is not None else "new", caused_by)
         return rows
 
+    def _touch(self, keys: Sequence[str]) -> None:
+        """Mark deal records about to change in place, so the next snapshot re-pickles them."""
+        deals = self.state.deals
+        for key in keys:
+            deals[key] = deals[key]
+
     def drain_issues(self) -> list[Issue]:
         issues, self.issues = self.issues, []
         return issues
@@ -251,7 +258,7 @@ class CommissionEngine:
         }
         kept_deals = {m for members in keep_positions.values() for m in members}
         state.positions = keep_positions
-        state.deals = {k: r for k, r in state.deals.items() if r.time >= cut or k in kept_deals}
+        state.deals = state.deals.filtered(lambda k, r: r.time >= cut or k in kept_deals)
         month, day = _month(cut), _day(cut)
         state.month_lots = {k: v for k, v in state.month_lots.items() if k[1] >= month}
         state.month_paid = {k: v for k, v in state.month_paid.items() if k[1] >= month}
@@ -385,6 +392,7 @@ class CommissionEngine:
             now = held.get(record.deal_key, False)
             if now == record.blocked:
                 continue
+            self._touch([record.deal_key])
             record.blocked = now
             if now:
                 rows += self._reverse(record.live_rows, "min_hold", caused_by)

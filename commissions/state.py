@@ -13,6 +13,7 @@ Everything the engine remembers between deals is here, keyed explicitly:
 | `moves` | (ib_id, effective_from) | IBs moved at run time |
 | `account_groups` | account_key | latest platform group seen per account |
 
+`deals` is a `ChunkedDict` (risk_rules/chunked.py), so a snapshot costs the deals that changed.
 The first two and the last three are keyed by account; the counters are keyed by IB. One deal
 reads and writes both (its account's ledger and the counters of every IB in its chain), and
 tiers and caps depend on the order deals reach them, so the whole state of one commissions
@@ -28,6 +29,9 @@ from decimal import Decimal
 
 from commissions.plans import DealFacts
 from commissions.rows import CommissionRow
+from risk_rules.chunked import ChunkedDict
+
+DEAL_CHUNK = 1024  # deal records per pickled chunk of `CommissionState.deals`
 
 
 @dataclass(frozen=True)
@@ -61,9 +65,16 @@ class DealRecord:
     revision: int = 0  # earn generations issued for this version so far
 
 
+def _deal_records() -> ChunkedDict[str, DealRecord]:
+    return ChunkedDict(DEAL_CHUNK)
+
+
 @dataclass
 class CommissionState:
-    deals: dict[str, DealRecord] = field(default_factory=dict)
+    # Chunks that pickle once until they change: a recovery snapshot re-pickles the deals that
+    # moved, not every recent deal of the tenant. A record changed in place is set again
+    # (`CommissionEngine._touch`) to mark its chunk.
+    deals: ChunkedDict[str, DealRecord] = field(default_factory=_deal_records)
     positions: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     month_lots: dict[tuple[str, str], Decimal] = field(default_factory=dict)
     day_paid: dict[tuple[str, str], Decimal] = field(default_factory=dict)

@@ -33,7 +33,16 @@ from typing import Any, Final
 import orjson
 
 from connectors.countries import country_code
-from connectors.fields import EPOCH, Rejected, as_int, from_epoch_ms, required
+from connectors.fields import (
+    EPOCH,
+    Rejected,
+    as_int,
+    as_login,
+    check_time,
+    check_time_ms,
+    from_epoch_ms,
+    required,
+)
 from connectors.routing import Router, ServerInfo
 from schemas.envelope import Envelope
 from schemas.events import AccountUpdate, event_version
@@ -45,10 +54,8 @@ KYC_STATUSES: Final = ("pending", "approved", "rejected", "expired")
 
 # Rank of each event inside one millisecond (see `schemas.events.event_version`).
 _RANKS: Final = {"account_opened": "add", "account_closed": "delete"}
-_MAX_LOGIN: Final = 2**63
-# Times and dates the tables can hold (DateTime64 / Date32 run from 1900 to 2299).
-_LAST_INSTANT: Final = datetime(2300, 1, 1, tzinfo=UTC)
-_MAX_MS: Final = int((_LAST_INSTANT - EPOCH).total_seconds()) * 1000
+# Dates the tables can hold (Date32 runs from 1900 to 2299); times must be plausible
+# (connectors.fields.plausible_times).
 _FIRST_BIRTH: Final = date(1900, 1, 1)
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MS = timedelta(milliseconds=1)
@@ -81,9 +88,7 @@ def read_instant(value: Any, name: str) -> datetime:
         raise Rejected(f"field {name!r}: expected a time, got {value!r}")
     if isinstance(value, int | float) or (isinstance(value, str) and value.strip().isdigit()):
         ms = as_int(value.strip() if isinstance(value, str) else value, name)
-        if not 0 <= ms < _MAX_MS:
-            raise Rejected(f"field {name!r}: {ms} ms is not a time between 1970 and 2300")
-        return from_epoch_ms(ms)
+        return from_epoch_ms(check_time_ms(ms, name))
     if not isinstance(value, str):
         raise Rejected(f"field {name!r}: expected a time, got {value!r}")
     try:
@@ -98,9 +103,7 @@ def read_instant(value: Any, name: str) -> datetime:
         instant = parsed.astimezone(UTC)
     except OverflowError:
         raise Rejected(f"field {name!r}: {value!r} is out of range") from None
-    if not EPOCH <= instant < _LAST_INSTANT:
-        raise Rejected(f"field {name!r}: {value!r} is not a time between 1970 and 2300")
-    return instant
+    return check_time(instant, name)
 
 
 def _birth_date(doc: dict[str, Any], on: datetime) -> date | None:
@@ -207,9 +210,7 @@ def read_crm_account(env: Envelope, router: Router) -> AccountUpdate:
             f"tenant {info.tenant!r}",
             "route",
         )
-    login = as_int(required(doc, "login"), "login")
-    if not 0 <= login < _MAX_LOGIN:
-        raise Rejected(f"field 'login' is out of range: {login}")
+    login = as_login(required(doc, "login"), "login")
     _text(doc, "event_id")  # optional: checked to be text, not stored
     agent, agent_from = _agent(doc, event, time)
     status = {"account_opened": "active", "account_closed": "closed"}.get(event)

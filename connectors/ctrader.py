@@ -7,7 +7,15 @@ Both forms are parsed into the same generated classes (`connectors/ctrader_proto
 converter serves both.
 
 Read: ProtoOAExecutionEvent (2126) with a filled deal or a deposit/withdrawal,
-ProtoOASpotEvent (2131), ProtoOATraderUpdatedEvent (2123). Every other payload type (heartbeats,
+ProtoOASpotEvent (2131), ProtoOATraderUpdatedEvent (2123).
+
+Accounts: ProtoOATrader gives balance, leverage, registration and the deposit currency (by
+asset id: the server's `deposit_assets` mapping, else its configured `currency`). Equity is
+sent only with a deposit/withdrawal (ProtoOADepositWithdraw.equity, with the balance after it)
+and the balance after a close (ProtoOAClosePositionDetail.balance): each becomes an
+`account_state` update beside the deal or operation. The Open API has no account group, name,
+e-mail, country, credit, or account-wide margin (margin is per position): those stay None
+(docs/data-contract.md, "What each platform sends"). Every other payload type (heartbeats,
 order acceptances, margin and depth events, answers to requests, ...) carries no fact we keep
 and is ignored on purpose: it returns no record rather than a dead letter. A message that
 cannot be parsed, or a known one that cannot be interpreted, raises `Rejected` with a reason.
@@ -32,7 +40,18 @@ from google.protobuf.unknown_fields import UnknownFieldSet
 
 from connectors.ctrader_proto import openapi_subset_pb2 as pb
 from connectors.ctrader_symbols import CTraderSymbols
-from connectors.fields import Rejected, as_decimal, as_int, from_epoch_ms, quantize8
+from connectors.fields import (
+    MONEY,
+    PRICE,
+    Rejected,
+    as_decimal,
+    as_id,
+    as_int,
+    event_time,
+    fit_decimal,
+    from_epoch_ms,
+    quantize8,
+)
 from connectors.routing import Router, ServerInfo
 from connectors.symbols import canonical_symbol
 from schemas.envelope import Envelope
@@ -105,7 +124,6 @@ DEFAULT_MONEY_DIGITS = 2
 MAX_MONEY_DIGITS = 18  # an int64 has 19 digits
 # lots, contract size and price are stored as Decimal(18, 8): below 10^10.
 DECIMAL_18_8_LIMIT = Decimal("1E10")
-MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last datetime Python has
 
 # The symbol list used when a caller gives none: the simulated broker's, for every server.
 # A deployment with real cTrader servers passes its own list (see `ctrader_reader`).
@@ -208,10 +226,7 @@ def _need(message: Message, name: str) -> Any:
 
 
 def _epoch(message: Message, name: str) -> datetime:
-    ms = _need(message, name)
-    if not 0 <= ms <= MAX_EPOCH_MS:
-        raise Rejected(f"{message.DESCRIPTOR.name}.{name}: {ms} is not a Unix time in ms")
-    return from_epoch_ms(ms)
+    return event_time(_need(message, name), f"{message.DESCRIPTOR.name}.{name}")
 
 
 def _text(message: Message, name: str) -> str:
@@ -234,9 +249,10 @@ def _money_digits(message: Message, fallback: int) -> int:
     return digits
 
 
-def _money(value: int, digits: int) -> Decimal:
-    """An Open API money integer (x 10^moneyDigits) -> its exact Decimal."""
-    return Decimal(value).scaleb(-digits)
+def _money(value: int, digits: int, name: str) -> Decimal:
+    """An Open API money integer (x 10^moneyDigits) -> its exact Decimal, if the money columns
+    (8 places) hold it: moneyDigits above 8 with a non-zero 9th place is a dead letter."""
+    return fit_decimal(Decimal(value).scaleb(-digits), name, MONEY)
 
 
 def _login(value: int, name: str) -> int:
@@ -271,12 +287,27 @@ class _Context:
 def _execution(event: pb.ProtoOAExecutionEvent, ctx: _Context) -> list[CTraderRecord]:
     login = _login(_need(event, "ctidTraderAccountId"), "ctidTraderAccountId")
     if event.HasField("depositWithdraw"):
-        return [_balance(event.depositWithdraw, login, ctx)]
+        op = event.depositWithdraw
+        records: list[CTraderRecord] = [_balance(op, login, ctx)]
+        digits = _money_digits(op, DEFAULT_MONEY_DIGITS)
+        state = _account_state(login, ctx,
+                               balance=_optional_money(op, "balance", digits),
+                               equity=_optional_money(op, "equity", digits))
+        return records if state is None else [*records, state]
     if event.HasField("executionType") and event.executionType == pb.DEPOSIT_WITHDRAW:
         raise Rejected("DEPOSIT_WITHDRAW execution event without depositWithdraw")
     if event.HasField("deal"):
         deal = _deal(event, login, ctx)
-        return [] if deal is None else [deal]
+        if deal is None:
+            return []
+        detail = event.deal.closePositionDetail
+        if event.deal.HasField("closePositionDetail") and detail.HasField("balance"):
+            # the account's balance once this close was booked
+            digits = _money_digits(detail, _money_digits(event.deal, DEFAULT_MONEY_DIGITS))
+            state = _account_state(login, ctx, balance=_optional_money(detail, "balance", digits))
+            if state is not None:
+                return [deal, state]
+        return [deal]
     # Order accepted / replaced / cancelled / expired, swap and bonus events: no fill, no money.
     return []
 
@@ -289,18 +320,18 @@ def _deal(event: pb.ProtoOAExecutionEvent, login: int, ctx: _Context) -> Deal | 
         # traded and no money moved, so there is no fact to keep. The message itself is sound,
         # so it is not a dead letter either; the order's own events tell what became of it.
         return None
-    deal_id = _need(deal, "dealId")
+    deal_id = as_id(_need(deal, "dealId"), "dealId")
     side = SIDES[_need(deal, "tradeSide")]
     symbol = ctx.symbols.symbol(ctx.server, _need(deal, "symbolId"))
     filled = _need(deal, "filledVolume")
     if filled <= 0:
         raise Rejected(f"a fill needs a positive filledVolume, got {filled}")
-    price = as_decimal(_need(deal, "executionPrice"), "executionPrice")
-    if not ZERO <= price < DECIMAL_18_8_LIMIT:
-        raise Rejected(f"field 'executionPrice': {price} is out of range")
+    price = as_decimal(_need(deal, "executionPrice"), "executionPrice", PRICE)
+    if price < ZERO:
+        raise Rejected(f"field 'executionPrice': {price} is out of range (negative)")
     time = _epoch(deal, "executionTimestamp")
     deal_digits = _money_digits(deal, DEFAULT_MONEY_DIGITS)
-    commission = _money(deal.commission, deal_digits)
+    commission = _money(deal.commission, deal_digits, "ProtoOADeal.commission")
     profit = swap = fee = ZERO
     entry: Entry = "in"
     if deal.HasField("closePositionDetail"):
@@ -311,9 +342,9 @@ def _deal(event: pb.ProtoOAExecutionEvent, login: int, ctx: _Context) -> Deal | 
         # swap accrued on it, from the close detail. Commission stays the deal's own: the
         # detail's covers the closed part of the position (its opening side included), so
         # summing it over deals would count the opening commission twice.
-        profit = _money(_need(detail, "grossProfit"), digits)
-        swap = _money(detail.swap, digits)
-        fee = _money(detail.pnlConversionFee, digits)
+        profit = _money(_need(detail, "grossProfit"), digits, "closePositionDetail.grossProfit")
+        swap = _money(detail.swap, digits, "closePositionDetail.swap")
+        fee = _money(detail.pnlConversionFee, digits, "closePositionDetail.pnlConversionFee")
     try:
         with localcontext() as dc:
             dc.prec = 60  # exact room for int64 volumes x prices before rounding to 8 places
@@ -332,8 +363,9 @@ def _deal(event: pb.ProtoOAExecutionEvent, login: int, ctx: _Context) -> Deal | 
         server=ctx.server,
         login=login,
         deal_id=str(deal_id),
-        order_id=str(deal.orderId) if deal.HasField("orderId") else "",
-        position_id=str(deal.positionId) if deal.HasField("positionId") else "",
+        order_id=str(as_id(deal.orderId, "orderId", zero=True)) if deal.HasField("orderId") else "",
+        position_id=(str(as_id(deal.positionId, "positionId", zero=True))
+                     if deal.HasField("positionId") else ""),
         symbol=symbol_name,
         platform_symbol=platform_symbol,
         side=side,
@@ -364,10 +396,11 @@ def _deal(event: pb.ProtoOAExecutionEvent, login: int, ctx: _Context) -> Deal | 
 
 def _balance(op: pb.ProtoOADepositWithdraw, login: int, ctx: _Context) -> BalanceOperation:
     kind, sign = CHANGE_BALANCE_KINDS[_need(op, "operationType")]
-    op_id = _need(op, "balanceHistoryId")
+    op_id = as_id(_need(op, "balanceHistoryId"), "balanceHistoryId")
     # `delta` is the size of the move (int64 on the wire, in practice never negative): the
     # direction comes from the operation type, so a withdrawal is negative either way.
-    amount = sign * abs(_money(_need(op, "delta"), _money_digits(op, DEFAULT_MONEY_DIGITS)))
+    amount = sign * abs(_money(_need(op, "delta"), _money_digits(op, DEFAULT_MONEY_DIGITS),
+                               "ProtoOADepositWithdraw.delta"))
     return BalanceOperation.model_construct(
         op_key=f"{PLATFORM}:{ctx.server}:{op_id}",
         tenant=ctx.info.tenant,
@@ -393,6 +426,53 @@ def _balance(op: pb.ProtoOADepositWithdraw, login: int, ctx: _Context) -> Balanc
     )
 
 
+def _optional_money(message: Message, name: str, digits: int) -> Decimal | None:
+    if not message.HasField(name):
+        return None
+    return _money(getattr(message, name), digits, f"{message.DESCRIPTOR.name}.{name}")
+
+
+def _account_state(login: int, ctx: _Context, *, balance: Decimal | None,
+                   equity: Decimal | None = None) -> AccountUpdate | None:
+    """What an execution event says about the account's money (None: nothing)."""
+    if balance is None and equity is None:
+        return None
+    return AccountUpdate.model_construct(
+        account_key=f"{PLATFORM}:{ctx.server}:{login}",
+        tenant=ctx.info.tenant,
+        platform=PLATFORM,
+        server=ctx.server,
+        login=login,
+        origin="platform",
+        event="account_state",
+        **dict.fromkeys(_NOT_STATE, None),
+        balance=balance,
+        credit=None,
+        equity=equity,
+        margin=None,
+        margin_free=None,
+        margin_level=None,
+        time=from_epoch_ms(ctx.env.timestamp_ms),
+        # ranks with updates: within one millisecond the later message wins
+        version=event_version(ctx.env.timestamp_ms, "update"),
+        source=ctx.env.source,
+    )
+
+
+_NOT_STATE = ("name", "group", "country", "email", "currency", "leverage", "agent", "agent_from",
+              "client_id", "registration", "last_access", "date_of_birth", "kyc_status", "status")
+
+
+def deposit_currency(trader: pb.ProtoOATrader, info: ServerInfo) -> str:
+    """The trader's deposit currency: its asset id through the server's mapping, else the
+    server's configured currency (the one every deal of the server carries)."""
+    if trader.HasField("depositAssetId"):
+        code = info.server.deposit_assets.get(trader.depositAssetId)
+        if code is not None:
+            return code
+    return info.server.currency
+
+
 def _quote(spot: pb.ProtoOASpotEvent, ctx: _Context) -> list[CTraderRecord]:
     symbol = ctx.symbols.symbol(ctx.server, _need(spot, "symbolId"))
     # Either side may be left out when unchanged: None, never zero.
@@ -401,8 +481,8 @@ def _quote(spot: pb.ProtoOASpotEvent, ctx: _Context) -> list[CTraderRecord]:
     if bid is None and ask is None:
         return []  # a spot event with trend bars or session close only: no price to keep
     for side, price in (("bid", bid), ("ask", ask)):
-        if price is not None and price >= DECIMAL_18_8_LIMIT:
-            raise Rejected(f"ProtoOASpotEvent.{side}: {price} is out of range")
+        if price is not None:
+            fit_decimal(price, f"ProtoOASpotEvent.{side}", PRICE)
     symbol_name, platform_symbol = _platform_symbol(symbol.name)
     time = _epoch(spot, "timestamp") if spot.HasField("timestamp") else from_epoch_ms(ctx.env.timestamp_ms)
     return [
@@ -446,7 +526,7 @@ def _trader(event: pb.ProtoOATraderUpdatedEvent, ctx: _Context) -> AccountUpdate
         group=None,
         country=None,
         email=None,
-        currency=None,
+        currency=deposit_currency(trader, ctx.info),
         leverage=leverage,
         agent=None,
         agent_from=None,
@@ -457,7 +537,8 @@ def _trader(event: pb.ProtoOATraderUpdatedEvent, ctx: _Context) -> AccountUpdate
         date_of_birth=None,
         kyc_status=None,
         status=None,
-        balance=_money(trader.balance, digits) if trader.HasField("balance") else None,
+        balance=(_money(trader.balance, digits, "ProtoOATrader.balance")
+                 if trader.HasField("balance") else None),
         credit=None,
         equity=None,
         margin=None,

@@ -7,13 +7,20 @@ strings; unknown extra fields are ignored):
   `BalanceOperation`. The transaction is the `event` header (add / update / delete) or, when
   that is absent, the `transaction` header with the Manager API code ("0" ADD, "1" DELETE,
   "2" UPDATE).
-- `mt4.users` -> `read_mt4_user`: a UserRecord -> `AccountUpdate` (user_add / user_update /
-  user_delete).
+- `mt4.users` -> `read_mt4_users`, which dispatches on the record:
+  - a MarginLevel record (the Manager API's margin pumping: login, group, leverage, updated,
+    balance, equity, volume, margin, margin_free, margin_level, margin_type, level_type) ->
+    `read_mt4_margin_level`: `AccountUpdate` "account_state" with balance, equity, margin,
+    margin_free and margin_level (percent, as MT4 reports it);
+  - anything else is a UserRecord -> `read_mt4_user`: `AccountUpdate` (user_add / user_update
+    / user_delete). A UserRecord has balance and credit but no equity or margin (only the
+    previous day's `prevequity`, which is not today's equity and is not read).
 - `mt4.logins` -> `read_mt4_online`: an online record -> `Login`.
 - `mt4.ticks` -> `read_mt4_tick`: a TickInfo -> `Quote`.
 
-Every MT4 time is in seconds in the trade *server's* zone; it becomes UTC with the server's
-configured `utc_offset_minutes`.
+Every MT4 time (open_time, close_time, regdate, lastdate, online time, tick ctm/time) is in
+the trade *server's* zone; it becomes UTC through the server's configured `timezone` (DST-aware)
+or, without one, its fixed `utc_offset_minutes` (connectors/server_time.py).
 
 From positions to deals
 -----------------------
@@ -75,15 +82,19 @@ import orjson
 
 from connectors.contract_sizes import contract_size_for
 from connectors.fields import (
+    PRICE,
     PRICE_LIMIT,
     Rejected,
     as_decimal,
+    as_id,
     as_int,
+    as_login,
     from_epoch_ms,
+    mul8,
     optional_decimal,
     optional_str,
-    quantize8,
     required,
+    server_event_time,
 )
 from connectors.routing import Router, ServerInfo
 from connectors.symbols import canonical_symbol
@@ -166,10 +177,7 @@ def _int_or_zero(doc: dict[str, Any], name: str) -> int:
 
 
 def _login(doc: dict[str, Any]) -> int:
-    login = as_int(required(doc, "login"), "login")
-    if not 0 <= login < 2**63:
-        raise Rejected(f"field 'login' is out of range: {login}")
-    return login
+    return as_login(required(doc, "login"), "login")
 
 
 def _seconds(doc: dict[str, Any], name: str, *, needed: bool) -> int:
@@ -180,8 +188,9 @@ def _seconds(doc: dict[str, Any], name: str, *, needed: bool) -> int:
     return seconds
 
 
-def _utc(seconds: int, info: ServerInfo) -> datetime:
-    return from_epoch_ms(seconds * 1000, info.server.utc_offset_minutes)
+def _utc(seconds: int, info: ServerInfo, name: str) -> datetime:
+    """A server-time field -> UTC, if plausible (fields.plausible_times)."""
+    return server_event_time(seconds * 1000, name, info.clock)
 
 
 # -- mt4.trades -----------------------------------------------------------------------------
@@ -208,7 +217,7 @@ def _deals(doc: dict[str, Any], cmd: int, state: int, common: dict[str, Any]) ->
     lots = Decimal(volume).scaleb(-VOLUME_SCALE)
     if not 0 < lots < PRICE_LIMIT:
         raise Rejected(f"a trade needs a positive volume in range, got {volume} (1/100 lot)")
-    open_price = as_decimal(required(doc, "open_price"), "open_price", PRICE_LIMIT)
+    open_price = as_decimal(required(doc, "open_price"), "open_price", PRICE)
     if open_price < 0:
         raise Rejected(f"field 'open_price' must not be negative, got {open_price}")
     open_time = _seconds(doc, "open_time", needed=True)
@@ -219,13 +228,19 @@ def _deals(doc: dict[str, Any], cmd: int, state: int, common: dict[str, Any]) ->
             f"state {TRADE_STATES[state]} but close_time is 0: the close cannot be placed in time"
         )
     contract_size = contract_size_for(platform_symbol)
-    units = quantize8(lots * contract_size)
+    units = mul8(lots, contract_size)
     comment = optional_str(doc, "comment")
     reason_code = _int_or_zero(doc, "reason")
     reason = TRADE_REASONS.get(reason_code, f"unknown_{reason_code}")
     deleted = common["event"] == "delete"
 
-    def deal(entry: Entry, side: Side, price: Decimal, seconds: int, money: bool, why: str) -> Deal:
+    # Read once, before any deal is built: a bad value rejects the whole record.
+    money_fields = {name: optional_decimal(doc, name)
+                    for name in ("profit", "storage", "commission", "taxes")}
+    open_at = _utc(open_time, info, "open_time")
+    close_at = _utc(close_time, info, "close_time") if close_time > 0 else open_at
+
+    def deal(entry: Entry, side: Side, price: Decimal, at: datetime, money: bool, why: str) -> Deal:
         return Deal.model_construct(
             deal_key=f"mt4:{info.server.name}:{order}:{entry}",
             tenant=info.tenant,
@@ -244,17 +259,17 @@ def _deals(doc: dict[str, Any], cmd: int, state: int, common: dict[str, Any]) ->
             contract_size=contract_size,
             units=units,
             price=price,
-            notional=quantize8(units * price),
-            profit=optional_decimal(doc, "profit") if money else ZERO,
-            swap=optional_decimal(doc, "storage") if money else ZERO,
-            commission=optional_decimal(doc, "commission") if money else ZERO,
-            fee=optional_decimal(doc, "taxes") if money else ZERO,
+            notional=mul8(units, price),
+            profit=money_fields["profit"] if money else ZERO,
+            swap=money_fields["storage"] if money else ZERO,
+            commission=money_fields["commission"] if money else ZERO,
+            fee=money_fields["taxes"] if money else ZERO,
             currency=info.server.currency,
             reason=why,
             canceled=False,
             comment=comment,
             external_id="",
-            time=_utc(seconds, info),
+            time=at,
             event=common["event"],
             version=common["version"],
             is_deleted=deleted,
@@ -262,13 +277,13 @@ def _deals(doc: dict[str, Any], cmd: int, state: int, common: dict[str, Any]) ->
         )
 
     side = POSITION_COMMANDS[cmd]
-    deals: list[Record] = [deal("in", side, open_price, open_time, False, reason)]
+    deals: list[Record] = [deal("in", side, open_price, open_at, False, reason)]
     if close_time > 0:
-        close_price = as_decimal(required(doc, "close_price"), "close_price", PRICE_LIMIT)
+        close_price = as_decimal(required(doc, "close_price"), "close_price", PRICE)
         if close_price < 0:
             raise Rejected(f"field 'close_price' must not be negative, got {close_price}")
         deals.append(
-            deal("out", _OPPOSITE[side], close_price, close_time, True, _close_reason(comment, reason))
+            deal("out", _OPPOSITE[side], close_price, close_at, True, _close_reason(comment, reason))
         )
     return deals
 
@@ -293,7 +308,7 @@ def _balance(doc: dict[str, Any], cmd: int, common: dict[str, Any]) -> BalanceOp
         instrument_fingerprint="",
         country="",
         comment=optional_str(doc, "comment"),
-        time=_utc(_seconds(doc, "open_time", needed=True), info),
+        time=_utc(_seconds(doc, "open_time", needed=True), info, "open_time"),
         event=common["event"],
         version=common["version"],
         is_deleted=common["event"] == "delete",
@@ -306,9 +321,7 @@ def read_mt4_trade(env: Envelope, router: Router) -> list[Record]:
     event = transaction_event(env)
     info = router.server_of(env, PLATFORM)
     doc = _decode(env.value)
-    order = as_int(required(doc, "order"), "order")
-    if not 0 < order < 2**63:
-        raise Rejected(f"field 'order' must be a positive ticket, got {order}")
+    order = as_id(required(doc, "order"), "order", end=2**63)
     login = _login(doc)
     cmd = as_int(required(doc, "cmd"), "cmd")
     if cmd not in TRADE_COMMANDS:
@@ -363,16 +376,17 @@ def read_mt4_user(env: Envelope, router: Router) -> AccountUpdate:
     """One `mt4.users` UserRecord -> what the platform says about the account."""
     event = transaction_event(env)
     info = router.server_of(env, PLATFORM)
-    doc = _decode(env.value)
+    return _user(_decode(env.value), env, info, event)
+
+
+def _user(doc: dict[str, Any], env: Envelope, info: ServerInfo, event: str) -> AccountUpdate:
     login = _login(doc)
     leverage: int | None = None
     if doc.get("leverage") not in (None, ""):
-        leverage = as_int(doc["leverage"], "leverage")
-        if leverage < 0:
-            raise Rejected(f"field 'leverage' must not be negative, got {leverage}")
-        leverage = leverage or None
+        # the accounts table stores it as UInt32
+        leverage = as_id(doc["leverage"], "leverage", zero=True, end=2**32) or None
     agent = _int_or_zero(doc, "agent_account")
-    if agent < 0:
+    if not 0 <= agent < 2**63:
         raise Rejected(f"field 'agent_account' must be a login, got {agent}")
     regdate = _seconds(doc, "regdate", needed=False)
     lastdate = _seconds(doc, "lastdate", needed=False)
@@ -398,8 +412,8 @@ def read_mt4_user(env: Envelope, router: Router) -> AccountUpdate:
         agent=str(agent) if agent else None,
         agent_from=None,
         client_id=None,
-        registration=_utc(regdate, info) if regdate else None,
-        last_access=_utc(lastdate, info) if lastdate else None,
+        registration=_utc(regdate, info, "regdate") if regdate else None,
+        last_access=_utc(lastdate, info, "lastdate") if lastdate else None,
         date_of_birth=None,
         kyc_status=None,
         status=status,
@@ -413,6 +427,58 @@ def read_mt4_user(env: Envelope, router: Router) -> AccountUpdate:
         version=event_version(env.timestamp_ms, event),
         source=env.source,
     )
+
+
+# MarginLevel fields a UserRecord never has: their presence names the record.
+_MARGIN_FIELDS: Final = ("equity", "margin", "margin_free", "margin_level")
+
+
+def is_margin_level(doc: dict[str, Any]) -> bool:
+    """A MarginLevel record (trading state) rather than a UserRecord."""
+    return any(name in doc for name in _MARGIN_FIELDS)
+
+
+def _margin_level(doc: dict[str, Any], env: Envelope, info: ServerInfo) -> AccountUpdate:
+    login = _login(doc)
+    return AccountUpdate.model_construct(
+        account_key=f"mt4:{info.server.name}:{login}",
+        tenant=info.tenant,
+        platform=PLATFORM,
+        server=info.server.name,
+        login=login,
+        origin="platform",
+        event="account_state",
+        name=None, group=None, country=None, email=None, currency=None, leverage=None,
+        agent=None, agent_from=None, client_id=None, registration=None, last_access=None,
+        date_of_birth=None, kyc_status=None, status=None,
+        balance=_optional_decimal_or_none(doc, "balance"),
+        credit=None,  # a MarginLevel has no credit: the UserRecord's stands
+        equity=_optional_decimal_or_none(doc, "equity"),
+        margin=_optional_decimal_or_none(doc, "margin"),
+        margin_free=_optional_decimal_or_none(doc, "margin_free"),
+        margin_level=_optional_decimal_or_none(doc, "margin_level"),
+        time=from_epoch_ms(env.timestamp_ms),
+        # a snapshot ranks with updates: within one millisecond the later message wins
+        version=event_version(env.timestamp_ms, "update"),
+        source=env.source,
+    )
+
+
+def read_mt4_margin_level(env: Envelope, router: Router) -> AccountUpdate:
+    """One MarginLevel record on `mt4.users` -> the account's balance, equity and margin."""
+    transaction_event(env)  # checked, but a snapshot is a snapshot whatever the header says
+    info = router.server_of(env, PLATFORM)
+    return _margin_level(_decode(env.value), env, info)
+
+
+def read_mt4_users(env: Envelope, router: Router) -> AccountUpdate:
+    """The `mt4.users` reader: a MarginLevel becomes an account state, anything else a user."""
+    event = transaction_event(env)
+    info = router.server_of(env, PLATFORM)
+    doc = _decode(env.value)
+    if is_margin_level(doc):
+        return _margin_level(doc, env, info)
+    return _user(doc, env, info, event)
 
 
 # -- mt4.logins -----------------------------------------------------------------------------
@@ -458,9 +524,10 @@ def read_mt4_online(env: Envelope, router: Router) -> Login:
     if kind is None:
         raise Rejected(f"login kind must be login, logout or failed, got {raw_kind!r}")
     seconds = _seconds(doc, "time", needed=True)
-    time_ms = seconds * 1000 - info.server.utc_offset_minutes * 60_000
+    time = _utc(seconds, info, "time")
+    time_ms = info.clock.to_utc_ms(seconds * 1000)
     counter = doc.get("counter")
-    session_id = "" if counter in (None, "") else str(as_int(counter, "counter"))
+    session_id = "" if counter in (None, "") else str(as_id(counter, "counter", zero=True))
     return Login.model_construct(
         login_key=f"mt4:{info.server.name}:{login}:{time_ms}:{kind}",
         tenant=info.tenant,
@@ -473,7 +540,7 @@ def read_mt4_online(env: Envelope, router: Router) -> Login:
         session_id=session_id,
         client_type="",
         build="",
-        time=from_epoch_ms(time_ms),
+        time=time,
         version=event_version(env.timestamp_ms, "add"),
         source=env.source,
     )
@@ -489,8 +556,8 @@ def _tick_time(doc: dict[str, Any], info: ServerInfo) -> datetime:
     if ctm:
         # ctm is milliseconds when the bridge sends them; the Manager API's own ctm is seconds.
         ms = ctm if ctm >= _MS_THRESHOLD else ctm * 1000
-        return from_epoch_ms(ms, info.server.utc_offset_minutes)
-    return _utc(_seconds(doc, "time", needed=True), info)
+        return server_event_time(ms, "ctm", info.clock)
+    return _utc(_seconds(doc, "time", needed=True), info, "time")
 
 
 def read_mt4_tick(env: Envelope, router: Router) -> Quote:
@@ -506,8 +573,8 @@ def read_mt4_tick(env: Envelope, router: Router) -> Quote:
         server=info.server.name,
         symbol=canonical_symbol(platform_symbol),
         platform_symbol=platform_symbol,
-        bid=as_decimal(required(doc, "bid"), "bid", PRICE_LIMIT),
-        ask=as_decimal(required(doc, "ask"), "ask", PRICE_LIMIT),
+        bid=as_decimal(required(doc, "bid"), "bid", PRICE),
+        ask=as_decimal(required(doc, "ask"), "ask", PRICE),
         time=_tick_time(doc, info),
         source=env.source,
     )
@@ -515,7 +582,7 @@ def read_mt4_tick(env: Envelope, router: Router) -> Quote:
 
 READERS: dict[str, Callable[[Envelope, Router], Record | list[Record]]] = {
     TOPIC_TRADES: read_mt4_trade,
-    TOPIC_USERS: read_mt4_user,
+    TOPIC_USERS: read_mt4_users,
     TOPIC_LOGINS: read_mt4_online,
     TOPIC_TICKS: read_mt4_tick,
 }

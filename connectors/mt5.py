@@ -8,21 +8,26 @@ from `Profit` (deposits positive, withdrawals negative).
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import orjson
 
 from connectors.fields import (
+    PRICE,
     PRICE_LIMIT,
     Rejected,
     as_decimal,
+    as_id,
     as_int,
-    from_epoch_ms,
+    as_login,
+    mul8,
     optional_decimal,
+    optional_id,
     optional_str,
-    quantize8,
     required,
+    server_event_time,
 )
 from connectors.routing import Router, ServerInfo
 from connectors.symbols import canonical_symbol
@@ -66,12 +71,12 @@ def _lots(doc: dict[str, Any]) -> Decimal:
     return lots
 
 
-def _time(doc: dict[str, Any], info: ServerInfo) -> Any:
-    offset = info.server.utc_offset_minutes
+def _time(doc: dict[str, Any], info: ServerInfo) -> datetime:
+    """Time / TimeMsc are the server's wall clock: UTC through its zone (or fixed offset)."""
     msc = doc.get("TimeMsc")
     if msc not in (None, "", "0", 0):
-        return from_epoch_ms(as_int(msc, "TimeMsc"), offset)
-    return from_epoch_ms(as_int(required(doc, "Time"), "Time") * 1000, offset)
+        return server_event_time(as_int(msc, "TimeMsc"), "TimeMsc", info.clock)
+    return server_event_time(as_int(required(doc, "Time"), "Time") * 1000, "Time", info.clock)
 
 
 def _trade(doc: dict[str, Any], action: int, common: dict[str, Any]) -> Deal:
@@ -81,15 +86,15 @@ def _trade(doc: dict[str, Any], action: int, common: dict[str, Any]) -> Deal:
         raise Rejected(f"unknown Entry {entry_code} (0 IN, 1 OUT, 2 INOUT, 3 OUT_BY)")
     platform_symbol = str(required(doc, "Symbol"))
     lots = _lots(doc)
-    contract_size = as_decimal(required(doc, "ContractSize"), "ContractSize", PRICE_LIMIT)
-    price = as_decimal(required(doc, "Price"), "Price", PRICE_LIMIT)
+    contract_size = as_decimal(required(doc, "ContractSize"), "ContractSize", PRICE)
+    price = as_decimal(required(doc, "Price"), "Price", PRICE)
     if contract_size <= 0:
         raise Rejected(f"field 'ContractSize' must be positive, got {contract_size}")
     if price < 0:
         raise Rejected(f"field 'Price' must not be negative, got {price}")
     side = TRADE_ACTIONS[action]
     canceled = action in CANCELED_ACTIONS
-    units = quantize8(lots * contract_size)
+    units = mul8(lots, contract_size)
     reason_code = as_int(doc.get("Reason", 0), "Reason")
     return Deal.trusted({
         "deal_key": common["key"],
@@ -98,8 +103,8 @@ def _trade(doc: dict[str, Any], action: int, common: dict[str, Any]) -> Deal:
         "server": common["server"],
         "login": common["login"],
         "deal_id": common["id"],
-        "order_id": optional_str(doc, "Order"),
-        "position_id": optional_str(doc, "PositionID"),
+        "order_id": optional_id(doc, "Order"),
+        "position_id": optional_id(doc, "PositionID"),
         "symbol": canonical_symbol(platform_symbol),
         "platform_symbol": platform_symbol,
         "side": side,
@@ -109,7 +114,7 @@ def _trade(doc: dict[str, Any], action: int, common: dict[str, Any]) -> Deal:
         "contract_size": contract_size,
         "units": units,
         "price": price,
-        "notional": quantize8(units * price),
+        "notional": mul8(units, price),
         "profit": optional_decimal(doc, "Profit"),
         "swap": optional_decimal(doc, "Storage"),
         "commission": optional_decimal(doc, "Commission"),
@@ -158,7 +163,7 @@ def read_mt5_deal(env: Envelope, router: Router) -> Deal | BalanceOperation:
     event = router.deal_event(env)
     info = router.server_of(env, "mt5")
     doc = decode_json_object(env.value)
-    deal_id = as_int(required(doc, "Deal"), "Deal")
+    deal_id = as_id(required(doc, "Deal"), "Deal")
     action = as_int(required(doc, "Action"), "Action")
     if action not in DEAL_ACTIONS:
         raise Rejected(f"unknown Action {action} (MT5 knows 0..20)")
@@ -167,15 +172,13 @@ def read_mt5_deal(env: Envelope, router: Router) -> Deal | BalanceOperation:
         "id": str(deal_id),
         "tenant": info.tenant,
         "server": info.server.name,
-        "login": as_int(required(doc, "Login"), "Login"),
+        "login": as_login(required(doc, "Login"), "Login"),
         "currency": info.server.currency,
         "time": _time(doc, info),
         "event": event,
         "version": event_version(env.timestamp_ms, event),
         "source": env.source,
     }
-    if not 0 <= common["login"] < 2**63:
-        raise Rejected(f"field 'Login' is out of range: {common['login']}")
     if action in TRADE_ACTIONS:
         return _trade(doc, action, common)
     return _balance(doc, action, common)

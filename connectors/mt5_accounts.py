@@ -23,8 +23,9 @@ free text a broker fills as it likes: it is not read. The country is a name on M
 it becomes an ISO 3166-1 alpha-2 code through `connectors.countries`; an unknown name says
 nothing.
 
-Every MT5 time (Registration, Time, time / time_msc) is stamped in the trade server's zone: it
-becomes UTC with the server's configured `utc_offset_minutes`. An account update's own time and
+Every MT5 time read here (Registration, LastAccess, the online record's Time, the tick's time /
+time_msc) is stamped in the trade server's zone: it becomes UTC through the server's configured
+`timezone` (DST-aware) or, without one, its fixed `utc_offset_minutes`. An account update's own time and
 version are the envelope's (when the platform emitted it).
 """
 
@@ -32,19 +33,20 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final, Literal
 
 from connectors.countries import country_code
 from connectors.fields import (
-    EPOCH,
-    PRICE_LIMIT,
+    PRICE,
     Rejected,
     as_decimal,
     as_int,
+    as_login,
     from_epoch_ms,
     required,
+    server_event_time,
 )
 from connectors.mt5 import decode_json_object
 from connectors.routing import Router, ServerInfo
@@ -87,8 +89,6 @@ CLIENT_TYPES: Final[dict[int, str]] = {
 TICK_FLAG_BID: Final = 2
 TICK_FLAG_ASK: Final = 4
 
-# Times the tables can hold (DateTime64 ends in 2299); MT5 times start at the epoch.
-_MAX_MS: Final = int((datetime(2300, 1, 1, tzinfo=UTC) - EPOCH).total_seconds()) * 1000
 _MAX_LOGIN: Final = 2**63
 _MAX_LEVERAGE: Final = 2**32
 
@@ -114,10 +114,7 @@ def _present(doc: dict[str, Any], name: str) -> bool:
 
 
 def _login(doc: dict[str, Any]) -> int:
-    login = as_int(required(doc, "Login"), "Login")
-    if not 0 <= login < _MAX_LOGIN:
-        raise Rejected(f"field 'Login' is out of range: {login}")
-    return login
+    return as_login(required(doc, "Login"), "Login")
 
 
 def _count(doc: dict[str, Any], name: str, limit: int = _MAX_LOGIN) -> int:
@@ -135,11 +132,8 @@ def _money(doc: dict[str, Any], name: str) -> Decimal | None:
 
 
 def _server_time(ms: int, info: ServerInfo, name: str) -> datetime:
-    """Milliseconds stamped in the server's zone -> UTC, if the tables can hold it."""
-    utc_ms = ms - info.server.utc_offset_minutes * 60_000
-    if not 0 <= utc_ms < _MAX_MS:
-        raise Rejected(f"field {name!r}: {ms} is not a time between 1970 and 2300")
-    return from_epoch_ms(utc_ms)
+    """Milliseconds stamped in the server's zone -> UTC, if plausible (fields.plausible_times)."""
+    return server_event_time(ms, name, info.clock)
 
 
 def _seconds(doc: dict[str, Any], name: str, info: ServerInfo) -> datetime | None:
@@ -310,7 +304,7 @@ def read_mt5_login(env: Envelope, router: Router) -> Login:
     if seconds <= 0:
         raise Rejected(f"field 'Time' must be a positive server time in seconds, got {seconds}")
     time = _server_time(seconds * 1000, info, "Time")
-    time_ms = (seconds * 1000) - info.server.utc_offset_minutes * 60_000
+    time_ms = info.clock.to_utc_ms(seconds * 1000)
     return Login.trusted({
         "login_key": f"{PLATFORM}:{info.server.name}:{login}:{time_ms}:{kind}",
         "tenant": info.tenant,
@@ -347,7 +341,7 @@ def _tick_time(doc: dict[str, Any], info: ServerInfo) -> datetime:
 
 def _price(doc: dict[str, Any], name: str, flags: int, flag: int) -> Decimal | None:
     """A side of the tick; 0 (or absent) without its flag means "not changed": None."""
-    price = as_decimal(doc[name], name, PRICE_LIMIT) if _present(doc, name) else None
+    price = as_decimal(doc[name], name, PRICE) if _present(doc, name) else None
     if (price is None or price == 0) and not flags & flag:
         return None
     if price is None:

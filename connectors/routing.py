@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from brokerstream.config import ServerConfig, Settings
 from connectors.fields import Rejected
+from connectors.server_time import UTC_CLOCK, ServerClock
 from schemas.envelope import Envelope
 
 DEAL_EVENTS = frozenset({"add", "update", "delete"})
@@ -16,6 +17,8 @@ DEAL_EVENTS = frozenset({"add", "update", "delete"})
 class ServerInfo:
     tenant: str
     server: ServerConfig
+    # the server's wall clock -> UTC (zone or fixed offset), resolved once per server
+    clock: ServerClock = UTC_CLOCK
 
 
 class Router:
@@ -23,7 +26,8 @@ class Router:
 
     def __init__(self, settings: Settings) -> None:
         self._servers = {
-            name: ServerInfo(tenant, server) for name, (tenant, server) in settings.server_index().items()
+            name: ServerInfo(tenant, server, server.clock())
+            for name, (tenant, server) in settings.server_index().items()
         }
 
     def server_of(self, env: Envelope, platform: str) -> ServerInfo:

@@ -14,6 +14,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, cast
 
@@ -33,31 +35,26 @@ from brokerstream.store import Store
 from commissions import CommissionConfigError, FixedRates, load_commissions
 from commissions.engine import CommissionStep, Issue
 from commissions.rows import CommissionRow
-from connectors.account_state import merge_account
 from connectors.registry import Normaliser, Record, readers_for
 from connectors.routing import Router
 from connectors.symbols import SymbolBook
-from pipelines.exposure_step import ExposureStep, PositionBookStep
+from pipelines.account_stage import AccountOutputs, AccountStage, account_router
+from pipelines.exposure_step import ExposureStep
 from pipelines.kafka_source import KafkaRawSource
-from pipelines.keyed_state import single, stateful_flat_map
+from pipelines.keyed_state import SNAPSHOTS, stateful_batch_map, stateful_flat_map
 from pipelines.rules_step import (
     AccountRulesStep,
-    LinkedInput,
     LinkedRulesStep,
     RuleResources,
     alert_row,
     linked_time,
     load_rule_resources,
-    rules_input,
     wall_clock,
 )
-from pipelines.sinks import ClickHouseSink, TopicSink, alert_message, dead_letter_message
+from pipelines.sinks import CLUSTER, ClickHouseSink, TopicSink, alert_message, dead_letter_message
 from pipelines.sources import FileItem, JsonlSource, StoppableSource
-from risk_rules.alerts import Alert
-from risk_rules.exposure import PositionChange
-from risk_rules.exposure.settings import ExposureSettings
 from schemas.envelope import Envelope
-from schemas.events import Account, AccountUpdate, BalanceOperation, DeadLetter, Deal, Quote
+from schemas.events import AccountUpdate, DeadLetter, Quote
 from schemas.tables import issue_row, to_row
 
 
@@ -80,40 +77,65 @@ def consumed_topics(settings: Settings) -> list[str]:
 
 
 class BatchNormaliser:
-    """The `normalise` step, one batch at a time (per-event Python is the cost to watch)."""
+    """The `normalise` step: one consumed batch of raw envelopes -> its canonical records, in
+    read order (per-event Python is the cost to watch: metrics are counted per batch)."""
 
     def __init__(self, normaliser: Normaliser, live: bool) -> None:
         self._normalise = normaliser
         self._live = live
 
-    def __call__(self, items: list[FileItem]) -> Iterable[Record]:
+    def __call__(self, items: list[FileItem]) -> list[Record]:
         out: list[Record] = []
         topics: Counter[str] = Counter()
+        normalise = self._normalise
         for item in items:
             if isinstance(item, Envelope):
                 topics[item.topic] += 1
-                out.extend(self._normalise(item))
+                out.extend(normalise(item))
             else:
                 out.append(item)
-        kinds: Counter[str] = Counter(type(r).__name__ for r in out)
+        kinds: Counter[type] = Counter(map(type, out))
         for topic, n in topics.items():
             EVENTS_IN.labels(topic).inc(n)
         for kind, n in kinds.items():
-            RECORDS_OUT.labels(kind).inc(n)
-        for record in out:
-            if isinstance(record, DeadLetter):
-                DEAD_LETTERS.labels(record.topic, record.stage).inc()
+            RECORDS_OUT.labels(kind.__name__).inc(n)
+        if kinds[DeadLetter]:
+            for record in out:
+                if isinstance(record, DeadLetter):
+                    DEAD_LETTERS.labels(record.topic, record.stage).inc()
         if self._live and items and isinstance(items[-1], Envelope) and items[-1].timestamp_ms:
             EVENT_LAG_SECONDS.observe(max(0.0, time.time() - items[-1].timestamp_ms / 1000))
         return out
 
 
-def _rows(records: list[Record]) -> list[tuple[str, tuple[Any, ...]]]:
-    return [to_row(r) for r in records if not isinstance(r, AccountUpdate)]
+TableBatch = tuple[str, list[tuple[Any, ...]]]  # (table, rows in its column order)
 
 
-def _account_update(record: Record) -> tuple[str, AccountUpdate] | None:
-    return (record.account_key, record) if isinstance(record, AccountUpdate) else None
+def table_batches(rows: Iterable[tuple[str, tuple[Any, ...]]]) -> list[TableBatch]:
+    """(table, row) pairs -> one (table, rows) item per table, rows in their order."""
+    by_table: dict[str, list[tuple[Any, ...]]] = {}
+    for table, row in rows:
+        batch = by_table.get(table)
+        if batch is None:
+            by_table[table] = [row]
+        else:
+            batch.append(row)
+    return list(by_table.items())
+
+
+def _record_rows(records: list[Record]) -> list[TableBatch]:
+    # account updates are stored as the merged accounts of the account stage
+    return table_batches(to_row(r) for r in records if not isinstance(r, AccountUpdate))
+
+
+def _keyed_lists(key: Callable[[Any], str | None], items: Iterable[Any]) -> list[tuple[str, list[Any]]]:
+    """Items -> one (key, items of that key in order) per key; items whose key is None are dropped."""
+    by_key: dict[str, list[Any]] = {}
+    for item in items:
+        k = key(item)
+        if k is not None:
+            by_key.setdefault(k, []).append(item)
+    return list(by_key.items())
 
 
 # Set by SIGINT/SIGTERM (see `install_stop_handlers`): the inputs end and the flow completes.
@@ -132,77 +154,41 @@ def install_stop_handlers() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def _commission_input(record: Record) -> tuple[str, Deal] | None:
-    return (record.tenant, record) if isinstance(record, Deal) else None
+def _commission_rows(kv: tuple[str, list[CommissionRow | Issue]]) -> list[TableBatch]:
+    tenant, items = kv
+    rows = []
+    for item in items:
+        if isinstance(item, CommissionRow):
+            rows.append(to_row(item))
+        else:
+            COMMISSION_ISSUES.inc()
+            rows.append(issue_row(tenant, item))
+    return table_batches(rows)
 
 
-def _commission_out(kv: tuple[str, CommissionRow | Issue]) -> tuple[str, tuple[Any, ...]]:
-    tenant, item = kv
-    if isinstance(item, CommissionRow):
-        return to_row(item)
-    COMMISSION_ISSUES.inc()
-    return issue_row(tenant, item)
+def _quotes_by_tenant(records: list[Record]) -> list[tuple[str, list[Any]]]:
+    return _keyed_lists(lambda r: r.tenant if isinstance(r, Quote) else None, records)
 
 
-def _commission_rows(
-    records: Stream[Record], accounts: Stream[tuple[str, Account]], step: CommissionStep
-) -> Stream[tuple[str, tuple[Any, ...]]]:
-    """IB commissions: deals and merged accounts (for IB assignments), keyed by tenant because
-    one deal moves the counters (tiers, caps) of every IB in its chain."""
-    deals = op.filter_map("commission_deals", records, _commission_input)
-    assignments = op.map("commission_accounts", accounts, lambda kv: (kv[1].tenant, kv[1]))
-    events = cast(Stream[tuple[str, Deal | Account]],
-                  op.merge("commission_events", deals, assignments))
-    produced = stateful_flat_map("ib_commissions", events, step)
-    return op.map("commission_rows", produced, _commission_out)
+def _account_rows(kv: tuple[str, AccountOutputs]) -> list[TableBatch]:
+    accounts = kv[1].accounts
+    return [("accounts_store", [to_row(a)[1] for a in accounts])] if accounts else []
 
 
-def _market_input(record: Record) -> tuple[str, Quote | BalanceOperation] | None:
-    return (record.tenant, record) if isinstance(record, Quote | BalanceOperation) else None
-
-
-def _deal_by_account(record: Record) -> tuple[str, Deal] | None:
-    if isinstance(record, Deal):
-        return f"{record.platform}:{record.server}:{record.login}", record
-    return None
-
-
-def _exposure_rows(
-    records: Stream[Record], accounts: Stream[tuple[str, Account]], settings: ExposureSettings
-) -> Stream[tuple[str, tuple[Any, ...]]]:
-    """Positions, exposure and P&L, with limit and margin alerts, in two stages: position books
-    keyed by account (deal histories for corrections live there), then the tenant's exposure
-    aggregates fed by position changes, quotes, accounts and balance operations."""
-    deals = op.filter_map("position_deals", records, _deal_by_account)
-    book_inputs = cast(Stream[tuple[str, Deal | Account]],
-                       op.merge("position_inputs", deals, accounts))
-    changes = stateful_flat_map("position_books", book_inputs, PositionBookStep(settings))
-    by_tenant = op.map("position_changes", changes, lambda kv: (kv[1].after.tenant, kv[1]))
-    market = op.filter_map("exposure_market", records, _market_input)
-    account_states = op.map("exposure_accounts", accounts, lambda kv: (kv[1].tenant, kv[1]))
-    events = cast(Stream[tuple[str, PositionChange | Quote | BalanceOperation | Account]],
-                  op.merge("exposure_inputs", by_tenant, market, account_states))
-    produced = stateful_flat_map("exposure", events, ExposureStep(settings))
-    return op.map("exposure_out", produced, lambda kv: kv[1])
-
-
-def _rule_rows(
-    records: Stream[Record], resources: RuleResources, live: bool
-) -> Stream[tuple[str, tuple[Any, ...]]]:
-    """AML/fraud alerts: account-keyed rules first, then the records they accept re-keyed by IP,
-    device, payment instrument and tenant for the rules about those (pipelines/rules_step.py)."""
+def _rule_alerts(
+    outputs: Stream[tuple[str, AccountOutputs]], resources: RuleResources, live: bool
+) -> Stream[TableBatch]:
+    """AML/fraud alerts: the account stage ran the account-keyed rules; what it re-keyed by IP,
+    device, payment instrument and tenant goes to the rules about those (pipelines/rules_step.py)."""
     clock = wall_clock if live else None
-    to_rules = rules_input(resources)
-    inputs = op.filter_map("rule_records", records, to_rules)
-    stage1 = stateful_flat_map("rules_by_account", inputs, AccountRulesStep(resources, clock))
-    split = op.branch("rules_split", op.map("rules_unkey", stage1, lambda kv: kv[1]),
-                      lambda item: isinstance(item, Alert))
-    routed = cast(Stream[tuple[str, LinkedInput]], split.falses)
+    linked = op.flat_map("rules_linked_in", outputs, lambda kv: _keyed_lists(itemgetter(0), kv[1].linked))
+    linked_inputs = op.map("rules_linked_values", linked, lambda kv: (kv[0], [v for _, v in kv[1]]))
     # several account shards feed one linked partition: event-time order within each batch
-    stage2 = stateful_flat_map("rules_linked", routed, LinkedRulesStep(resources, clock), order=linked_time)
-    alerts = op.merge("rule_alerts", cast(Stream[Alert], split.trues),
-                      op.map("rules_linked_unkey", stage2, lambda kv: kv[1]))
-    return op.map("alert_rows", alerts, alert_row)
+    stage2 = stateful_flat_map("rules_linked", linked_inputs, LinkedRulesStep(resources, clock),
+                               order=linked_time, batched=True)
+    account_alerts = op.map("rules_account_alerts", outputs, lambda kv: kv[1].alerts)
+    alerts = op.merge("rule_alerts", account_alerts, op.map("rules_linked_alerts", stage2, itemgetter(1)))
+    return op.flat_map("alert_rows", alerts, lambda batch: table_batches(map(alert_row, batch)))
 
 
 def commission_step(settings: Settings) -> CommissionStep | None:
@@ -229,48 +215,65 @@ def build_flow(
     commissions = commission_step(settings)
     rules = load_rule_resources(settings, rules_file)
     flow = Dataflow("brokerstream")
-    items: Stream[FileItem]
+    batches: Stream[list[FileItem]]  # one item per consumed batch, in read order
     if isinstance(source, KafkaInput):
         kafka = KafkaRawSource(
             source.bootstrap, source.topics, prefix=source.prefix,
             batch=settings.kafka.consume_batch, bounded=not source.tail, extra=settings.kafka.extra,
         )
-        items = op.input("kafka_in", flow, StoppableSource(kafka, STOP))
+        batches = op.input("kafka_in", flow, StoppableSource(kafka, STOP))
     else:
         files = JsonlSource(source.paths, settings.kafka.consume_batch)
-        items = op.input("file_in", flow, StoppableSource(files, STOP))
+        batches = op.input("file_in", flow, StoppableSource(files, STOP))
 
-    normaliser = BatchNormaliser(
-        Normaliser(Router(settings), readers_for(settings)), live=isinstance(source, KafkaInput)
-    )
-    records = op.flat_map_batch("normalise", items, normaliser)
-    rows = op.flat_map_batch("rows", records, _rows)
-    # Account updates from platforms and the CRM merge into one state per account (keyed, so
-    # an account's state lives on one worker and is snapshotted for recovery).
-    updates = op.filter_map("account_updates", records, _account_update)
-    accounts = stateful_flat_map("account_state", updates, single(merge_account))
-    account_rows = op.map("account_rows", accounts, lambda kv: to_row(kv[1]))
-    streams = [rows, account_rows]
-    if settings.exposure.enabled:
-        streams.append(_exposure_rows(records, accounts, settings.exposure))
+    live = isinstance(source, KafkaInput)
+    normaliser = BatchNormaliser(Normaliser(Router(settings), readers_for(settings)), live=live)
+    records = op.map("normalise", batches, normaliser)
+    streams: list[Stream[TableBatch]] = [op.flat_map("record_rows", records, _record_rows)]
+
+    # One ordered stream per account: updates, deals, balance operations, payments and logins
+    # of an account reach one shard of the account stage in the order they were read.
+    exposure = settings.exposure if settings.exposure.enabled else None
+    servers = {name: cfg.platform for name, (_, cfg) in settings.server_index().items()}
+    route = account_router(servers, settings.rules.shards,
+                           updates_only=exposure is None and commissions is None and rules is None)
+    shards = op.flat_map("to_accounts", records, partial(_keyed_lists, route))
+    stage = AccountStage(exposure, commissions is not None, rules,
+                         AccountRulesStep(rules, wall_clock if live else None) if rules else None)
+    outputs = stateful_batch_map("accounts", shards, stage)
+    streams.append(op.flat_map("account_rows", outputs, _account_rows))
+    if exposure is not None:
+        changes = op.flat_map("exposure_accounts", outputs, lambda kv: list(kv[1].exposure.items()))
+        quotes = op.flat_map("exposure_quotes", records, _quotes_by_tenant)
+        ex_in = cast(Stream[tuple[str, list[Any]]], op.merge("exposure_inputs", changes, quotes))
+        # Position changes (in each account's order) and quotes (in read order) come on two
+        # streams; the step folds both and snapshots once per batch, so their interleaving
+        # within a batch does not change what it writes.
+        ex_out = stateful_flat_map("exposure", ex_in, ExposureStep(exposure), batched=True)
+        streams.append(op.flat_map("exposure_rows", ex_out, lambda kv: table_batches(kv[1])))
     if commissions is not None:
-        streams.append(_commission_rows(records, accounts, commissions))
+        # keyed by tenant: one deal moves the counters (tiers, caps) of every IB in its chain
+        deals = op.flat_map("commission_inputs", outputs, lambda kv: list(kv[1].commissions.items()))
+        produced = stateful_flat_map("ib_commissions", deals, commissions, batched=True)
+        streams.append(op.flat_map("commission_rows", produced, _commission_rows))
     if rules is not None:
-        streams.append(_rule_rows(records, rules, live=isinstance(source, KafkaInput)))
+        streams.append(_rule_alerts(outputs, rules, live))
     all_rows = op.merge("all_rows", *streams)
-    op.output("clickhouse", all_rows, ClickHouseSink(store_factory, settings.pipeline.batch_rows,
-                                                       settings.pipeline.flush_s))
+    sink = ClickHouseSink(store_factory, settings.pipeline.batch_rows, settings.pipeline.flush_s,
+                          every_process_writes=not settings.clickhouse_dsn().startswith("chdb:"))
+    to_writer = op.map("to_writer", all_rows, lambda tb: (f"{tb[0]}#{sink.writer()}", tb[1]))
+    op.output("clickhouse", to_writer, sink)
 
     if isinstance(source, KafkaInput):
         config = {"bootstrap.servers": source.bootstrap, **(kafka_config or {})}
         dl_topic = source.prefix + settings.kafka.dead_letter_topic
-        dead = op.filter_map("dead_letters", records,
-                             lambda r: (dl_topic, r) if isinstance(r, DeadLetter) else None)
+        dead = op.flat_map("dead_letters", records,
+                           lambda rs: [(dl_topic, r) for r in rs if isinstance(r, DeadLetter)])
         op.output("dead_letter_topic", dead, TopicSink(config, dl_topic, dead_letter_message))
         alert_topic = source.prefix + "alerts"
         # observe-only alerts are stored for tuning, not published for compliance to act on
-        alerts = op.filter_map("alerts", all_rows, lambda tr: (alert_topic, tr[1])
-                               if tr[0] == "alerts_store" and tr[1][-1] == "alert" else None)
+        alerts = op.flat_map("alerts", all_rows, lambda tb: [(alert_topic, row) for row in tb[1]
+                             if row[-1] == "alert"] if tb[0] == "alerts_store" else [])
         op.output("alert_topic", alerts, TopicSink(config, alert_topic, alert_message))
     return flow
 
@@ -306,6 +309,8 @@ def run_flow(
     addresses: list[str] | None = None,
 ) -> None:
     tune_gc()
+    SNAPSHOTS.enabled = recovery is not None
+    CLUSTER.process, CLUSTER.processes = process_id or 0, len(addresses) if addresses else 1
     cli_main(
         flow,
         workers_per_process=workers,

@@ -11,13 +11,23 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
-from brokerstream.metrics import SINK_BATCH_ROWS, SINK_FLUSH_SECONDS, SINK_ROWS
+from brokerstream.metrics import (
+    KAFKA_TRUNCATED,
+    KAFKA_UNDELIVERED,
+    KAFKA_WAITING,
+    SINK_BATCH_ROWS,
+    SINK_FLUSH_SECONDS,
+    SINK_ROWS,
+    not_ready,
+    ready,
+)
 from brokerstream.store import Store
 from pipelines.exposure_step import ALERT_COLUMNS
 from schemas.events import DeadLetter
@@ -28,7 +38,7 @@ log = logging.getLogger(__name__)
 Row = tuple[Any, ...]
 
 
-class _TableWriter(StatefulSinkPartition[Row, None]):
+class _TableWriter(StatefulSinkPartition[list[Row], None]):
     def __init__(self, store: Store, table: str, batch_rows: int, flush_s: float) -> None:
         self._store = store
         self._table = table
@@ -38,10 +48,11 @@ class _TableWriter(StatefulSinkPartition[Row, None]):
         self._rows: list[Row] = []
         self._oldest = 0.0  # monotonic time the oldest buffered row arrived
 
-    def write_batch(self, values: list[Row]) -> None:
+    def write_batch(self, values: list[list[Row]]) -> None:
         if not self._rows:
             self._oldest = time.monotonic()
-        self._rows.extend(values)
+        for rows in values:  # Bytewax routed each (table, rows) here by table
+            self._rows.extend(rows)
         # full, or held long enough: rows become visible well before the epoch (the recovery
         # snapshot interval) ends; a resume may write them again, which the tables collapse
         if len(self._rows) >= self._batch_rows or time.monotonic() - self._oldest >= self._flush_s:
@@ -65,35 +76,76 @@ class _TableWriter(StatefulSinkPartition[Row, None]):
         self._store.close()
 
 
-class ClickHouseSink(FixedPartitionedSink[Row, None]):
-    """Items are (table, row); one partition per table."""
+@dataclass
+class Cluster:
+    """This process's place in a Bytewax cluster (`run -i N -a ...`): set by `run_flow`."""
 
-    def __init__(self, store_factory: Callable[[], Store], batch_rows: int, flush_s: float = 0.5) -> None:
+    process: int = 0
+    processes: int = 1
+
+
+CLUSTER = Cluster()
+
+
+class ClickHouseSink(FixedPartitionedSink[list[Row], None]):
+    """Items are (`writer_key(table, ...)`, rows); one partition per table and writing process.
+
+    Embedded ClickHouse belongs to one process: process 0 alone lists the partitions, so Bytewax
+    routes every process's rows to it. A ClickHouse server takes inserts from every process:
+    each lists its own partitions and writes its own rows, with no exchange between processes.
+    """
+
+    def __init__(self, store_factory: Callable[[], Store], batch_rows: int, flush_s: float = 0.5,
+                 *, every_process_writes: bool = False) -> None:
         self._store_factory = store_factory
         self._batch_rows = batch_rows
         self._flush_s = flush_s
-        # Bytewax indexes the sorted global partition list with part_fn: route each
-        # table name to its own partition instead of hashing.
-        self._index = {name: i for i, name in enumerate(sorted(COLUMNS_BY_TABLE))}
+        self.every_process_writes = every_process_writes
+
+    def writer(self) -> int:
+        """The process whose partitions take this process's rows."""
+        return CLUSTER.process if self.every_process_writes else 0
+
+    def _writers(self) -> int:
+        return CLUSTER.processes if self.every_process_writes else 1
 
     def list_parts(self) -> list[str]:
-        return list(COLUMNS_BY_TABLE)
+        if not self.every_process_writes and CLUSTER.process != 0:
+            return []
+        return [f"{table}#{CLUSTER.process}" for table in COLUMNS_BY_TABLE]
 
     def part_fn(self, item_key: str) -> int:
-        return self._index[item_key]
+        # Bytewax indexes the sorted global partition list with part_fn: route each
+        # (table, writer) key to its own partition instead of hashing.
+        index = getattr(self, "_index", None)
+        if index is None:
+            names = sorted(f"{t}#{p}" for t in COLUMNS_BY_TABLE for p in range(self._writers()))
+            index = self._index = {name: i for i, name in enumerate(names)}
+        return index[item_key]
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _TableWriter:
-        return _TableWriter(self._store_factory(), for_part, self._batch_rows, self._flush_s)
+        table = for_part.rsplit("#", 1)[0]
+        return _TableWriter(self._store_factory(), table, self._batch_rows, self._flush_s)
 
 
 Message = tuple[bytes | None, bytes, list[tuple[str, str | bytes | None]]]  # key, value, headers
 
+# librdkafka's default message.max.bytes (the broker's default is 1,048,588): a topic sink keeps
+# each message below it unless the producer configuration says otherwise.
+DEFAULT_MAX_MESSAGE_BYTES = 1_000_000
+# Room for the record's framing (batch and record headers, lengths, timestamps).
+MESSAGE_OVERHEAD = 1_024
+# A header value (a raw message's own headers, a reason) is cut to this when a message must shrink.
+HEADER_VALUE_LIMIT = 1_024
+
 
 def dead_letter_message(dl: DeadLetter) -> Message:
-    """Raw bytes intact, the reason and where it came from in the headers."""
+    """Raw bytes intact, the reason and where it came from in the headers. (A message too large
+    for the topic is cut by the sink, with a `truncated` header; ClickHouse keeps it whole.)"""
     headers: list[tuple[str, str | bytes | None]] = [
         ("reason", dl.reason.encode()), ("source", dl.dl_key.encode()), ("stage", dl.stage.encode())]
-    headers += [(k, v.encode()) for k, v in dl.headers.items() if k not in ("reason", "source")]
+    headers += [(k, v.encode()) for k, v in dl.headers.items()
+                if k not in ("reason", "source", "stage", "truncated")]
     return dl.key.encode() or None, dl.raw, headers
 
 
@@ -105,31 +157,198 @@ def alert_message(row: tuple[Any, ...]) -> Message:
             [("alert_id", str(alert["alert_id"]).encode())])
 
 
+def _bytes(value: str | bytes | None) -> bytes:
+    return value.encode() if isinstance(value, str) else (value or b"")
+
+
+def message_size(message: Message) -> int:
+    key, body, headers = message
+    return (len(key or b"") + len(body) + MESSAGE_OVERHEAD
+            + sum(len(name) + len(_bytes(value)) + 8 for name, value in headers))
+
+
+def fit_message(message: Message, max_bytes: int) -> tuple[Message, bool]:
+    """The message if it fits in `max_bytes`, else a copy cut to fit, marked with the header
+    `truncated: <original value size>` (True when cut). Key and headers are cut only if the
+    value alone cannot make room."""
+    if message_size(message) <= max_bytes:
+        return message, False
+    key, body, headers = message
+    headers = [*headers, ("truncated", str(len(body)).encode())]
+    if message_size((key, b"", headers)) > max_bytes:  # huge headers or key: cut them too
+        key = key[:HEADER_VALUE_LIMIT] if key else key
+        headers = [(name[:HEADER_VALUE_LIMIT], _bytes(value)[:HEADER_VALUE_LIMIT])
+                   for name, value in headers[:64]]
+        if headers[-1][0] != "truncated":
+            headers.append(("truncated", str(len(body)).encode()))
+    room = max(0, max_bytes - message_size((key, b"", headers)))
+    return (key, body[:room], headers), True
+
+
+class _EveryInterval:
+    """True at most once per `interval_s` for a given key: one log line per interval."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._last: dict[str, float] = {}
+
+    def __call__(self, key: str) -> bool:
+        now = time.monotonic()
+        if now - self._last.get(key, -1e18) >= self.interval_s:
+            self._last[key] = now
+            return True
+        return False
+
+
+class _RateLimitedLog(logging.Filter):
+    """librdkafka repeats every connection failure; let one line per interval through."""
+
+    def __init__(self, interval_s: float) -> None:
+        super().__init__()
+        self._every = _EveryInterval(interval_s)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        # librdkafka's format is "%s [%s] %s: %s" (fac, name, ...): the facility is the key
+        key = str(record.args[0]) if isinstance(record.args, tuple) and record.args else record.msg
+        return self._every(str(key))
+
+
+def librdkafka_logger(name: str, interval_s: float) -> logging.Logger:
+    """A logger for librdkafka's own messages (passed as `logger=`), one per interval each."""
+    logger = logging.getLogger(f"brokerstream.librdkafka.{name}")
+    if not any(isinstance(f, _RateLimitedLog) for f in logger.filters):
+        logger.addFilter(_RateLimitedLog(interval_s))
+    return logger
+
+
 class _TopicProducer(StatefulSinkPartition[Any, None]):
-    def __init__(self, config: dict[str, str], topic: str, encode: Callable[[Any], Message]) -> None:
-        self._producer = Producer({**config, "acks": "all", "enable.idempotence": "true"})
+    """Produces to one topic and waits out broker outages: librdkafka retries deliveries
+    forever (message.timeout.ms 0) with the idempotent producer, so nothing is lost or
+    doubled; a snapshot waits until every message is acknowledged (the recovery snapshot must
+    not get ahead of what Kafka has), logging once per interval, with the waiting metric and
+    the not-ready state set meanwhile. A message too large for the topic is cut to fit."""
+
+    def __init__(self, config: dict[str, str], topic: str, encode: Callable[[Any], Message],
+                 log_every_s: float = 10.0) -> None:
+        self._config = {**config, "acks": "all", "enable.idempotence": "true",
+                        "message.timeout.ms": "0", **_WAIT_OUT}
+        self._max_bytes = int(self._config.get("message.max.bytes", DEFAULT_MAX_MESSAGE_BYTES))
         self._topic = topic
         self._encode = encode
+        self._log_every_s = log_every_s
+        self._every = _EveryInterval(log_every_s)
+        self._pending = 0  # handed to librdkafka, no delivery report yet
+        self._retry: list[Message] = []  # refused deliveries, produced again after a pause
+        self._waiting_since: float | None = None
+        self._gauge = KAFKA_WAITING.labels("producer", topic)
+        self._undelivered = KAFKA_UNDELIVERED.labels(topic)
+        self._producer = self._new_producer()
+
+    def _new_producer(self) -> Producer:
+        return Producer({**self._config, "error_cb": self._on_error},
+                        logger=librdkafka_logger(f"producer.{self._topic}", self._log_every_s))
+
+    def _on_error(self, err: KafkaError) -> None:
+        # _TRANSPORT / _ALL_BROKERS_DOWN while the broker is away: librdkafka reconnects itself
+        if self._every(f"error:{err.code()}"):
+            log.warning("Kafka producer for %s: %s (retrying; logged once per %.0f s)",
+                        self._topic, err, self._log_every_s)
+        if err.fatal():
+            log.error("Kafka producer for %s hit a fatal error: %s", self._topic, err)
+
+    def _delivered(self, message: Message) -> Callable[[KafkaError | None, Any], None]:
+        def on_delivery(err: KafkaError | None, _msg: Any) -> None:
+            self._pending -= 1
+            if err is None:
+                return
+            if err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                # the broker's (or topic's) limit is below ours: halve ours and cut again
+                self._max_bytes = max(4_096, self._max_bytes // 2)
+            if self._every(f"delivery:{err.code()}"):
+                log.warning("Kafka refused a message to %s: %s; producing it again", self._topic, err)
+            self._retry.append(message)  # refused: not written, so producing again cannot double
+
+        return on_delivery
+
+    def _produce(self, message: Message) -> None:
+        while True:
+            fitted, cut = fit_message(message, self._max_bytes)
+            key, body, headers = fitted
+            try:
+                self._producer.produce(self._topic, key=key, value=body, headers=headers,
+                                       on_delivery=self._delivered(message))
+            except BufferError:  # local queue full (the broker is away): wait for room
+                self._wait("queue full")
+                self._producer.poll(0.5)
+                continue
+            except KafkaException as exc:
+                if exc.args and exc.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                    self._max_bytes = max(4_096, self._max_bytes // 2)
+                    continue
+                raise
+            self._pending += 1
+            if cut:
+                KAFKA_TRUNCATED.labels(self._topic).inc()
+            return
+
+    def _wait(self, why: str) -> None:
+        now = time.monotonic()
+        if self._waiting_since is None:
+            self._waiting_since = now
+            self._gauge.set(1)
+            not_ready(f"kafka-producer:{self._topic}", f"waiting for Kafka: {why}")
+        if self._every("waiting"):
+            log.warning("%d message(s) to %s waiting for Kafka (%s) for %.0f s; retrying",
+                        self._pending + len(self._retry), self._topic, why, now - self._waiting_since)
+
+    def _waited(self) -> None:
+        if self._waiting_since is not None:
+            log.warning("Kafka acknowledged everything for %s again after %.1f s", self._topic,
+                        time.monotonic() - self._waiting_since)
+            self._waiting_since = None
+            self._gauge.set(0)
+            ready(f"kafka-producer:{self._topic}")
 
     def write_batch(self, values: list[Any]) -> None:
         for value in values:
-            key, body, headers = self._encode(value)
-            self._producer.produce(self._topic, key=key, value=body, headers=headers)
-            self._producer.poll(0)
+            self._produce(self._encode(value))
+        self._producer.poll(0)
+        self._undelivered.set(self._pending + len(self._retry))
 
     def snapshot(self) -> None:
-        remaining = self._producer.flush(30)
-        if remaining:
-            raise RuntimeError(f"{remaining} messages to {self._topic} not acknowledged in 30 s")
+        """Returns only when Kafka has acknowledged every message: an outage is waited out."""
+        pause = 0.5
+        while True:
+            remaining = self._producer.flush(1.0)
+            if not self._retry and remaining == 0:  # every delivery report is in
+                self._pending = 0
+                break
+            self._wait(f"{remaining + len(self._retry)} unacknowledged")
+            if self._retry:  # refused deliveries: again after a pause, growing to 10 s
+                time.sleep(pause)
+                pause = min(pause * 2, 10.0)
+                retry, self._retry = self._retry, []
+                for message in retry:
+                    self._produce(message)
+        self._undelivered.set(0)
+        self._waited()
 
     def close(self) -> None:
         self.snapshot()
 
 
+# librdkafka settings for riding out an outage: reconnect quickly once the broker is back.
+_WAIT_OUT = {"reconnect.backoff.ms": "100", "reconnect.backoff.max.ms": "2000",
+             "log.connection.close": "false"}
+
+
 class TopicSink(FixedPartitionedSink[Any, None]):
     """A Kafka topic written at-least-once (acks=all, flushed before every snapshot): dead
     letters, alerts. After a resume the same messages may be written again with the same ids
-    (dead-letter source, alert_id), which consumers dedupe on."""
+    (dead-letter source, alert_id), which consumers dedupe on. A broker outage is waited out
+    (see `_TopicProducer`), never raised."""
 
     def __init__(self, config: dict[str, str], topic: str, encode: Callable[[Any], Message]) -> None:
         self._config = config

@@ -21,9 +21,12 @@ FileItem = Envelope | DeadLetter
 
 
 class _JsonlPartition(StatefulSourcePartition[FileItem, tuple[int, int]]):
-    def __init__(self, path: Path, batch: int, resume: tuple[int, int] | None) -> None:
+    def __init__(self, path: Path, batch: int, resume: tuple[int, int] | None,
+                 name: str | None = None) -> None:
         self._file = path.open("rb")
-        self._name = path.name
+        # the partition's name (the file name, unique among the replayed files): it is in the
+        # source of every record and dead letter, so two files' line 7 are two keys
+        self._name = name or path.name
         self._batch = batch
         self._pos, self._line = resume or (0, 0)
         self._file.seek(self._pos)
@@ -45,10 +48,10 @@ class _JsonlPartition(StatefulSourcePartition[FileItem, tuple[int, int]]):
             if not line.strip():
                 continue
             try:
-                out.append(envelope_from_json_line(line, self._line))
+                out.append(envelope_from_json_line(line, self._line, self._name))
             except EnvelopeError as exc:
                 env = Envelope(topic=f"file:{self._name}", value=line.rstrip(b"\n"),
-                               timestamp_ms=0, offset=self._line)
+                               timestamp_ms=0, offset=self._line, file=self._name)
                 out.append(dead_letter(env, str(exc), "decode"))
         return out
 
@@ -75,7 +78,7 @@ class JsonlSource(FixedPartitionedSource[FileItem, tuple[int, int]]):
     def build_part(
         self, step_id: str, for_part: str, resume_state: tuple[int, int] | None
     ) -> _JsonlPartition:
-        return _JsonlPartition(self._paths[for_part], self._batch, resume_state)
+        return _JsonlPartition(self._paths[for_part], self._batch, resume_state, for_part)
 
 
 
@@ -87,7 +90,9 @@ class _StoppablePartition(StatefulSourcePartition[Any, Any]):
     def next_batch(self) -> list[Any]:
         if self._stop.is_set():
             raise StopIteration()
-        return list(self._inner.next_batch())
+        # the whole batch travels as one item: Bytewax moves one object, not one per event
+        batch = list(self._inner.next_batch())
+        return [batch] if batch else []
 
     def next_awake(self) -> datetime | None:
         return self._inner.next_awake()
@@ -101,7 +106,8 @@ class _StoppablePartition(StatefulSourcePartition[Any, Any]):
 
 class StoppableSource(FixedPartitionedSource[Any, Any]):
     """Wraps a source so a stop request (SIGTERM, Ctrl-C) ends the input cleanly: the dataflow
-    then completes, sinks flush and close, and the last snapshot is consistent."""
+    then completes, sinks flush and close, and the last snapshot is consistent. Each batch the
+    inner source reads becomes one item (a list, in read order)."""
 
     def __init__(self, inner: FixedPartitionedSource[Any, Any], stop: threading.Event) -> None:
         self._inner = inner

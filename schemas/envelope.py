@@ -25,9 +25,12 @@ class Envelope:
     # Where the message was read from: Kafka partition/offset, or -1/line number of a file.
     partition: int = -1
     offset: int = -1
+    file: str = ""  # the replay file's name (partition -1): two files' line 7 are two messages
 
     @property
     def source(self) -> str:
+        if self.file:
+            return f"{self.topic}/-1/{self.file}:{self.offset}"
         return f"{self.topic}/{self.partition}/{self.offset}"
 
     def to_json_line(self) -> bytes:
@@ -47,8 +50,21 @@ class EnvelopeError(ValueError):
     """A replay-file line that is not a valid envelope."""
 
 
-def envelope_from_json_line(line: bytes, line_no: int) -> Envelope:
-    """Parse one replay-file line. Raises EnvelopeError with a readable reason."""
+# Envelope timestamps become versions (ms x 4 + rank, UInt64) and times (DateTime64, up to
+# 2299): a timestamp from 2300 on cannot be stored and is a dead letter, not a crash.
+TIMESTAMP_END_MS = 10_413_792_000_000  # 2300-01-01T00:00:00Z
+
+
+def timestamp_problem(timestamp_ms: int) -> str | None:
+    """Why a message timestamp (epoch ms; 0 = none) cannot be used, or None."""
+    if 0 <= timestamp_ms < TIMESTAMP_END_MS:
+        return None
+    return f"message timestamp {timestamp_ms} is not epoch milliseconds between 1970 and 2300"
+
+
+def envelope_from_json_line(line: bytes, line_no: int, file: str = "") -> Envelope:
+    """Parse one replay-file line (of the file named `file`, which makes its source unique).
+    Raises EnvelopeError with a readable reason."""
     try:
         doc = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
@@ -74,6 +90,9 @@ def envelope_from_json_line(line: bytes, line_no: int) -> Envelope:
     timestamp = doc.get("timestamp")
     if not isinstance(timestamp, int) or isinstance(timestamp, bool) or timestamp < 0:
         raise EnvelopeError(f"line {line_no}: 'timestamp' must be epoch milliseconds")
+    problem = timestamp_problem(timestamp)
+    if problem is not None:
+        raise EnvelopeError(f"line {line_no}: {problem}")
     headers = doc.get("headers") or {}
     if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
         raise EnvelopeError(f"line {line_no}: 'headers' must map names to strings")
@@ -86,4 +105,5 @@ def envelope_from_json_line(line: bytes, line_no: int) -> Envelope:
         headers=headers,
         partition=-1,
         offset=line_no,
+        file=file,
     )

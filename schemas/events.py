@@ -144,7 +144,9 @@ class DeadLetter(Canonical):
     raw: bytes
     headers: dict[str, str] = Field(default_factory=dict)
     reason: str
-    stage: Literal["decode", "validate", "route"] = "validate"
+    stage: Literal["decode", "validate", "route", "store"] = Field(
+        default="validate", description="decode / validate / route: the connectors; store: a row "
+        "the store could not write, set aside (brokerstream.store.Store.insert_rows)")
     time: datetime
 
 

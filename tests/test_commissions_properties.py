@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import commissions.state
 from commissions import CommissionEngine, CommissionRow, FixedRates, parse_commissions
 from schemas.events import Deal
 from tests import commissions_reference
@@ -355,6 +356,27 @@ def test_a_snapshot_resumes_exactly(events: list[Deal], cut: int) -> None:
         events[split:],
     )
     assert rows == whole
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_snapshot_after_every_event_resumes_exactly(seed: int) -> None:
+    """Snapshots reuse the pickled chunks of deals that did not change since the previous one:
+    a deal changed in place (min-hold flips, corrections) must still be in a later snapshot.
+    Busy streams (every rule fires) in chunks of 2 deals, resumed from several points."""
+    events = busy_stream(seed)
+    whole = feed(engine(), events)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(commissions.state, "DEAL_CHUNK", 2)  # many chunks: most stay unchanged
+        for split in range(0, len(events), 53):
+            eng = engine()
+            rows: list[CommissionRow] = []
+            blob = pickle.dumps(eng.state)
+            for event in events[:split]:
+                rows += feed(eng, [event])
+                blob = pickle.dumps(eng.state)  # as the dataflow snapshots the live state
+            resumed = CommissionEngine(CONFIG, rates=FixedRates(RATES), symbol_group=GROUPS.get,
+                                       state=pickle.loads(blob))
+            assert rows + feed(resumed, events[split:]) == whole, f"resumed after {split} events"
 
 
 def _key(row: dict[str, Any]) -> tuple[Any, ...]:

@@ -188,9 +188,9 @@ def test_routing_rejects(fields: dict[str, Any], header: str | None, reason: str
         ({"time": "2024-11-24T10:15:00"}, "has no UTC offset"),
         ({"time": "2024-11-24"}, "has no UTC offset"),
         ({"time": "24/11/2024 10:15"}, "neither an ISO 8601 time nor epoch milliseconds"),
-        ({"time": "2300-01-01T00:00:00Z"}, "not a time between 1970 and 2300"),
+        ({"time": "2300-01-01T00:00:00Z"}, "not a plausible time"),
         ({"time": "0001-01-01T00:00:00+01:00"}, "out of range"),
-        ({"time": 10**16}, "not a time between 1970 and 2300"),
+        ({"time": 10**16}, "not a plausible time"),
         ({"time": True}, "expected a time"),
         ({"date_of_birth": "17/04/1988"}, "'date_of_birth': '17/04/1988' is not a date written YYYY-MM-DD"),
         ({"date_of_birth": "1988-4-17"}, "is not a date written YYYY-MM-DD"),
@@ -214,12 +214,12 @@ def test_malformed_events_are_rejected(fields: dict[str, Any], reason: str) -> N
 def test_just_valid_values() -> None:
     assert read(crm_event(date_of_birth="2024-11-24")).date_of_birth == date(2024, 11, 24)  # born today
     assert read(crm_event(date_of_birth="1900-01-01")).date_of_birth == date(1900, 1, 1)
-    assert read(crm_event(time="2299-12-31T23:59:59.999Z")).time.year == 2299
-    assert read(crm_event(time=0, date_of_birth=None)).time == datetime(1970, 1, 1, tzinfo=UTC)
+    # the first plausible instant (connectors.fields.plausible_times)
+    assert read(crm_event(time=946684800000, date_of_birth=None)).time == datetime(2000, 1, 1, tzinfo=UTC)
     assert read(crm_event(login=str(2**63 - 1))).login == 2**63 - 1
     assert read(crm_event(country="United States of America")).country == "US"
     assert read(crm_event(country="deu")).country == "DE"
-    sparse = read({"event": "account_updated", "time": 1, "server": SERVER, "login": 1,
+    sparse = read({"event": "account_updated", "time": 946684800000, "server": SERVER, "login": 1,
                    "unknown_field": {"kept": "out"}, "name": "", "email": None})
     assert (sparse.name, sparse.email) == (None, None)
 

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from brokerstream.config import parse_settings
+from brokerstream.config import ConfigError, parse_settings
 from connectors.ctrader import (
     CHANGE_BALANCE_KINDS,
     ctrader_reader,
@@ -142,7 +142,9 @@ def read(value: bytes, **kwargs: Any) -> list[Any]:
 
 
 def one(value: bytes, **kwargs: Any) -> Any:
-    records = read(value, **kwargs)
+    """The message's one fact (the account-state update that may come beside it left out)."""
+    records = [r for r in read(value, **kwargs)
+               if not (isinstance(r, AccountUpdate) and r.event == "account_state")]
     assert len(records) == 1, records
     return records[0]
 
@@ -369,7 +371,8 @@ def test_trader_updated_event() -> None:
     assert update.leverage == 500
     assert update.registration == datetime(2024, 11, 23, tzinfo=UTC)
     assert update.time == datetime(2024, 11, 24, tzinfo=UTC)
-    assert update.currency is None and update.name is None
+    # asset 15 is not in this server's deposit_assets: the server's configured currency
+    assert update.currency == "USD" and update.name is None and update.group is None
     AccountUpdate.model_validate(update.model_dump())
 
 
@@ -562,14 +565,14 @@ def test_unknown_enum_value_is_named() -> None:
         (deal_event(executionPrice=-1.0), "'executionPrice': -1.0 is out of range"),
         (deal_event(executionPrice=1e12), "out of range"),
         (deal_event(filledVolume=2**62), "out of range"),
-        (deal_event(executionTimestamp=-5), "not a Unix time"),
-        (deal_event(executionTimestamp=2**62), "not a Unix time"),
+        (deal_event(executionTimestamp=-5), "not a plausible time"),
+        (deal_event(executionTimestamp=2**62), "not a plausible time"),
         (deal_event(moneyDigits=40), "moneyDigits: 40 is out of range"),
         (deal_event(closePositionDetail=close_detail(grossProfit=None)), "missing field 'grossProfit'"),
         (deal_event(tradeSide=None), "missing field 'tradeSide'"),
         (pb.ProtoOAExecutionEvent(executionType=pb.ORDER_FILLED), "missing field 'ctidTraderAccountId'"),
         (pb.ProtoOASpotEvent(bid=1), "missing field 'symbolId'"),
-        (pb.ProtoOASpotEvent(symbolId=EURUSD, ask=10**15), "ask: 10000000000.00000 is out of range"),
+        (pb.ProtoOASpotEvent(symbolId=EURUSD, ask=10**15), "ask': 10000000000.00000 is out of range"),
         (pb.ProtoOATraderUpdatedEvent(ctidTraderAccountId=CTID), "missing field 'trader'"),
         (
             pb.ProtoOATraderUpdatedEvent(
@@ -751,8 +754,10 @@ def test_hand_encoded_messages_match_the_spec_field_numbers() -> None:
     )
     # ProtoOAExecutionEvent (2126): ctidTraderAccountId 2, executionType 3, deal 6
     event = _int(2, CTID) + _int(3, 11) + _bytes(6, deal)
-    [d] = read(_envelope(2126, event))
+    [d, state] = read(_envelope(2126, event))
     assert isinstance(d, Deal)
+    # closePositionDetail.balance (field 5) is the account's balance after the close
+    assert isinstance(state, AccountUpdate) and state.balance == Decimal("0.01")
     assert (d.deal_id, d.order_id, d.position_id, d.login) == ("900002", "800001", "700001", CTID)
     assert (d.symbol, d.side, d.entry) == ("XAUUSD", "sell", "out")
     assert (d.lots, d.units, d.price) == (Decimal("250"), Decimal("25000"), Decimal("2650.15"))
@@ -775,7 +780,8 @@ def test_hand_encoded_messages_match_the_spec_field_numbers() -> None:
         + _bytes(6, b"wire 7")
         + _int(9, 2)
     )
-    [b] = read(_envelope(2126, _int(2, CTID) + _int(3, 10) + _bytes(8, op)))
+    [b, state] = read(_envelope(2126, _int(2, CTID) + _int(3, 10) + _bytes(8, op)))
+    assert state.balance == 0 and state.equity is None  # balance 3 sent (0), equity 8 not
     assert isinstance(b, BalanceOperation)
     assert (b.op_id, b.amount, b.comment) == ("55001", Decimal("-250.50"), "wire 7")
 
@@ -942,3 +948,36 @@ def test_fuzz_field_values(
     if deposit is not None:
         event.depositWithdraw.CopyFrom(pb.ProtoOADepositWithdraw(**deposit))
     _never_crashes(proto_message(event), None)
+
+
+# -- account data: currency, equity and balance from the messages that carry them ----------------
+
+
+def test_deposit_gives_the_balance_and_equity_after_it() -> None:
+    event = deposit_event(pb.BALANCE_DEPOSIT, 50_000)
+    event.depositWithdraw.balance = 1_050_000
+    event.depositWithdraw.equity = 1_062_550
+    op, state = read(proto_message(event))
+    assert isinstance(op, BalanceOperation) and op.amount == Decimal("500.00")
+    assert isinstance(state, AccountUpdate) and state.event == "account_state"
+    assert state.account_key == f"ctrader:{SERVER}:{CTID}"
+    assert (state.balance, state.equity) == (Decimal("10500.00"), Decimal("10625.50"))
+    # the Open API sends no account-wide margin, group or credit: the update says nothing of them
+    assert state.margin is None and state.group is None and state.credit is None
+    AccountUpdate.model_validate(state.model_dump())
+
+
+def test_deposit_currency_from_the_configured_asset_mapping() -> None:
+    router = Router(parse_settings({"tenants": [{"id": "acme", "servers": [
+        {"name": SERVER, "platform": "ctrader", "currency": "USD", "deposit_assets": {15: "EUR", 4: "JPY"}},
+    ]}]}))
+    for asset, code in ((15, "EUR"), (4, "JPY"), (99, "USD")):
+        trader = pb.ProtoOATrader(ctidTraderAccountId=CTID, balance=1, depositAssetId=asset)
+        [update] = read_ctrader_event(env(proto_message(pb.ProtoOATraderUpdatedEvent(trader=trader))), router)
+        assert update.currency == code
+
+
+def test_bad_deposit_asset_mapping_fails_at_start() -> None:
+    with pytest.raises(ConfigError, match="deposit_assets"):
+        parse_settings({"tenants": [{"id": "acme", "servers": [
+            {"name": SERVER, "platform": "ctrader", "deposit_assets": {15: "euro"}}]}]})

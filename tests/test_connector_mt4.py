@@ -25,6 +25,7 @@ from connectors.mt4 import (
     read_mt4_tick,
     read_mt4_trade,
     read_mt4_user,
+    read_mt4_users,
 )
 from connectors.registry import Normaliser
 from connectors.routing import Router
@@ -585,7 +586,7 @@ def test_ticks() -> None:
 def test_readers_by_topic() -> None:
     expected = {
         "mt4.trades": read_mt4_trade,
-        "mt4.users": read_mt4_user,
+        "mt4.users": read_mt4_users,
         "mt4.logins": read_mt4_online,
         "mt4.ticks": read_mt4_tick,
     }
@@ -662,3 +663,33 @@ def test_any_partial_close_chain_nets_to_zero(
     ins = {d.position_id for d in kept.values() if d.entry == "in"}
     outs = {d.position_id for d in kept.values() if d.entry == "out"}
     assert ins == outs  # every link of the chain is opened and closed
+
+
+# -- MT4 margin level records: equity and margin ------------------------------------------------
+
+
+def test_margin_level_record_gives_equity_and_margin() -> None:
+    doc = {"login": 5001, "group": "real-usd", "leverage": 100, "updated": OPEN_S,
+           "balance": "10000.00", "equity": "10250.50", "volume": 30, "margin": "1025.05",
+           "margin_free": "9225.45", "margin_level": "1000.00", "margin_type": 0, "level_type": 0}
+    update = read_mt4_users(envelope("mt4.users", doc), ROUTER)
+    assert isinstance(update, AccountUpdate) and update.event == "account_state"
+    assert update.account_key == f"mt4:{SERVER}:5001"
+    assert (update.balance, update.equity, update.margin, update.margin_free, update.margin_level) == (
+        Decimal("10000.00"), Decimal("10250.50"), Decimal("1025.05"), Decimal("9225.45"),
+        Decimal("1000.00"))
+    # a snapshot says nothing about the user's own fields
+    assert update.group is None and update.credit is None and update.currency is None
+    AccountUpdate.model_validate(update.model_dump())
+
+
+def test_user_record_still_reads_as_a_user_and_has_no_equity() -> None:
+    update = read_mt4_users(envelope("mt4.users", {"login": 5001, "group": "real", "balance": "5",
+                                                   "prevequity": "7"}), ROUTER)
+    assert update.event == "user_add" and update.group == "real"
+    assert update.balance == Decimal("5") and update.equity is None
+
+
+def test_margin_level_with_a_bad_value_is_rejected_naming_it() -> None:
+    with pytest.raises(Rejected, match="'equity'"):
+        read_mt4_users(envelope("mt4.users", {"login": 5001, "equity": "12x"}), ROUTER)

@@ -238,7 +238,7 @@ def test_registration_is_server_time() -> None:
         (imt_user(Balance="NaN"), "'Balance': 'NaN' is not a finite number"),
         (imt_user(Agent="-3"), "'Agent' must be a non-negative integer"),
         (imt_user(Registration="-5"), "'Registration' must be a non-negative integer"),
-        (imt_user(Registration=str(10**12)), "'Registration': .* is not a time between 1970 and 2300"),
+        (imt_user(Registration=str(10**12)), "'Registration': .* is not a plausible time"),
         (imt_user(Rights="all"), "'Rights': expected an integer"),
     ],
 )
@@ -251,7 +251,8 @@ def test_just_valid_user_values() -> None:
     assert user(imt_user(Login=str(2**63 - 1))).login == 2**63 - 1
     assert user(imt_user(Leverage=str(2**32 - 1))).leverage == 2**32 - 1
     assert user(imt_user(Login="0")).login == 0
-    assert user(imt_user(Registration="1")).registration == datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC)
+    # the first plausible second (connectors.fields.plausible_times)
+    assert user(imt_user(Registration="946684800")).registration == datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def test_routing_rejects() -> None:
@@ -345,7 +346,7 @@ def test_login_details() -> None:
     shifted = login(online(Time=str(LOGIN_S + TWO_HOURS)), server=OFFSET_SERVER)
     assert shifted.time == LOGIN_UTC
     assert shifted.login_key == f"mt5:{OFFSET_SERVER}:70001:{LOGIN_S * 1000}:login"
-    assert login(online(Time="1")).time == datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC)
+    assert login(online(Time="946684800")).time == datetime(2000, 1, 1, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -355,7 +356,7 @@ def test_login_details() -> None:
         ({"Login": "70001"}, "missing field 'Time'"),
         (online(Time="0"), "'Time' must be a positive server time"),
         (online(Time="soon"), "'Time': expected an integer"),
-        (online(Time=str(10**11)), "'Time': .* is not a time between 1970 and 2300"),
+        (online(Time=str(10**11)), "'Time': .* is not a plausible time"),
         (online(Address="1.2.3"), "'Address': '1.2.3' is not an IP address"),
         (online(Address="203.0.113.7:443"), "is not an IP address"),
         (online(SessionID="-1"), "'SessionID' must be a non-negative integer"),
@@ -368,9 +369,9 @@ def test_malformed_logins_are_rejected(value: dict[str, Any], reason: str) -> No
 
 
 def test_login_on_a_server_in_utc_plus_2_at_the_epoch_is_rejected() -> None:
-    # 01:00 server time on 1970-01-01 is 23:00 the day before in UTC: before what MT5 can stamp.
-    with pytest.raises(Rejected, match="not a time between 1970 and 2300"):
-        read_mt5_login(envelope("mt5.logins", online(Time="3600"), OFFSET_SERVER), ROUTER)
+    # 01:00 server time on 2000-01-01 is 23:00 the day before in UTC: before the plausible times.
+    with pytest.raises(Rejected, match="not a plausible time"):
+        read_mt5_login(envelope("mt5.logins", online(Time="946688400"), OFFSET_SERVER), ROUTER)
 
 
 # -- ticks --------------------------------------------------------------------------------------
@@ -420,8 +421,8 @@ def test_unchanged_sides_are_none_not_zero() -> None:
         (tick(symbol="  "), "missing field 'symbol'"),
         (tick(time=None, time_msc=None), r"missing field 'time_msc' \(or 'time'\)"),
         (tick(time="0", time_msc="0"), "'time' must be a positive server time"),
-        (tick(time_msc="-1"), "'time_msc': -1 is not a time between 1970 and 2300"),
-        (tick(time_msc=str(10**16)), "'time_msc': .* is not a time between 1970 and 2300"),
+        (tick(time_msc="-1"), "'time_msc': -1 ms .* is not a plausible time"),
+        (tick(time_msc=str(10**16)), "'time_msc': .* is not a plausible time"),
         (tick(bid="abc"), "'bid': expected a number"),
         (tick(ask="1e9"), "'ask': '1e9' is out of range"),
         (tick(bid=None, flags="6"), "'bid' is flagged as changed but missing"),
@@ -435,7 +436,7 @@ def test_malformed_ticks_are_rejected(value: dict[str, Any], reason: str) -> Non
 
 def test_just_valid_tick_prices() -> None:
     assert quote(tick(ask="999999999.99999999")).ask == Decimal("999999999.99999999")
-    assert quote(tick(time_msc="1")).time == datetime(1970, 1, 1, 0, 0, 0, 1000, tzinfo=UTC)
+    assert quote(tick(time_msc="946684800001")).time == datetime(2000, 1, 1, 0, 0, 0, 1000, tzinfo=UTC)
 
 
 # -- registry -----------------------------------------------------------------------------------

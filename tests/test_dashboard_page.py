@@ -1,10 +1,13 @@
 """The built-in dashboard page (brokerstream/dashboard/server.py and static/) over the simulated
 brokerage's store: the API answers every ClickHouse panel with rows, runs only the
-definitions' SQL, and the page itself, loaded in headless Chromium, draws every panel without
-an error. Screenshots go to test-artifacts/dashboard-<uid>.png."""
+definitions' SQL, and the page itself, loaded in headless Chromium after logging in through its
+form, draws every panel without an error. Screenshots go to test-artifacts/dashboard-<uid>.png.
+Logins and tenant isolation have their own tests: tests/test_tenant_isolation.py."""
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import os
 import shutil
@@ -17,7 +20,7 @@ from datetime import timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
@@ -26,6 +29,7 @@ from prometheus_client import CollectorRegistry, Counter
 from brokerstream.cli import build_parser
 from brokerstream.dashboard.definitions import Dashboard, load_dashboards
 from brokerstream.dashboard.server import bound_port, create_app, is_single_select, start_dashboard_thread
+from tests.dashboard_logins import ADMIN, PASSWORDS, VIEWER, auth_for, log_in, with_logins
 
 if TYPE_CHECKING:
     from tests.conftest import SimulatedStore
@@ -60,8 +64,10 @@ def page_params(simulated_store: SimulatedStore) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def client(simulated_store: SimulatedStore) -> Iterator[TestClient]:
-    app = create_app(simulated_store.store, sample_every_s=0)
+    """The API as an admin sees it (every tenant, engine health too)."""
+    app = create_app(simulated_store.store, auth=auth_for(simulated_store.settings), sample_every_s=0)
     with TestClient(app) as c:
+        log_in(c, ADMIN)
         yield c
 
 
@@ -191,9 +197,11 @@ def probe_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_failures_are_json_errors_and_promql_panels(simulated_store: SimulatedStore, probe_dir: Path) -> None:
     registry = CollectorRegistry()
     events = Counter("probe_events_total", "probe", ["topic"], registry=registry)
-    app = create_app(simulated_store.store, dashboards_dir=probe_dir, registry=registry, sample_every_s=0)
+    app = create_app(simulated_store.store, auth=auth_for(simulated_store.settings), dashboards_dir=probe_dir,
+                     registry=registry, sample_every_s=0)
     page = app.state.page
     with TestClient(app) as c:
+        log_in(c, ADMIN)
         url = "/api/dashboards/probe/panels/{}"
         assert c.get(url.format(1)).json()["rows"] == [[1]]
         r = c.get(url.format(2))
@@ -221,6 +229,10 @@ def test_cli_has_the_dashboard_commands() -> None:
     assert parser.parse_args(["run"]).dashboard_port is None
     assert parser.parse_args(["demo"]).dashboard_port == 8050
     assert parser.parse_args(["demo", "--dashboard-port", "0"]).dashboard_port == 0
+    assert parser.parse_args(["dashboard"]).action == "serve"
+    assert parser.parse_args(["dashboard", "hash-password"]).action == "hash-password"
+    args = parser.parse_args(["tenants", "grants", "--tenant", "acme", "--tenant", "zenith"])
+    assert (args.action, args.tenant, args.apply) == ("grants", ["acme", "zenith"], False)
 
 
 # ---- the page in headless Chromium ---------------------------------------------------------------
@@ -241,6 +253,9 @@ class _DomReport(HTMLParser):
         self.errors_count = ""
         self.errors_text = ""
         self.ready = ""
+        self.html = ""
+        self.user_tenants: str | None = None
+        self.options: list[str] = []
         self._in_errors = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -252,6 +267,10 @@ class _DomReport(HTMLParser):
             self.panels[a.get("data-panel-id") or "?"] = a.get("data-state") or ""
         if "panel-error" in classes:
             self.error_boxes += 1
+        if a.get("id") == "user":
+            self.user_tenants = a.get("data-tenants") or ""
+        if tag == "input" and (a.get("name") or "").startswith("var-tenant"):
+            self.options.append(a.get("name") or "")
         if a.get("id") == "errors":
             self.errors_count = a.get("data-count") or ""
             self._in_errors = True
@@ -265,18 +284,32 @@ class _DomReport(HTMLParser):
             self.errors_text += data
 
 
-def _chromium(url: str, screenshot: Path) -> _DomReport:
+def _login_url(url: str, user: str) -> str:
+    """A page that logs `user` in through the dashboard's own form (POST /login, as a person
+    would) and lands on `url`: headless Chromium has no other way to carry a session."""
+    parts = urlsplit(url)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    fields = "".join(f'<input name="{k}" value="{html.escape(v, quote=True)}">'
+                     for k, v in (("name", user), ("password", PASSWORDS[user]), ("next", target)))
+    form = (f'<form method="post" action="{parts.scheme}://{parts.netloc}/login">{fields}</form>'
+            "<script>document.forms[0].submit()</script>")
+    return "data:text/html;base64," + base64.b64encode(form.encode()).decode()
+
+
+def _chromium(url: str, screenshot: Path, user: str | None = ADMIN) -> _DomReport:
     assert CHROMIUM is not None
     screenshot.unlink(missing_ok=True)
     out = subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-dev-shm-usage", "--hide-scrollbars", "--virtual-time-budget=15000",
-         "--window-size=1600,2400", f"--screenshot={screenshot}", "--dump-dom", url],
+         "--window-size=1600,2400", f"--screenshot={screenshot}", "--dump-dom",
+         _login_url(url, user) if user else url],
         capture_output=True, text=True, timeout=60, check=False,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     report = _DomReport()
     report.feed(out.stdout)
+    report.html = out.stdout
     return report
 
 
@@ -290,7 +323,7 @@ def _png_size(path: Path) -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def served(simulated_store: SimulatedStore) -> Iterator[str]:
     """The page as the engine serves it: start_dashboard_thread in this process, any port."""
-    server = start_dashboard_thread(simulated_store.settings, 0)
+    server = start_dashboard_thread(with_logins(simulated_store.settings), 0)
     try:
         yield f"http://127.0.0.1:{bound_port(server)}"
     finally:
@@ -332,8 +365,8 @@ def test_the_page_shows_failures(simulated_store: SimulatedStore, probe_dir: Pat
     PromQL outside the subset is a note, and the working panel still renders."""
     from brokerstream.dashboard.server import _serve
 
-    app = create_app(simulated_store.store, dashboards_dir=probe_dir, registry=CollectorRegistry(),
-                     sample_every_s=0)
+    app = create_app(simulated_store.store, auth=auth_for(simulated_store.settings), dashboards_dir=probe_dir,
+                     registry=CollectorRegistry(), sample_every_s=0)
     server, _ = _serve(app, "127.0.0.1", 0)
     try:
         url = f"http://127.0.0.1:{bound_port(server)}/d/probe?refresh=off"
@@ -343,3 +376,23 @@ def test_the_page_shows_failures(simulated_store: SimulatedStore, probe_dir: Pat
     assert report.panels == {"1": "ok", "2": "error", "3": "error", "4": "empty", "5": "unsupported"}
     assert report.error_boxes == 2
     assert report.errors_count == "2" and "no_such_table" in report.errors_text.lower()
+
+
+@pytest.mark.skipif(SKIP_BROWSER, reason=NO_CHROMIUM)
+def test_chromium_login_wall_and_a_viewers_page(served: str, page_params: dict[str, str],
+                                                tmp_path: Path) -> None:
+    """Without a session the browser lands on the login form; a viewer logged in through it sees
+    their dashboards drawn, their own tenant only, and no engine-health dashboard."""
+    risk = next(d for d in CLICKHOUSE if any(v.name == "tenant" for v in d.variables))
+    url = f"{served}/d/{risk.uid}?{urlencode({**page_params, 'refresh': 'off'})}"
+    wall = _chromium(url, tmp_path / "wall.png", user=None)
+    assert 'id="login"' in wall.html and not wall.panels
+    report = _chromium(url, ARTIFACTS / "dashboard-viewer.png", user=VIEWER)
+    assert report.ready == "1" and report.errors_count == "0", report.errors_text
+    assert report.user_tenants == "acme"
+    assert set(report.panels) == {str(p.id) for p in risk.panels}
+    assert report.error_boxes == 0 and set(report.panels.values()) <= {"ok", "empty"}, report.panels
+    assert "zenith" not in report.html  # neither in the tenant menu nor in any table
+    health = next(d for d in PROMETHEUS)
+    refused = _chromium(f"{served}/d/{health.uid}", tmp_path / "health.png", user=VIEWER)
+    assert not refused.panels and "admins" in refused.html

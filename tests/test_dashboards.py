@@ -166,8 +166,10 @@ def test_provisioning_points_grafana_at_the_dashboards() -> None:
     grafana = COMPOSE["services"]["grafana"]
     mounts = {m.split(":")[1]: m.split(":")[0] for m in grafana["volumes"]}
     assert mounts[path] == "../dashboards"  # compose paths are relative to deploy/
-    assert mounts["/etc/grafana/provisioning/dashboards"] == "../dashboards/provisioning/dashboards"
-    assert mounts["/etc/grafana/provisioning/datasources"] == "../dashboards/provisioning/datasources"
+    # org 1's files from git, inside volumes that grafana-tenants adds the tenant orgs' files to
+    for kind in ("dashboards", "datasources"):
+        assert (mounts[f"/etc/grafana/provisioning/{kind}/brokerstream.yaml"]
+                == f"../dashboards/provisioning/{kind}/brokerstream.yaml")
     assert "grafana-clickhouse-datasource" in grafana["environment"]["GF_INSTALL_PLUGINS"]
     for value in re.findall(r"\$(\w+)", json.dumps(DATASOURCES)):
         assert value in grafana["environment"], f"${value} is not set for Grafana"

@@ -202,7 +202,8 @@ def test_unknown_or_unconfigured_provider_is_404(publisher: RecordingPublisher) 
     with TestClient(create_app(make_cfg(**only_skrill), publisher)) as client:
         assert client.post("/webhooks/paypal", content=b"{}").status_code == 404
         assert client.post("/webhooks/stripe", content=b"{}").status_code == 404
-        assert client.get("/healthz").json() == {"status": "ok", "providers": ["skrill"]}
+        assert client.get("/healthz").json() == {"status": "ok", "providers": ["skrill"],
+                                                 "kafka": "unknown"}
         metrics = client.get("/metrics").text
     assert 'brokerstream_webhook_requests_total{code="404",provider="unknown"} 1.0' in metrics
     assert 'reason="not_configured"' in metrics

@@ -10,6 +10,15 @@ Only the definitions' SQL is ever run: requests name a dashboard, a panel id, a 
 variable values, and a variable value must be one of the variable's own query results. Queries
 run with `readonly=2` (the server refuses writes) and a time limit.
 
+Every page and API call needs a login (`auth.py`: users, argon2 hashes and signed session
+cookies from `dashboard` in the configuration). A viewer sees only their tenants, enforced here,
+on the server, twice: the `tenant` variable accepts only their tenants (any other value is a
+403), and every query of theirs runs with ClickHouse's `additional_table_filters` restricting
+every table, view and materialized view of the database to `tenant IN (<theirs>)` (a table
+without a tenant column to nothing), so a panel or a variable that forgets its tenant filter
+(the compliance board's `account` list) still returns only their rows. The engine-health
+dashboards (this process's metrics, every tenant's traffic together) are for admins.
+
 The embedded store (chdb) belongs to one process, so the page runs where the engine runs:
 `start_dashboard_thread` serves it from a daemon thread of the calling process (`brokerstream
 run --dashboard-port`, `brokerstream demo`); `brokerstream dashboard` serves a store no engine
@@ -18,6 +27,7 @@ holds, or a ClickHouse server.
 
 from __future__ import annotations
 
+import html
 import logging
 import math
 import re
@@ -27,20 +37,23 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import parse_qs, urlencode
 
-from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from brokerstream.dashboard import promql
+from brokerstream.dashboard.auth import COOKIE, Authenticator, Identity, Throttled
 from brokerstream.dashboard.definitions import (
     ALL_VALUE,
     Dashboard,
     Panel,
     Variable,
     load_dashboards,
+    quote,
     render_sql,
 )
 from brokerstream.store import Store
@@ -68,6 +81,12 @@ _NICE_INTERVALS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 72
 _RELATIVE = re.compile(r"^now(?:-(\d+)([smhdwMy]))?(?:/([smhdwMy]))?$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "M": 2592000, "y": 31536000}
 _LEADING_COMMENTS = re.compile(r"^(?:\s+|--[^\n]*\n?|/\*.*?\*/)*", re.S)
+TENANT_VARIABLE = "tenant"  # the dashboards' tenant selector: only the user's own tenants pass
+# Every object of the page's database and whether it has a tenant column: what a viewer's
+# queries are filtered on. Read again before each of their queries, so a table created while
+# the page runs is never read unfiltered.
+OBJECTS_SQL = ("SELECT table, max(name = 'tenant') FROM system.columns "
+               "WHERE database = currentDatabase() GROUP BY table")
 
 
 class DashboardError(RuntimeError):
@@ -193,13 +212,18 @@ def _short(message: str, limit: int = 600) -> str:
 
 # ---- the app ---------------------------------------------------------------------------
 
+def _prometheus_only_for_admins(d: Dashboard) -> bool:
+    return any(p.datasource_type == "prometheus" for p in d.panels)
+
+
 class _Page:
     """State shared by the request handlers: the store (one lock: a chdb or HTTP session runs
     one query at a time), the definitions, cached variable values and the metric history."""
 
     def __init__(self, store: Store | Callable[[], Store], dashboards: list[Dashboard],
                  history: promql.MetricHistory, clock: Callable[[], float],
-                 default_range: tuple[str, str] | None) -> None:
+                 default_range: tuple[str, str] | None, auth: Authenticator) -> None:
+        self.auth = auth
         self._store_or_factory = store
         self._store: Store | None = store if isinstance(store, Store) else None
         self.dashboards = {d.uid: d for d in dashboards}
@@ -209,8 +233,8 @@ class _Page:
         self.lock = threading.Lock()
         self.scrape_s = 5.0  # how often the history samples the registry
         self._readonly = True
-        self._variables: dict[tuple[str, str, str], tuple[float, list[str]]] = {}
-        self._extent: tuple[float, tuple[datetime, datetime] | None] | None = None
+        self._variables: dict[tuple[str, str, str, tuple[str, ...] | None], tuple[float, list[str]]] = {}
+        self._extent: dict[tuple[str, ...] | None, tuple[float, tuple[datetime, datetime] | None]] = {}
 
     @property
     def store(self) -> Store:
@@ -223,36 +247,70 @@ class _Page:
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
 
-    def run(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    @staticmethod
+    def scope(who: Identity) -> tuple[str, ...] | None:
+        """The tenants `who`'s queries are limited to; None: every row (an admin)."""
+        return None if who.admin else who.tenants
+
+    def table_filters(self, tenants: tuple[str, ...]) -> str:
+        """`additional_table_filters` (a ClickHouse Map literal) limiting every table, view and
+        materialized view of the database to `tenants`; an object without a tenant column
+        shows nothing. Called under the lock."""
+        database = self.store.database
+        rows = self.store.client.query(OBJECTS_SQL).result_rows
+        allowed = f"tenant IN ({','.join(quote(t) for t in tenants) or 'NULL'})"
+        entries = [f"{quote(f'{database}.{name}')}: {quote(allowed if has_tenant else '0')}"
+                   for name, has_tenant in rows]
+        return "{" + ", ".join(entries) + "}"
+
+    def run(self, sql: str, who: Identity) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run one of the definitions' SELECTs for `who`: a viewer's with their tenant filters."""
         if not is_single_select(sql):
             raise ApiError(400, "the panel's SQL is not a single SELECT; it is not run")
+        tenants = self.scope(who)
         with self.lock:
             client = self.store.client
+            settings: dict[str, Any] = dict(QUERY_SETTINGS) if self._readonly else {}
+            if tenants is not None:
+                settings["additional_table_filters"] = self.table_filters(tenants)
             try:
-                result = client.query(sql, settings=QUERY_SETTINGS if self._readonly else None)
+                result = client.query(sql, settings=settings or None)
             except Exception as exc:
+                readonly_user = "readonly" in str(exc).lower() and "setting" in str(exc).lower()
+                if readonly_user and tenants is not None:
+                    # Without its filters a viewer's query is not run at all.
+                    raise ApiError(503, "the page's ClickHouse user may not change settings "
+                                   "(readonly=1), so it cannot limit a viewer to their tenants: "
+                                   "give it readonly=2") from None
                 # A server user that is readonly=1 already may not set `readonly`: it is safe
                 # without, then.
-                if self._readonly and "readonly" in str(exc).lower() and "setting" in str(exc).lower():
+                if self._readonly and readonly_user:
                     self._readonly = False
                     result = client.query(sql)
                 else:
                     raise
             return list(result.column_names), [tuple(r) for r in result.result_rows]
 
-    def dashboard(self, uid: str) -> Dashboard:
+    def dashboard(self, uid: str, who: Identity) -> Dashboard:
         found = self.dashboards.get(uid)
         if found is None:
             raise ApiError(404, f"no dashboard {uid!r}")
+        if not who.admin and _prometheus_only_for_admins(found):
+            raise ApiError(403, f"{found.title}: the engine's own metrics are for admins")
         return found
 
-    def extent(self) -> tuple[datetime, datetime] | None:
-        """The data's event-time span ("all data"), cached a few seconds."""
+    def visible(self, who: Identity) -> list[Dashboard]:
+        return [d for d in self.dashboards.values() if who.admin or not _prometheus_only_for_admins(d)]
+
+    def extent(self, who: Identity) -> tuple[datetime, datetime] | None:
+        """The event-time span ("all data") of `who`'s tenants' data, cached a few seconds."""
         now = time.monotonic()
-        if self._extent is not None and now - self._extent[0] < 5:
-            return self._extent[1]
+        key = self.scope(who)
+        cached = self._extent.get(key)
+        if cached is not None and now - cached[0] < 5:
+            return cached[1]
         try:
-            _, rows = self.run(EXTENT_SQL)
+            _, rows = self.run(EXTENT_SQL, who)
             lo, hi = rows[0] if rows else (None, None)
         except Exception as exc:
             log.debug("no data extent: %s", exc)
@@ -262,16 +320,19 @@ class _Page:
             lo, hi = (v if v.tzinfo else v.replace(tzinfo=UTC) for v in (lo, hi))
             pad = max(timedelta(minutes=1), (hi - lo) / 50)  # a margin, as a chart wants
             span = (lo - pad, hi + pad)
-        self._extent = (now, span)
+        if len(self._extent) > 256:
+            self._extent.clear()
+        self._extent[key] = (now, span)
         return span
 
-    def time_range(self, dashboard: Dashboard, frm: str | None, to: str | None) -> tuple[datetime, datetime]:
+    def time_range(self, dashboard: Dashboard, frm: str | None, to: str | None,
+                   who: Identity) -> tuple[datetime, datetime]:
         default_from, default_to = self.default_range or (dashboard.time_from, dashboard.time_to)
         frm = frm or default_from or "now-6h"
         to = to or default_to or "now"
         now = self.now()
         if frm == "all" or to == "all":
-            span = self.extent()
+            span = self.extent(who)
             if span is None:
                 return now - timedelta(hours=1), now
             lo, hi = span
@@ -283,9 +344,18 @@ class _Page:
         return start, end
 
     def variable_values(self, dashboard: Dashboard, var: Variable, start: datetime,
-                        end: datetime) -> list[str]:
-        """The values a variable offers (cached 30 s per rendered query): also the only values
-        a request may choose."""
+                        end: datetime, who: Identity) -> list[str]:
+        """The values a variable offers `who` (cached 30 s per rendered query and tenant
+        scope): also the only values a request may choose. The tenant variable offers only
+        `who`'s tenants."""
+        values = self._variable_values(dashboard, var, start, end, who)
+        tenants = self.scope(who)
+        if var.name == TENANT_VARIABLE and tenants is not None:
+            values = [v for v in values if v in tenants]
+        return values
+
+    def _variable_values(self, dashboard: Dashboard, var: Variable, start: datetime,
+                         end: datetime, who: Identity) -> list[str]:
         values: list[str]
         if var.type == "custom":
             return [v.strip() for v in var.query.split(",") if v.strip()]
@@ -294,11 +364,11 @@ class _Page:
         if var.datasource_type == "prometheus":
             return self.label_values(var.query)
         sql = render_sql(var.query, time_from=start, time_to=end, variables={}, interval_s=60)
-        key = (dashboard.uid, var.name, sql)
+        key = (dashboard.uid, var.name, sql, self.scope(who))
         cached = self._variables.get(key)
         if cached is not None and time.monotonic() - cached[0] < 30:
             return cached[1]
-        _, rows = self.run(sql)
+        _, rows = self.run(sql, who)
         values = [str(r[0]) for r in rows if r and r[0] is not None]
         if len(self._variables) > 256:  # queries with time macros differ at every request
             self._variables.clear()
@@ -320,15 +390,21 @@ class _Page:
         return sorted({dict(k)[label] for k in found if dict(k).get(label)})
 
     def chosen_variables(self, dashboard: Dashboard, request: Request, start: datetime,
-                         end: datetime) -> dict[str, list[str]]:
+                         end: datetime, who: Identity) -> dict[str, list[str]]:
         """Each variable's values from `var-<name>` (Grafana's URL) or `<name>`; every value
-        must be one the variable's query returns; none or `$__all`/`All` means all."""
+        must be one the variable's query returns; none or `$__all`/`All` means all (of
+        `who`'s). A tenant that is not `who`'s is refused with 403, whether it exists or not."""
         chosen: dict[str, list[str]] = {}
+        tenants = self.scope(who)
         for var in dashboard.variables:
-            allowed = self.variable_values(dashboard, var, start, end)
+            allowed = self.variable_values(dashboard, var, start, end, who)
             asked = request.query_params.getlist(f"var-{var.name}") or request.query_params.getlist(var.name)
             # `tenant=acme,zenith` too, unless the comma is part of a value
             asked = [v for a in asked for v in ([a] if a in allowed else a.split(",")) if v]
+            if var.name == TENANT_VARIABLE and tenants is not None:
+                foreign = [v for v in asked if v not in tenants and v not in (ALL_VALUE, "All", "all")]
+                if foreign:
+                    raise ApiError(403, f"{var.name}: not your tenant(s): {', '.join(map(repr, foreign))}")
             if not asked:  # the definition's default selection
                 asked = [v for v in var.current if v == ALL_VALUE or v in allowed]
                 if not asked:
@@ -397,67 +473,158 @@ def _prometheus_panel(page: _Page, panel: Panel, start: datetime, end: datetime,
         return {**base, "columns": [], "rows": [], "unsupported": f"needs Prometheus: {exc}"}
 
 
-def create_app(store: Store | Callable[[], Store], *, dashboards_dir: Path | None = None,
+def _api_user(request: Request) -> Identity:
+    """The logged-in user of an API call (from the signed session cookie), or 401."""
+    page: _Page = request.app.state.page
+    who = page.auth.identify(request.cookies.get(COOKIE))
+    if who is None:
+        raise ApiError(401, "log in first (POST /login)")
+    return who
+
+
+# Every API route takes this: no route reaches the store without a logged-in user.
+User = Annotated[Identity, Depends(_api_user)]
+
+
+def _safe_next(target: str | None) -> str:
+    """Where to go after logging in: a path on this site only (no `//host`, no scheme)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def create_app(store: Store | Callable[[], Store], *, auth: Authenticator,
+               dashboards_dir: Path | None = None,
                registry: CollectorRegistry | Sequence[CollectorRegistry] = REGISTRY,
                clock: Callable[[], float] = time.time,
                default_range: tuple[str, str] | None = None, sample_every_s: float = 5.0) -> FastAPI:
-    """The page as an ASGI app over `store` (or a factory, called at the first query).
+    """The page as an ASGI app over `store` (or a factory, called at the first query), for the
+    users `auth` knows (there is no way to serve it without logins).
     `registry`: where the Prometheus panels' metrics are (this process's). `default_range`
     replaces the dashboards' own time range when the URL has none (the demo uses ("all",
     "all"): its simulated clock runs ahead of the wall clock)."""
     history = promql.MetricHistory(registry, clock=clock)
     if sample_every_s > 0:
         history.start(sample_every_s)
-    page = _Page(store, load_dashboards(dashboards_dir), history, clock, default_range)
+    page = _Page(store, load_dashboards(dashboards_dir), history, clock, default_range, auth)
     page.scrape_s = sample_every_s or 5.0
     app = FastAPI(title="brokerstream dashboards", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.page = page
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> Response:
-        return JSONResponse({"error": exc.message}, status_code=exc.status)
+        headers = {"WWW-Authenticate": 'Cookie realm="brokerstream"'} if exc.status == 401 else None
+        return JSONResponse({"error": exc.message}, status_code=exc.status, headers=headers)
+
+    @app.middleware("http")
+    async def no_store(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        response: Response = await call_next(request)
+        # tenant data must not linger in shared caches or the browser's back/forward cache
+        if not request.url.path.startswith("/static/"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
+
+    def page_user(request: Request) -> Identity | None:
+        return auth.identify(request.cookies.get(COOKIE))
+
+    def to_login(request: Request) -> Response:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?{urlencode({'next': target})}", status_code=303)
 
     index = STATIC_DIR / "index.html"
+    login_page = (STATIC_DIR / "login.html").read_text(encoding="utf-8")
+
+    def render_login(target: str, message: str = "", status: int = 200) -> HTMLResponse:
+        body = (login_page.replace("{{next}}", html.escape(_safe_next(target), quote=True))
+                .replace("{{message}}", html.escape(message))
+                .replace("{{message_hidden}}", "" if message else "hidden"))
+        return HTMLResponse(body, status_code=status)
+
+    @app.get("/login", include_in_schema=False)
+    def login_form(request: Request) -> Response:
+        return render_login(request.query_params.get("next") or "/")
+
+    @app.post("/login", include_in_schema=False)
+    async def login(request: Request) -> Response:
+        form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=10)
+        name = (form.get("name") or [""])[0].strip()
+        password = (form.get("password") or [""])[0]
+        target = _safe_next((form.get("next") or ["/"])[0])
+        address = request.client.host if request.client else ""
+        try:
+            who = auth.login(name, password, address) if name and password else None
+        except Throttled as exc:
+            log.warning("dashboard: login of %r from %s throttled", name, address)
+            return render_login(target, str(exc), 429)
+        if who is None:
+            log.info("dashboard: failed login of %r from %s", name, address)
+            return render_login(target, "Wrong name or password.", 401)
+        response = RedirectResponse(target, status_code=303)
+        # HttpOnly: no script reads it. Lax: sent when following a link to the page, never
+        # with another site's POST or its fetches (the API only reads; /login and /logout are
+        # the POSTs), so no cross-site request acts as the user.
+        response.set_cookie(COOKIE, auth.issue(who), max_age=int(auth.session_s), httponly=True,
+                            samesite="lax", secure=auth.secure_cookie, path="/")
+        return response
+
+    @app.post("/logout", include_in_schema=False)
+    def logout() -> Response:
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax", secure=auth.secure_cookie)
+        return response
 
     @app.get("/", include_in_schema=False)
-    def home() -> Response:
+    def home(request: Request) -> Response:
+        if page_user(request) is None:
+            return to_login(request)
         return FileResponse(index, headers={"Cache-Control": "no-cache"})
 
     @app.get("/d/{uid}", include_in_schema=False)
     @app.get("/d/{uid}/{slug}", include_in_schema=False)
-    def dashboard_page(uid: str, slug: str = "") -> Response:
-        page.dashboard(uid)
+    def dashboard_page(uid: str, request: Request, slug: str = "") -> Response:
+        who = page_user(request)
+        if who is None:
+            return to_login(request)
+        page.dashboard(uid, who)
         return FileResponse(index, headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
-        return {"status": "ok", "dashboards": sorted(page.dashboards)}
+        return {"status": "ok"}
+
+    @app.get("/api/me")
+    def me(who: User) -> dict[str, Any]:
+        return who.public()
 
     @app.get("/api/dashboards")
-    def dashboards() -> dict[str, Any]:
-        return {"dashboards": [_dashboard_json(d) for d in page.dashboards.values()],
-                "default_range": list(page.default_range) if page.default_range else None}
+    def dashboards(who: User) -> dict[str, Any]:
+        return {"dashboards": [_dashboard_json(d) for d in page.visible(who)],
+                "default_range": list(page.default_range) if page.default_range else None,
+                "user": who.public()}
 
     @app.get("/api/dashboards/{uid}")
-    def one_dashboard(uid: str) -> dict[str, Any]:
-        return _dashboard_json(page.dashboard(uid))
+    def one_dashboard(uid: str, who: User) -> dict[str, Any]:
+        return _dashboard_json(page.dashboard(uid, who))
 
     @app.get("/api/extent")
-    def extent() -> dict[str, Any]:
-        span = page.extent()
+    def extent(who: User) -> dict[str, Any]:
+        span = page.extent(who)
         return {"from": _json_value(span[0]) if span else None, "to": _json_value(span[1]) if span else None}
 
     @app.get("/api/variables/{uid}/{name}")
-    def variable(uid: str, name: str, request: Request) -> dict[str, Any]:
-        d = page.dashboard(uid)
+    def variable(uid: str, name: str, request: Request, who: User) -> dict[str, Any]:
+        d = page.dashboard(uid, who)
         var = next((v for v in d.variables if v.name == name), None)
         if var is None:
             raise ApiError(404, f"dashboard {uid!r} has no variable {name!r}")
-        start, end = page.time_range(d, request.query_params.get("from"), request.query_params.get("to"))
+        start, end = page.time_range(d, request.query_params.get("from"), request.query_params.get("to"), who)
         try:
-            values = page.variable_values(d, var, start, end)
+            values = page.variable_values(d, var, start, end, who)
         except ApiError:
             raise
         except Exception as exc:
@@ -465,13 +632,14 @@ def create_app(store: Store | Callable[[], Store], *, dashboards_dir: Path | Non
         return {"name": name, "values": values, "multi": var.multi, "include_all": var.include_all}
 
     @app.get("/api/dashboards/{uid}/panels/{panel_id}")
-    def panel_data(uid: str, panel_id: str, request: Request) -> dict[str, Any]:
-        d = page.dashboard(uid)
+    def panel_data(uid: str, panel_id: str, request: Request,
+                   who: User) -> dict[str, Any]:
+        d = page.dashboard(uid, who)
         panel = next((p for p in d.panels if str(p.id) == panel_id), None)
         if panel is None:
             raise ApiError(404, f"dashboard {uid!r} has no panel {panel_id!r}")
         params = request.query_params
-        start, end = page.time_range(d, params.get("from"), params.get("to"))
+        start, end = page.time_range(d, params.get("from"), params.get("to"), who)
         try:
             points = min(2000, max(20, int(params.get("points") or DEFAULT_POINTS)))
         except ValueError:
@@ -484,14 +652,14 @@ def create_app(store: Store | Callable[[], Store], *, dashboards_dir: Path | Non
             return {**base, **body, "truncated": False,
                     "took_ms": round((time.perf_counter() - started) * 1000, 1)}
         try:
-            variables = page.chosen_variables(d, request, start, end)
+            variables = page.chosen_variables(d, request, start, end, who)
         except ApiError:
             raise
         except Exception as exc:
             raise ApiError(502, f"variable query failed: {_short(str(exc))}") from None
         sql = render_sql(panel.sql, time_from=start, time_to=end, variables=variables, interval_s=interval_s)
         try:
-            names, rows = page.run(sql)
+            names, rows = page.run(sql, who)
         except ApiError:
             raise
         except Exception as exc:
@@ -542,6 +710,16 @@ def bound_port(server: uvicorn.Server) -> int:
     return int(server.config.port)
 
 
+def authenticator(settings: Settings) -> Authenticator:
+    """The logins of `settings.dashboard`; without any user the page does not start."""
+    if not settings.dashboard.users:
+        raise DashboardError(
+            "the dashboard page needs at least one login: add dashboard.users to the configuration "
+            "(name, password_hash from `brokerstream dashboard hash-password`, tenants, role) — see "
+            "docs/production.md, Tenant isolation")
+    return Authenticator.from_config(settings.dashboard, [t.id for t in settings.tenants])
+
+
 def start_dashboard_thread(settings: Settings, port: int, host: str = "127.0.0.1", *,
                            default_range: tuple[str, str] | None = None,
                            database: str | None = None,
@@ -549,9 +727,10 @@ def start_dashboard_thread(settings: Settings, port: int, host: str = "127.0.0.1
     """Serve the page from a daemon thread of this process (the one holding the embedded
     store) on the configured ClickHouse; returns the started uvicorn server (stop it with
     `server.should_exit = True`). `registries`: more metrics than prometheus_client's default
-    registry (the webhook receiver's). Raises DashboardError when it cannot listen."""
+    registry (the webhook receiver's). Raises DashboardError when it cannot listen or no
+    login is configured."""
     dsn, db = settings.clickhouse_dsn(), database or settings.clickhouse.database
-    app = create_app(lambda: Store(dsn, db), default_range=default_range,
+    app = create_app(lambda: Store(dsn, db), auth=authenticator(settings), default_range=default_range,
                      registry=[REGISTRY, *registries])
     server, _ = _serve(app, host, port)
     return server
@@ -565,6 +744,7 @@ def run_dashboard(settings: Settings, port: int, host: str = "127.0.0.1", *,
     from brokerstream.store import open_store
 
     dsn, db = settings.clickhouse_dsn(), database or settings.clickhouse.database
+    auth = authenticator(settings)
     try:
         # The embedded store is ours alone here: bring its schema up, so an empty store shows
         # empty panels rather than missing tables. A server may give a read-only user.
@@ -575,7 +755,7 @@ def run_dashboard(settings: Settings, port: int, host: str = "127.0.0.1", *,
                 if dsn.startswith("chdb:") else "")
         raise DashboardError(f"cannot open ClickHouse {dsn}: {_short(str(exc), 300)}{hint}") from None
     try:
-        uvicorn.run(create_app(store), host=host, port=port, log_level=settings.log_level,
+        uvicorn.run(create_app(store, auth=auth), host=host, port=port, log_level=settings.log_level,
                     access_log=False)
     finally:
         store.close()

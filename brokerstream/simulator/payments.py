@@ -98,6 +98,9 @@ def simulated_psp_settings(tenant_ids: Sequence[str], base: PspSettings | None =
     return base.model_copy(update={
         "providers": providers,
         "fingerprint_salt": base.fingerprint_salt or SIM_FINGERPRINT_SALT,
+        # a simulated world is new on every run and reuses its seeded ids: its first
+        # sightings must not outlive the process (a real deployment keeps them on disk)
+        "replay_db": base.replay_db or ":memory:",
     })
 
 
@@ -177,7 +180,8 @@ def new_txn(rng: random.Random, psp: Psp, kind: str, acc: Account, amount: float
             instrument: Instrument, now_ms: int, seq: int, payer: tuple[str, str] | None = None,
             country: str = "") -> Txn:
     """A transaction with the ids its provider would give it."""
-    ref = f"{acc.server.name}:{acc.login}:{'DP' if kind == 'deposit' else 'WD'}{seq}"
+    # a payout's reference starts with the payout prefix: the direction is signed with it
+    ref = f"{acc.server.name}:{acc.login}:{'DP' if kind == 'deposit' else psp.cfg.payout_prefix}{seq}"
     first, last = payer or (acc.client.first, acc.client.last)
     txn = Txn(psp=psp, kind=kind, acc=acc, amount=round(amount, 2), currency=acc.server.currency,
               instrument=instrument, payer_first=first, payer_last=last,
@@ -187,6 +191,9 @@ def new_txn(rng: random.Random, psp: Psp, kind: str, acc: Account, amount: float
         txn.ids["mb"] = str(rng.randint(4_000_000_000, 4_999_999_999))
         txn.txn_id = ref  # the signed transaction_id is the transaction
     elif name == "praxis":
+        # Praxis signs order_id and tid back to back: an order id ending in a letter keeps
+        # digits of the tid from passing as part of it
+        txn.ref = f"{ref}-PX"
         txn.ids["tid"] = str(rng.randint(1_000_000, 9_999_999))
         txn.ids["transaction_id"] = str(rng.randint(10_000_000, 99_999_999))
         txn.ids["auth_token"] = _hex(rng, 32)
@@ -201,7 +208,7 @@ def new_txn(rng: random.Random, psp: Psp, kind: str, acc: Account, amount: float
         txn.ids["ppp"] = str(rng.randint(400_000_000, 499_999_999))
         txn.ids["tid"] = str(rng.randint(711_000_000_000_000_000, 711_999_999_999_999_999))
         txn.ids["userid"] = f"user_{acc.client.cid}"
-        txn.txn_id = txn.ids["tid"]
+        txn.txn_id = txn.ids["ppp"]  # the checksummed id (TransactionID is not signed)
     else:  # stripe
         if kind == "deposit":
             txn.ids["pi"] = "pi_3" + _b62(rng, 23)

@@ -5,8 +5,8 @@ Signature
     ``X-Processing-Signature`` = hex HMAC-SHA512(secret key, raw body), and
     ``X-Processing-Key`` must equal the configured public key. The body is checked byte for
     byte, before it is parsed. CoinsPaid sends no timestamp, so there is no freshness check:
-    a replayed callback is caught by the receiver's duplicate check and, after a restart, by
-    the operation's key and version (see `connectors.psp.common`).
+    the replay guard (`connectors.psp.replay_guard`) accepts an ``id:status`` only within its
+    window of first sight, kept on disk across restarts.
 
 Which trading account
     Deposits arrive on an address the broker took with ``/addresses/take`` giving a
@@ -104,6 +104,13 @@ def verify(raw_body: bytes, headers: Mapping[str, str], secret: str, *, key: str
 def verify_for(raw_body: bytes, headers: Mapping[str, str], cfg: PspProviderSettings,
                secret: str, now: float | None = None) -> None:
     verify(raw_body, headers, secret, key=cfg.key)
+
+
+def replay_id(raw_body: bytes, headers: Mapping[str, str]) -> tuple[str, bool]:
+    """id + status: CoinsPaid signs no time, so only the replay window stops an old callback.
+    The whole body is signed, so a re-sent callback with other content is still genuine."""
+    doc = parse_json_object(raw_body)
+    return f"{need(doc, 'id')}:{need(doc, 'status')}", False
 
 
 def ack(raw_body: bytes, secret: str, now: float) -> tuple[bytes, str, dict[str, str]]:

@@ -33,21 +33,41 @@ import functools
 import hashlib
 import hmac
 import importlib
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl
 
 import orjson
 
 from connectors.countries import country_code
-from connectors.fields import EPOCH, Rejected, as_decimal, from_epoch_ms
+from connectors.fields import (
+    EPOCH,
+    MONEY,
+    Rejected,
+    as_decimal,
+    check_time,
+    fit_decimal,
+    from_epoch_ms,
+)
+from connectors.psp import masking
+from connectors.psp.masking import mask_pans
 from connectors.psp.settings import PROVIDER_NAMES, PspProviderSettings, PspSettings
 from schemas.envelope import Envelope
 from schemas.events import BalanceOperation, event_version
+from schemas.money import MINOR_DIGITS
+
+# The masker lives in connectors.psp.masking; re-exported where callers have always found it.
+MaskingError = masking.MaskingError
+find_pans = masking.find_pans
+luhn_ok = masking.luhn_ok
+mask_body = masking.mask_body
+mask_pan = masking.mask_pan
+scrub_pans = masking.scrub_pans
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -134,13 +154,30 @@ def parse_form(raw: bytes) -> dict[str, str]:
     return out
 
 
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise Rejected(f"JSON key {key[:40]!r} appears more than once", "decode")
+        seen.add(key)
+    return dict(pairs)
+
+
 def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """A JSON object; a key repeated in any object is refused (parsers disagree on which copy
+    counts, so what was signed and what is read could differ)."""
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise Rejected(f"not JSON: {exc}", "decode") from None
     if not isinstance(doc, dict):
         raise Rejected(f"expected a JSON object, got {type(doc).__name__}", "decode")
+    try:  # orjson keeps the last copy silently: a second, checking parse
+        json.loads(raw, object_pairs_hook=_refuse_duplicates)
+    except RecursionError:
+        raise Rejected("JSON nested too deeply", "decode") from None
+    except ValueError as exc:
+        raise Rejected(f"not JSON: {exc}", "decode") from None
     return doc
 
 
@@ -196,12 +233,16 @@ def digits(value: str) -> bool:
 # -- money --------------------------------------------------------------------------------------
 
 MAX_AMOUNT = Decimal(10) ** 15
+_DECIMAL = re.compile(r"(?:0|[1-9][0-9]{0,17})(?:\.[0-9]{1,18})?")
 
 
 def money(value: Any, name: str) -> Decimal:
     """A non-negative amount from a decimal string (or an integer); never through a float."""
     if isinstance(value, float):
         raise Rejected(f"field {name!r}: amounts must be decimal strings, got the float {value!r}")
+    if isinstance(value, str) and not _DECIMAL.fullmatch(value):
+        # no "1e3", "+5", " 5", "5.", "0x10", "١٠": one way to write each amount
+        raise Rejected(f"field {name!r}: {value[:40]!r} is not a plain decimal amount")
     amount = as_decimal(value, name)
     if amount < 0:
         raise Rejected(f"field {name!r}: expected a non-negative amount, got {value!r}")
@@ -218,12 +259,9 @@ def need_money(doc: Mapping[str, Any], name: str, label: str = "") -> Decimal:
     return money(value, label or name)
 
 
-# ISO 4217 minor units where they differ from 2 (providers that send amounts in minor units).
-ISO_EXPONENTS: dict[str, int] = {
-    **dict.fromkeys(("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX",
-                     "UYI", "VND", "VUV", "XAF", "XOF", "XPF"), 0),
-    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
-}
+# ISO 4217 minor units (providers that send amounts in minor units): the project's one table,
+# from the maintained ISO list (schemas.money); codes it does not list count in hundredths.
+ISO_EXPONENTS: Mapping[str, int] = MINOR_DIGITS
 
 
 def minor_units(value: Any, name: str, currency: str, exponents: Mapping[str, int]) -> Decimal:
@@ -302,6 +340,13 @@ def account_ref(value: str, name: str) -> Account:
     return Account(match["server"], int(match["login"]))
 
 
+def is_payout_ref(value: str, prefix: str) -> bool:
+    """Whether a signed ``<server>:<login>:<reference>`` names a payout: its reference starts
+    with the configured payout prefix (``WD`` by default), so the direction is signed too."""
+    parts = value.split(":", 2)
+    return len(parts) == 3 and parts[2].startswith(prefix)
+
+
 def account_fields(server: str, login: str, platform: str, where: str) -> Account:
     if not server:
         raise Rejected(f"{where}: no 'server' names the trading server", "route")
@@ -325,7 +370,7 @@ def pick_account(signed: Account | None, unsigned: Account | None, allow_unsigne
             return unsigned
         raise Rejected(f"the account is named only in {unsigned_name}, which the {provider} "
                        f"signature does not cover: name it in {signed_name} "
-                       "('<server>:<login>:<reference>') or set allow_unsigned_account", "route")
+                       "('<server>:<login>:<reference>')", "route")
     raise Rejected(f"no trading account: {signed_name} should read "
                    "'<server>:<login>[:<reference>]'", "route")
 
@@ -360,9 +405,6 @@ def routing_from(txn_id: str, account: Callable[[], Account]) -> Routing:
 
 
 # -- fingerprints -------------------------------------------------------------------------------
-
-_DIGITS = re.compile(r"[0-9]")
-
 
 def card_parts(number: str) -> tuple[str, str]:
     """(BIN, last 4) of a card number, masked or not. Never returns more than 6 + 4 digits."""
@@ -441,47 +483,7 @@ def fingerprint(tenant: str, salt: str, instrument: str) -> str:
 
 
 # -- card numbers anywhere ----------------------------------------------------------------------
-
-_PAN = re.compile(r"(?<![0-9A-Za-z])(?:[0-9][ -]?){12,18}[0-9](?![0-9A-Za-z])")
-
-
-def luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
-
-
-def _card_like(digits: str) -> bool:
-    """13-19 Luhn-valid digits with a payment-card prefix (Visa, MC, Amex, Discover, JCB, ...)."""
-    if not 13 <= len(digits) <= 19 or digits[0] not in "23456":
-        return False
-    return luhn_ok(digits)
-
-
-def find_pans(value: str) -> list[str]:
-    """Card numbers written in full in `value` (as they appear, separators included)."""
-    return [m.group(0) for m in _PAN.finditer(value)
-            if _card_like(re.sub(r"[ -]", "", m.group(0)))]
-
-
-def mask_pan(found: str) -> str:
-    """Keep the first 6 and last 4 digits, mask the others, keep the separators."""
-    positions = [i for i, ch in enumerate(found) if "0" <= ch <= "9"]
-    hide = set(positions[6:-4])
-    return "".join("*" if i in hide else ch for i, ch in enumerate(found))
-
-
-def mask_pans(value: str) -> str:
-    """`value` with every full card number in it masked (free text we copy is passed through)."""
-    if len(value) < 13 or not _DIGITS.search(value):
-        return value
-    for found in set(find_pans(value)):
-        value = value.replace(found, mask_pan(found))
-    return value
+# The masker lives in connectors.psp.masking (imported at the top of this module).
 
 
 def method_from_name(name: str, default: str = "") -> str:
@@ -584,7 +586,9 @@ def build_ops(env: Envelope, ctx: PspContext, p: Payment) -> list[BalanceOperati
     """The operation for this state of the transaction, plus its reversing operation when the
     state is a chargeback or refund of a deposit/withdrawal reported on the transaction itself."""
     tenant, server = ctx.route(p.provider, p.account)
-    signed = p.amount * SIGN[p.kind]
+    # every provider's amount and time pass the one column/plausibility check (fields.py)
+    signed = fit_decimal(p.amount * SIGN[p.kind], "amount", MONEY)
+    check_time(p.time, "time")
     fp = fingerprint(tenant, ctx.psp.salt(), p.instrument)
     version = lifecycle_version(env.timestamp_ms, p.status)
     common: dict[str, Any] = {
@@ -635,61 +639,3 @@ def psp_readers(settings: Any) -> dict[str, Callable[[Envelope, Any], list[Balan
 
         readers[f"psp.{name}"] = reader
     return readers
-
-
-# -- keeping full card numbers out of what is stored -----------------------------------------
-
-
-def _id_like(key: str) -> bool:
-    """Identifiers are never rewritten (a transaction id may look like a card number)."""
-    k = key.lower()
-    return k.endswith("id") or k in ("tid", "txid", "order_id", "transaction_id", "reference")
-
-
-def _scrub_value(value: Any) -> tuple[Any, int]:
-    if isinstance(value, dict):
-        count = 0
-        out: dict[str, Any] = {}
-        for key, val in value.items():
-            if _id_like(key) and not isinstance(val, dict | list):
-                out[key] = val
-                continue
-            out[key], n = _scrub_value(val)
-            count += n
-        return out, count
-    if isinstance(value, list):
-        items = [_scrub_value(v) for v in value]
-        return [v for v, _ in items], sum(n for _, n in items)
-    if isinstance(value, int) and not isinstance(value, bool) and _card_like(str(value)):
-        return mask_pan(str(value)), 1
-    if isinstance(value, str):
-        found = find_pans(value)
-        if found:
-            return mask_pans(value), len(found)
-    return value, 0
-
-
-def scrub_pans(raw: bytes, form: bool) -> tuple[bytes, int]:
-    """The body with every full card number masked (BIN + last 4 kept), and how many there
-    were. Bodies without one are returned unchanged, byte for byte."""
-    if not _PAN.search(raw.decode("utf-8", "replace").replace("+", " ").replace("%20", " ")):
-        return raw, 0
-    if form:
-        pairs = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
-        count, out = 0, []
-        for key, value in pairs:
-            if not _id_like(key):
-                found = find_pans(value)
-                if found:
-                    value, count = mask_pans(value), count + len(found)
-            out.append((key, value))
-        return (urlencode(out).encode() if count else raw), count
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return raw, 0
-    try:
-        scrubbed, count = _scrub_value(doc)
-    except RecursionError:  # absurdly deep JSON: no provider sends it, and it's unsigned junk
-        return raw, 0
-    return (orjson.dumps(scrubbed) if count else raw), count

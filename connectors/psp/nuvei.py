@@ -15,27 +15,21 @@ Which trading account
     sets when it opens the payment: ``productId = "<server>:<login>[:<reference>]"``. Brokers
     may also echo it in ``customField1`` (``<server>:<login>``) or ``merchant_unique_id``
     (``clientUniqueId``, ``<server>:<login>:<reference>``): those are unsigned, so they must
-    agree with ``productId`` (a DMN where they disagree is refused as tampered) and are used
-    alone only with ``allow_unsigned_account: true``.
+    agree with ``productId`` (a DMN where they disagree is refused as tampered) and are never
+    used alone.
 
 Transaction and direction
-    ``transactionType`` says what happened; the transaction is ``TransactionID`` (falling back
-    to ``PPP_TransactionID``):
+    The transaction is the signed ``PPP_TransactionID`` (Nuvei's ``TransactionID`` is outside
+    the checksum, so it only goes to the comment). Every checksummed field must be in a
+    format that pins its boundaries (see `check_signed_formats`). Sale -> deposit (positive),
+    Auth -> the same deposit, pending; Payout -> withdrawal (negative) — the direction comes
+    from the signed productId (a payout's reference starts with ``payout_prefix``) and the
+    unsigned ``transactionType`` must agree. Settle, Void, Credit and Chargeback DMNs name the
+    payment they change only in ``relatedTransactionId``, outside the checksum: they are
+    refused (``unsigned_identity``) and must be confirmed through Nuvei's API or reports.
 
-    * Sale -> deposit (positive). Auth -> the same deposit, pending until it is settled;
-      Settle and Void are new states of the authorised transaction (``relatedTransactionId``):
-      a settled auth is approved, a voided one cancelled.
-    * Payout -> withdrawal (negative).
-    * Credit (refund) and Chargeback arrive as transactions of their own that point at the
-      payment (``relatedTransactionId``) and carry the amount actually reversed (possibly
-      partial): they become the reversing operation ``psp:nuvei:<payment>:refund`` /
-      ``:chargeback`` (negative). The payment's own row keeps its state, because the DMN does
-      not carry the original amount.
-
-Not signed by Nuvei, and therefore only as trustworthy as the transport: TransactionID,
-    transactionType, relatedTransactionId and the card/customer fields. The freshness check
-    and the duplicate check limit what a replay can do; allow-list Nuvei's DMN addresses at the
-    edge.
+    ``transactionType`` (Sale vs Auth) and the card/customer fields stay unsigned: the replay
+    guard makes the first body seen under a checksum binding (`connectors.psp.replay_guard`).
 
 Statuses
     APPROVED -> approved (refunded / chargeback for the reversals), PENDING -> pending,
@@ -49,6 +43,7 @@ Instrument
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -67,11 +62,10 @@ from connectors.psp.common import (
     check_fresh,
     context,
     country2,
-    currency_code,
     email_instrument,
     equal,
     expiry,
-    map_status,
+    is_payout_ref,
     maybe,
     method_from_name,
     money,
@@ -99,6 +93,16 @@ REVERSAL_TYPES: dict[str, Kind] = {"credit": "refund", "refund": "refund",
                                    "chargeback": "chargeback"}
 
 
+_AMOUNT = re.compile(r"(?:0|[1-9][0-9]{0,14})(?:\.[0-9]{1,8})?")
+_CURRENCY = re.compile(r"[A-Z]{3}")
+_STAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\.[0-9]{2}:[0-9]{2}:[0-9]{2}")
+_PPP = re.compile(r"[1-9][0-9]{0,19}")
+_PRODUCT = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
+_SIG = re.compile(r"[0-9A-Fa-f]{64}")
+# Their DMN names the payment they change only in relatedTransactionId, outside the checksum.
+UNSIGNED_IDENTITY = frozenset({"settle", "void", "credit", "refund", "chargeback"})
+
+
 def checksum(form: Mapping[str, str], secret: str) -> str:
     payload = "".join((secret, form.get("totalAmount", ""), form.get("currency", ""),
                        form.get("responseTimeStamp", ""), form.get("PPP_TransactionID", ""),
@@ -107,12 +111,50 @@ def checksum(form: Mapping[str, str], secret: str) -> str:
 
 
 def response_time(value: str) -> datetime:
-    for fmt in ("%Y-%m-%d.%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"):
-        try:
-            return datetime.strptime(value.strip(), fmt).replace(tzinfo=UTC)
-        except ValueError:
-            continue
-    raise Rejected(f"responseTimeStamp {value[:40]!r} is not YYYY-MM-DD.HH:MM:SS")
+    if not _STAMP.fullmatch(value):
+        raise Rejected(f"responseTimeStamp {value[:40]!r} is not YYYY-MM-DD.HH:MM:SS")
+    try:
+        return datetime.strptime(value, "%Y-%m-%d.%H:%M:%S").replace(tzinfo=UTC)
+    except ValueError:
+        raise Rejected(f"responseTimeStamp {value[:40]!r} is not a time") from None
+
+
+def check_signed_formats(form: Mapping[str, str]) -> None:
+    """Rejected unless the checksummed fields have formats that pin their boundaries:
+    totalAmount digits and a dot, currency three capitals, responseTimeStamp its fixed 19
+    characters, PPP_TransactionID digits, Status a known word (none a prefix of another),
+    productId the rest. Characters moved between fields break one of these."""
+    amount, currency = form.get("totalAmount", ""), form.get("currency", "")
+    if not _AMOUNT.fullmatch(amount):
+        raise Rejected(f"totalAmount {amount[:20]!r} is not a plain decimal amount")
+    if not _CURRENCY.fullmatch(currency):
+        raise Rejected(f"currency {currency[:10]!r} is not a 3-letter code")
+    response_time(form.get("responseTimeStamp", ""))
+    if not _PPP.fullmatch(form.get("PPP_TransactionID", "")):
+        raise Rejected("PPP_TransactionID (the signed transaction id) is missing or not digits")
+    if form.get("Status", "") not in STATUSES:
+        raise Rejected(f"Status {form.get('Status', '')[:12]!r} is not a Nuvei status")
+    if not _PRODUCT.fullmatch(form.get("productId", "")):
+        raise Rejected("productId is missing or has control characters")
+
+
+def _direction(form: Mapping[str, str], payout_prefix: str) -> Kind:
+    """deposit / withdrawal from the signed productId; the unsigned transactionType must
+    agree, and types whose identity is unsigned are refused (confirm them through Nuvei)."""
+    raw_type = form.get("transactionType", "") or "Sale"
+    lower = raw_type.lower()
+    if lower in UNSIGNED_IDENTITY:
+        raise SignatureError(f"a {raw_type} DMN names its payment only in relatedTransactionId, "
+                             "which the checksum does not cover: confirm it through Nuvei's "
+                             "API", "unsigned_identity")
+    if lower not in DEPOSIT_TYPES and lower != "payout":
+        raise SignatureError(f"Nuvei transactionType {raw_type[:20]!r} is not Sale, Auth or "
+                             "Payout")
+    payout = is_payout_ref(form.get("productId", "").upper(), payout_prefix.upper())
+    if (lower == "payout") != payout:
+        raise SignatureError(f"transactionType {raw_type!r} disagrees with the signed productId "
+                             f"({'a payout' if payout else 'not a payout'} reference)", "tampered")
+    return "withdrawal" if payout else "deposit"
 
 
 def verify(
@@ -123,32 +165,48 @@ def verify(
     merchant_id: str = "",
     tolerance_s: int = DEFAULT_TOLERANCE_S,
     now: float | None = None,
+    payout_prefix: str = "WD",
 ) -> None:
-    """Raise SignatureError unless advanceResponseChecksum matches and the DMN is fresh."""
+    """Raise SignatureError unless advanceResponseChecksum matches, the checksummed fields are
+    in unambiguous formats, the unsigned fields agree, and the DMN is fresh."""
     require_secret(secret, PROVIDER)
     form = parse_form(raw_body)
     sig = form.get("advanceResponseChecksum", "").strip()
     if not sig:
         raise SignatureError("missing advanceResponseChecksum")
-    if not equal(sig.lower(), checksum(form, secret)):
+    if not _SIG.fullmatch(sig) or not equal(sig.lower(), checksum(form, secret)):
         raise SignatureError("advanceResponseChecksum does not match")
     if merchant_id and not equal(form.get("merchant_id", ""), merchant_id):
         raise SignatureError("merchant_id is not the configured merchant", "foreign_merchant")
-    signed, unsigned = maybe(lambda: _signed_account(form)), maybe(lambda: _field_account(form))
+    signed = maybe(lambda: _signed_account(form))
+    try:  # an unsigned echo of the account that can't even be read is not the provider's
+        unsigned = _field_account(form)
+    except Rejected as exc:
+        raise SignatureError(exc.reason, "tampered") from None
     if signed and unsigned and (signed.server, signed.login) != (unsigned.server, unsigned.login):
         raise SignatureError("customField1/merchant_unique_id name another account than the "
                              "signed productId", "tampered")
     try:
-        signed_at = response_time(form.get("responseTimeStamp", "")).timestamp()
+        check_signed_formats(form)
     except Rejected as exc:
         raise SignatureError(exc.reason) from None
+    if signed is not None:  # a DMN of a payment page the broker didn't open is read as such
+        _direction(form, payout_prefix)
+    signed_at = response_time(form["responseTimeStamp"]).timestamp()
     check_fresh(signed_at, tolerance_s, time.time() if now is None else now, "responseTimeStamp")
 
 
 def verify_for(raw_body: bytes, headers: Mapping[str, str], cfg: PspProviderSettings,
                secret: str, now: float | None = None) -> None:
     verify(raw_body, headers, secret, merchant_id=cfg.merchant_id,
-           tolerance_s=tolerance(cfg, DEFAULT_TOLERANCE_S), now=now)
+           tolerance_s=tolerance(cfg, DEFAULT_TOLERANCE_S), now=now,
+           payout_prefix=cfg.payout_prefix)
+
+
+def replay_id(raw_body: bytes, headers: Mapping[str, str]) -> tuple[str, bool]:
+    """The checksum itself: TransactionID, transactionType and the rest are not signed, so
+    the first body seen under a checksum is the only one accepted with it."""
+    return parse_form(raw_body).get("advanceResponseChecksum", "").strip().lower(), True
 
 
 def ack(raw_body: bytes, secret: str, now: float) -> tuple[bytes, str, dict[str, str]]:
@@ -157,18 +215,19 @@ def ack(raw_body: bytes, secret: str, now: float) -> tuple[bytes, str, dict[str,
 
 
 def _txn(form: Mapping[str, str]) -> str:
-    txn = form.get("TransactionID", "").strip() or form.get("PPP_TransactionID", "").strip()
-    if not txn:
-        raise Rejected("missing field 'TransactionID' (and 'PPP_TransactionID')")
+    """The signed PPP_TransactionID (Nuvei's TransactionID is outside the checksum)."""
+    txn = form.get("PPP_TransactionID", "")
+    if not _PPP.fullmatch(txn):
+        raise Rejected("missing or malformed field 'PPP_TransactionID' (the signed id)")
     return txn
 
 
 def dedupe_id(raw_body: bytes, headers: Mapping[str, str]) -> str:
     form = parse_form(raw_body)
-    status = form.get("Status", "").strip()
+    status = form.get("Status", "")
     if not status:
         raise Rejected("missing field 'Status'")
-    return f"{_txn(form)}:{status}:{form.get('transactionType', '').strip()}"
+    return f"{_txn(form)}:{status}:{form.get('transactionType', '')}"
 
 
 def _signed_account(form: Mapping[str, str]) -> Account:
@@ -182,15 +241,16 @@ def _field_account(form: Mapping[str, str]) -> Account | None:
     return account_ref(unique, "merchant_unique_id") if unique else None
 
 
-def _account(form: Mapping[str, str], allow_unsigned: bool) -> Account:
+def _account(form: Mapping[str, str]) -> Account:
+    """Only the signed productId names the account; the unsigned echoes must agree."""
     return pick_account(maybe(lambda: _signed_account(form)), _field_account(form),
-                        allow_unsigned, "productId", "customField1/merchant_unique_id",
+                        False, "productId", "customField1/merchant_unique_id",
                         "Nuvei advanceResponseChecksum")
 
 
 def routing(raw_body: bytes, headers: Mapping[str, str]) -> Routing:
     form = parse_form(raw_body)
-    return routing_from(_txn(form), lambda: _account(form, True))
+    return routing_from(_txn(form), lambda: _account(form))
 
 
 def read_nuvei(env: Envelope, settings: object) -> list[BalanceOperation]:
@@ -198,33 +258,18 @@ def read_nuvei(env: Envelope, settings: object) -> list[BalanceOperation]:
     ctx: PspContext = context(settings)
     cfg = ctx.provider(PROVIDER)
     form = parse_form(env.value)
+    check_signed_formats(form)
     txn = _txn(form)
-    raw_status = form.get("Status", "").strip().upper()
-    status = map_status(STATUSES, raw_status, "Nuvei", "Status")
-    raw_type = form.get("transactionType", "").strip().lower() or "sale"
-    related = form.get("relatedTransactionId", "").strip()
-    suffix = ""
-    if raw_type in DEPOSIT_TYPES:
-        kind: Kind = "deposit"
-        if raw_type != "sale" and raw_type != "sale3d" and status == "approved":
-            status = "pending"  # authorised, not captured yet
-    elif raw_type in RELATED_TYPES:
-        if raw_type == "void" and status != "approved":
-            return []  # a failed void changes nothing
-        kind, txn = "deposit", related or txn
-        status = "cancelled" if raw_type == "void" else status
-    elif raw_type == "payout":
-        kind = "withdrawal"
-    elif raw_type in REVERSAL_TYPES:
-        kind = REVERSAL_TYPES[raw_type]
-        txn, suffix = related or txn, f":{kind}"
-        if status == "approved":
-            status = "refunded" if kind == "refund" else "chargeback"
-    else:
-        raise Rejected(f"Nuvei transactionType {raw_type!r} is not Sale, Auth, Settle, Void, "
-                       "Credit, Chargeback or Payout")
-    currency = currency_code(form.get("currency", ""), "currency")
-    amount = money(form.get("totalAmount", ""), "totalAmount")
+    status = STATUSES[form["Status"]]
+    try:
+        kind = _direction(form, cfg.payout_prefix)
+    except SignatureError as exc:
+        raise Rejected(exc.reason, "validate") from None
+    raw_type = (form.get("transactionType", "") or "Sale").lower()
+    if raw_type not in ("sale", "sale3d") and kind == "deposit" and status == "approved":
+        status = "pending"  # authorised, not captured: the capture is confirmed through Nuvei
+    amount = money(form["totalAmount"], "totalAmount")
+    currency = form["currency"]
     pm = form.get("payment_method", "")
     method = method_from_name(pm, "card" if form.get("last4Digits") else "ewallet")
     if method == "card":
@@ -234,11 +279,14 @@ def read_nuvei(env: Envelope, settings: object) -> list[BalanceOperation]:
         instrument = email_instrument(form.get("email", ""))
     name = form.get("nameOnCard", "").strip() or " ".join(
         x for x in (form.get("first_name", "").strip(), form.get("last_name", "").strip()) if x)
+    gateway = form.get("TransactionID", "").strip()
     payment = Payment(
         provider=PROVIDER, txn_id=txn, kind=kind, amount=amount, currency=currency,
-        status=status, account=_account(form, cfg.allow_unsigned_account),
-        time=response_time(form.get("responseTimeStamp", "")), method=method, payer_name=name,
+        status=status, account=_account(form),
+        time=response_time(form["responseTimeStamp"]), method=method, payer_name=name,
         country=country2(form.get("countryCode", "")) or country2(form.get("country", "")),
-        instrument=instrument, comment=form.get("merchant_unique_id", ""), key_suffix=suffix,
+        instrument=instrument,
+        comment=" ".join(x for x in (form.get("merchant_unique_id", ""),
+                                     f"nuvei {gateway}" if gateway else "") if x),
     )
     return build_ops(env, ctx, payment)

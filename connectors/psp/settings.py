@@ -42,9 +42,8 @@ class PspProviderSettings(BaseModel):
     )
     allow_unsigned_account: bool = Field(
         default=False,
-        description="accept a trading account named only in fields the provider's signature "
-        "does not cover (Skrill merchant_fields, Nuvei customField1/merchant_unique_id, "
-        "Praxis session.cid); off: the account must be in a signed field",
+        description="no longer supported (must be false): the account is read from signed "
+        "fields only, whatever the provider",
     )
     tolerance_s: int | None = Field(
         default=None, ge=0,
@@ -54,6 +53,26 @@ class PspProviderSettings(BaseModel):
         default_factory=dict,
         description="minor-unit exponents for amounts sent in minor units (e.g. {BTC: 8})",
     )
+    replay_window_s: int | None = Field(
+        default=None, ge=1,
+        description="how long after its first sight a notification id is still accepted "
+        "(a provider's retry); None: psp.replay_window_s",
+    )
+    payout_prefix: str = Field(
+        default="WD", min_length=1, pattern=r"^[A-Za-z]+$",
+        description="the <reference> of a payout's signed '<server>:<login>:<reference>' "
+        "starts with this, so the direction of the money is signed too (Skrill, Praxis, Nuvei)",
+    )
+
+
+    @field_validator("allow_unsigned_account")
+    @classmethod
+    def _signed_account_only(cls, value: bool) -> bool:
+        if value:
+            raise ValueError("an account named only in unsigned fields could be anyone's: name "
+                             "it in the signed reference ('<server>:<login>:<reference>'), see "
+                             "docs/payments.md")
+        return value
 
 
 class PspSettings(BaseModel):
@@ -74,6 +93,16 @@ class PspSettings(BaseModel):
     )
     dedupe_cache_size: int = Field(
         default=100_000, ge=0, description="acknowledged webhook ids remembered in memory"
+    )
+    replay_window_s: int = Field(
+        default=86_400, ge=1,
+        description="a notification id is accepted again (a provider's retry) only this long "
+        "after its first sight; keep it <= 1 day, the lifecycle window of the versions",
+    )
+    replay_db: str = Field(
+        default="",
+        description="SQLite file of first sightings (connectors.psp.replay_guard); "
+        "'' = $BROKERSTREAM_HOME/psp/replay.sqlite3, ':memory:' = this process only",
     )
 
     @field_validator("providers")
@@ -96,6 +125,12 @@ class PspSettings(BaseModel):
             return env
         cfg = self.providers.get(provider)
         return cfg.secret if cfg is not None else ""
+
+    def replay_window(self, provider: str) -> int:
+        cfg = self.providers.get(provider)
+        if cfg is not None and cfg.replay_window_s is not None:
+            return cfg.replay_window_s
+        return self.replay_window_s
 
     def salt(self) -> str:
         return os.environ.get("BROKERSTREAM_PSP_FINGERPRINT_SALT") or self.fingerprint_salt

@@ -54,6 +54,10 @@
     } catch (e) {
       body = null;
     }
+    if (response.status === 401) { // the session ended (expired, logged out, password changed)
+      location.href = `/login?${new URLSearchParams({ next: location.pathname + location.search })}`;
+      throw new ApiError('log in again', 401);
+    }
     if (!response.ok) {
       const message = (body && body.error) || `${response.status} ${response.statusText}`;
       reportError(`request failed: ${url}: ${response.status} ${message}`);
@@ -875,6 +879,17 @@
   }
 
   // ---- pages ---------------------------------------------------------------------------------------
+  function showUser(user) {
+    const box = document.getElementById('user');
+    if (!box || !user) return;
+    const scope = user.role === 'admin' ? 'every tenant' : user.tenants.join(', ');
+    box.replaceChildren(
+      el('span', { id: 'user-name', text: user.name, title: `${user.role}: ${scope}` }),
+      el('form', { method: 'post', action: '/logout' }, el('button', { type: 'submit', id: 'logout', text: 'Log out' })));
+    box.dataset.tenants = user.tenants.join(',');
+    box.hidden = false;
+  }
+
   function showIndex() {
     document.title = 'brokerstream dashboards';
     const content = document.getElementById('content');
@@ -939,6 +954,7 @@
       const res = await getJSON('/api/dashboards');
       state.dashboards = res.dashboards;
       state.defaultRange = res.default_range;
+      showUser(res.user);
     } catch (e) {
       document.getElementById('content').replaceChildren(el('div', { class: 'panel-error', text: `cannot load the dashboards: ${e.message}` }));
       return;

@@ -2,9 +2,11 @@
 
     .venv/bin/python bench/bench_e2e.py --events 1000000
 
-For the file path and the Kafka path it prints events/s of the full dataflow (normalise MT5
-deals -> canonical records -> ClickHouse) and of the floor (read the same raw messages and
-insert them unprocessed into ClickHouse, same batch size), and the ratio between them. Each
+For the file path and the Kafka path it prints events/s of the engine's normalise + store
+(MT5 deals -> canonical records -> ClickHouse; exposure, commissions and rules off) and of the
+floor: plain Python on the same messages in the same run - read the file or consume Kafka,
+orjson-decode envelope and value, net lots per account and symbol in a dict, the deals into
+chdb through Arrow, no other logic (bench/peers/common.py) - and the ratio between them. Each
 run is a separate process with its own embedded ClickHouse directory, as in production.
 """
 
@@ -17,9 +19,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import orjson
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,41 +41,68 @@ def config(root: Path, bootstrap: str, prefix: str) -> Path:
     doc["kafka"].update({"bootstrap": bootstrap, "topic_prefix": prefix, "consume_batch": 5000})
     doc["clickhouse"] = {"dsn": f"chdb://{root / 'ch'}"}
     doc["pipeline"] = {"batch_rows": BATCH, "epoch_s": 1.0, "recovery_dir": str(root / "rec")}
-    doc["commissions"] = []  # this measures ingestion: normalise -> canonical tables
+    # this measures ingestion: normalise -> canonical tables
+    doc["commissions"] = []
+    doc.setdefault("exposure", {})["enabled"] = False
+    doc["rules"] = {"enabled": False}
     path = root / "brokerstream.yaml"
     root.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(doc))
     return path
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> float:
+@dataclass(frozen=True)
+class Run:
+    wall_s: float
+    cpu_s: float  # user + system of the process
+    peak_mb: float  # its largest resident set
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> Run:
+    """Run a process to its end; its wall time, CPU time and peak memory (wait4's rusage)."""
     started = time.perf_counter()
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    stderr = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
     took = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(cmd)}\n{done.stderr[-2000:]}")
-    return took
+    if proc.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{stderr.decode(errors='replace')[-2000:]}")
+    return Run(took, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
 
 
 # ---- the floors (run in their own process: python bench_e2e.py floor-file|floor-kafka ...) ---
 
-def floor_file(path: Path, dsn: str) -> int:
-    import clickhouse_connect
+def _floor_client(dsn: str) -> Any:
+    sys.path.insert(0, str(REPO / "bench" / "peers"))
+    import common
 
-    client = clickhouse_connect.get_client(dsn=dsn)
-    client.command("CREATE TABLE IF NOT EXISTS raw (line String) ENGINE = MergeTree ORDER BY tuple()")
-    n, batch = 0, []
+    return common, common.client(dsn)
+
+
+def floor_file(path: Path, dsn: str) -> int:
+    common, ch = _floor_client(dsn)
+    positions: dict[tuple[int, str], int] = {}
+    rows: list[Any] = []
+    n = 0
     with path.open("rb") as fh:
-        for line in fh:
-            batch.append(line)
-            if len(batch) == BATCH:
-                client.insert("raw", [batch], column_names=["line"], column_oriented=True)
-                n += len(batch)
-                batch = []
-    if batch:
-        client.insert("raw", [batch], column_names=["line"], column_oriented=True)
-        n += len(batch)
-    return n
+        for number, line in enumerate(fh, 1):
+            env = orjson.loads(line)
+            headers = env.get("headers") or {}
+            try:
+                row = common.parse_deal(env["value"], headers.get("server", ""),
+                                        headers.get("event", "add"), -1, number)
+            except (KeyError, ValueError, TypeError, orjson.JSONDecodeError):
+                continue  # the floor skips what it can't read (the engine dead-letters it)
+            rows.append(row)
+            key = (row[common.I_LOGIN], row[common.I_SYMBOL])
+            positions[key] = positions.get(key, 0) + row[common.I_SIGNED]
+            if len(rows) >= BATCH:
+                common.insert_deals(ch, rows)
+                n, rows = n + len(rows), []
+    common.insert_deals(ch, rows)
+    return n + len(rows)
 
 
 def consume_to_end(bootstrap: str, topic: str, group: str = "floor") -> Iterator[list[Message]]:
@@ -98,27 +129,27 @@ def consume_to_end(bootstrap: str, topic: str, group: str = "floor") -> Iterator
 
 
 def floor_kafka(bootstrap: str, topic: str, dsn: str) -> int:
-    import clickhouse_connect
-
-    client = clickhouse_connect.get_client(dsn=dsn)
-    client.command("CREATE TABLE IF NOT EXISTS raw (topic String, partition Int32, offset Int64, "
-                   "key String, value String, ts Int64) ENGINE = MergeTree ORDER BY tuple()")
-    names = ["topic", "partition", "offset", "key", "value", "ts"]
+    common, ch = _floor_client(dsn)
+    positions: dict[tuple[int, str], int] = {}
+    rows: list[Any] = []
     n = 0
-    cols: list[list[object]] = [[] for _ in range(6)]
     for batch in consume_to_end(bootstrap, topic):
         for msg in batch:
-            for col, value in zip(cols, (msg.topic(), msg.partition(), msg.offset(), msg.key() or b"",
-                                         msg.value(), msg.timestamp()[1]), strict=True):
-                col.append(value)
-        if len(cols[0]) >= BATCH:
-            client.insert("raw", cols, column_names=names, column_oriented=True)
-            n += len(cols[0])
-            cols = [[] for _ in range(6)]
-    if cols[0]:
-        client.insert("raw", cols, column_names=names, column_oriented=True)
-        n += len(cols[0])
-    return n
+            headers = msg.headers()
+            try:
+                row = common.parse_deal(msg.value() or b"", common.header(headers, "server"),
+                                        common.header(headers, "event") or "add", msg.partition(),
+                                        msg.offset())
+            except (KeyError, ValueError, TypeError, orjson.JSONDecodeError):
+                continue
+            rows.append(row)
+            key = (row[common.I_LOGIN], row[common.I_SYMBOL])
+            positions[key] = positions.get(key, 0) + row[common.I_SIGNED]
+        if len(rows) >= BATCH:
+            common.insert_deals(ch, rows)
+            n, rows = n + len(rows), []
+    common.insert_deals(ch, rows)
+    return n + len(rows)
 
 
 def main() -> None:
@@ -155,14 +186,14 @@ def main() -> None:
                                                malformed_rate=0.001).envelopes(n))
     print(f"generated {n:,} MT5 deal envelopes in {time.perf_counter() - started:.1f} s "
           f"({sim_file.stat().st_size / 1e6:.0f} MB)", flush=True)
-    results: list[tuple[str, float, float]] = []
+    results: list[tuple[str, Run, Run]] = []
 
     cfg = config(work / "replay", "local", "")
     t_engine = timed([py, "-m", "brokerstream.cli", "replay", str(sim_file), "--config", str(cfg)], env)
     t_floor = timed([py, __file__, "floor-file", "--file", str(sim_file),
                      "--dsn", f"chdb://{work / 'floor-file'}"], env)
     results.append(("replay file", t_engine, t_floor))
-    print(f"replay: engine {t_engine:.1f} s, floor {t_floor:.1f} s", flush=True)
+    print(f"replay: engine {t_engine.wall_s:.1f} s, floor {t_floor.wall_s:.1f} s", flush=True)
 
     if not args.skip_kafka:
         ensure_jars()
@@ -182,16 +213,18 @@ def main() -> None:
                              "--topic", f"{prefix}mt5.deals", "--dsn", f"chdb://{work / 'floor-kafka'}"],
                             env)
             results.append(("kafka", t_engine, t_floor))
-            print(f"kafka: engine {t_engine:.1f} s, floor {t_floor:.1f} s", flush=True)
+            print(f"kafka: engine {t_engine.wall_s:.1f} s, floor {t_floor.wall_s:.1f} s", flush=True)
         finally:
             broker.stop()
 
     print()
-    print(f"{'path':<12} {'events':>10} {'engine ev/s':>12} {'floor ev/s':>12} {'engine/floor':>13}")
-    for name, t_engine, t_floor in results:
-        print(f"{name:<12} {n:>10,} {n / t_engine:>12,.0f} {n / t_floor:>12,.0f} "
-              f"{t_floor / t_engine:>12.2f}x")
-    print("(wall time of whole processes, start-up included: ~3 s per engine process)")
+    print(f"{'path':<12} {'events':>10} {'engine ev/s':>12} {'floor ev/s':>12} {'engine/floor':>13} "
+          f"{'engine CPU':>11} {'floor CPU':>10} {'engine peak':>12} {'floor peak':>11}")
+    for name, eng, flo in results:
+        print(f"{name:<12} {n:>10,} {n / eng.wall_s:>12,.0f} {n / flo.wall_s:>12,.0f} "
+              f"{flo.wall_s / eng.wall_s:>12.2f}x {eng.cpu_s / n * 1e6:>8.1f} us "
+              f"{flo.cpu_s / n * 1e6:>7.1f} us {eng.peak_mb:>9,.0f} MB {flo.peak_mb:>8,.0f} MB")
+    print("(wall time of whole processes, start-up included: ~3 s per engine process; CPU per event)")
 
 
 if __name__ == "__main__":

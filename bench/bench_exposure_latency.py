@@ -121,6 +121,8 @@ def main() -> None:
                         help="share of deals that close an open position (0: every deal opens one)")
     parser.add_argument("--epoch-s", type=float, default=5.0, help="the engine's pipeline.epoch_s")
     parser.add_argument("--no-rules", action="store_true", help="run the engine without the AML/fraud rules")
+    parser.add_argument("--no-commissions", action="store_true",
+                        help="run the engine without IB commissions (examples/commissions.yaml)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-latency-"))
     ensure_jars()
@@ -130,9 +132,9 @@ def main() -> None:
     doc = yaml.safe_load((REPO / "examples" / "brokerstream.yaml").read_text())
     doc["kafka"].update({"bootstrap": state.bootstrap, "topic_prefix": prefix, "partitions": 3})
     doc["clickhouse"] = {"dsn": f"chdb://{work / 'ch'}"}
-    doc["commissions"] = []
+    doc["commissions"] = [] if args.no_commissions else [str(REPO / "examples" / "commissions.yaml")]
     doc["pipeline"]["epoch_s"] = args.epoch_s
-    doc["rules"] = {"enabled": not args.no_rules}
+    doc["rules"] = {"enabled": not args.no_rules, "file": str(REPO / "examples" / "rules.yaml")}
     doc["exposure"]["limits"]["rules"] = [{"id": "symbol-net", "scope": "symbol", "max_usd": 20_000_000}]
     cfg = work / "brokerstream.yaml"
     cfg.write_text(yaml.safe_dump(doc))
@@ -168,6 +170,20 @@ def main() -> None:
 
         watcher = threading.Thread(target=watch_alerts, daemon=True)
         watcher.start()
+        rss: list[tuple[float, float]] = []  # (seconds into the run, engine RSS in MB)
+
+        def watch_memory() -> None:
+            began = time.monotonic()
+            while engine.poll() is None:
+                try:
+                    status = Path(f"/proc/{engine.pid}/status").read_text()
+                except OSError:
+                    return
+                kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
+                rss.append((time.monotonic() - began, kb / 1024))
+                time.sleep(5)
+
+        threading.Thread(target=watch_memory, daemon=True).start()
         print(f"load: {args.deals_per_s:,} deals/s + {args.quotes_per_s:,} quotes/s "
               f"for {args.seconds:.0f} s, "
               f"{args.close_share:.0%} of deals closing; epoch {args.epoch_s} s; "
@@ -194,13 +210,21 @@ def main() -> None:
         print(f"published {sent:,} deals; {deals} in the deals table; {len(lat):,} exposure rows")
         print(f"deal event time -> exposure row in ClickHouse: p50 {percentile(lat, 0.5):,.0f} ms, "
               f"p99 {percentile(lat, 0.99):,.0f} ms, max {max(lat or [0]):,.0f} ms")
+        step = 60 if args.seconds >= 180 else 10
         if rows:  # the trend: does the engine keep up as its state grows?
             start = rows[0][0]
             spans: dict[int, list[float]] = {}
             for second, ms in rows:
-                spans.setdefault((second - start) // 10, []).append(ms)
-            print("  by 10 s of the run (p50 / max ms): " + "  ".join(
-                f"{10 * k}s {percentile(v, 0.5):,.0f}/{max(v):,.0f}" for k, v in sorted(spans.items())))
+                spans.setdefault((second - start) // step, []).append(ms)
+            print(f"  by {step} s of the run (p50 / p99 / max ms): " + "  ".join(
+                f"{step * k}s {percentile(v, 0.5):,.0f}/{percentile(v, 0.99):,.0f}/{max(v):,.0f}"
+                for k, v in sorted(spans.items())))
+        if rss:
+            by: dict[int, float] = {}
+            for at, mb in rss:
+                by[int(at // step)] = mb
+            print(f"  engine RSS by {step} s (MB): " + "  ".join(
+                f"{step * k}s {mb:,.0f}" for k, mb in sorted(by.items())))
         if alerts:
             print(f"event time -> limit alert on Kafka: {len(alerts)} alerts, p50 "
                   f"{percentile(alerts, 0.5):,.0f} ms, p99 {percentile(alerts, 0.99):,.0f} ms")

@@ -86,7 +86,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     print(f"replaying {', '.join(map(str, paths))} -> {settings.clickhouse_dsn()}", flush=True)
     if args.rules:
         return _backtest(settings, paths, args)
-    run_replay(settings, paths, recovery_dir=Path(args.recovery_dir) if args.recovery_dir else None)
+    run_replay(settings, paths, recovery_dir=Path(args.recovery_dir) if args.recovery_dir else None,
+               progress_every=args.progress_every)
     print(f"done in {time.perf_counter() - started:.1f} s")
     return 0
 
@@ -396,6 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE")
     _add_config(p)
     p.add_argument("--recovery-dir", help="make the replay resumable with snapshots here")
+    p.add_argument("--progress-every", type=int, default=100_000, metavar="N",
+                   help="print events/s to stderr every N events (default 100,000; 0: quiet)")
     p.add_argument("--rules", metavar="RULES.yaml",
                    help="backtest: replay with this rules file and with the rules in force (into "
                    "scratch databases <database>_backtest_*) and report, per rule, the alerts each "

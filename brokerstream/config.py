@@ -202,6 +202,10 @@ class Settings(Strict):
     dashboard: DashboardConfig = DashboardConfig()
     # IB commission files, one per tenant (docs/commissions.md); relative to this file.
     commissions: list[str] = Field(default_factory=list)
+    # deals older than this (event time) leave the commission state; a later correction of one
+    # is a `commission_issues` row ("pruned: not applied"). Covers a month's tiers and caps plus
+    # two weeks of dealer corrections after month end.
+    commissions_keep_days: float = Field(default=45, gt=0)
     # USD value of one unit of each currency, for commissions' amount_usd. A fixing (not live
     # quotes) so that a replay prices exactly as the live run did.
     fx_fixing: dict[str, Decimal] = Field(default_factory=dict)

@@ -82,7 +82,10 @@ def run_kafka(
     `dashboard_port`: serve the dashboard page from this process (process 0 of a cluster)."""
     bootstrap = kafka_bootstrap(settings)
     ensure_kafka_topics(settings, bootstrap)
-    prepare_store(settings).close()
+    # embedded ClickHouse belongs to one process: in a cluster, process 0 opens and writes it
+    # (the others route their rows to it); a server is migrated by whichever process starts
+    if not process_id or not settings.clickhouse_dsn().startswith("chdb:"):
+        prepare_store(settings).close()
     if metrics_port is not None:
         from prometheus_client import start_http_server
 
@@ -111,10 +114,12 @@ def run_kafka(
 
 
 def run_replay(
-    settings: Settings, paths: list[Path], *, recovery_dir: Path | None = None
+    settings: Settings, paths: list[Path], *, recovery_dir: Path | None = None,
+    progress_every: int = 0,
 ) -> None:
-    """Run the same dataflow over replay files (no Kafka needed)."""
+    """Run the same dataflow over replay files (no Kafka needed); `progress_every`: print the
+    rate to stderr every this many events."""
     prepare_store(settings).close()
-    flow = build_flow(settings, FileInput(paths), lambda: _store_factory(settings))
+    flow = build_flow(settings, FileInput(paths, progress_every), lambda: _store_factory(settings))
     rc = recovery_config(recovery_dir, settings.pipeline.recovery_partitions) if recovery_dir else None
     run_flow(flow, settings.pipeline.epoch_s, rc)

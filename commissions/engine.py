@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from commissions.config import CommissionConfig
@@ -577,12 +577,25 @@ class CommissionStep:
         rates: RateFunction | None = None,
         symbol_group: SymbolGroupLookup | None = None,
         symbols: SymbolReference | None = None,
+        keep: timedelta | None = None,
     ) -> None:
         self.configs = configs
         self.rates = rates
         self.symbol_group = symbol_group
         self.symbols = symbols
+        # deals (and the rows each earned) older than this leave the state: a later correction
+        # of one is an Issue ("pruned: not applied"), never a silent change. None: kept forever.
+        self.keep = keep
         self.engines: dict[str, CommissionEngine] = {}
+
+    def _prune(self, engine: CommissionEngine, now: datetime) -> None:
+        """Forget what is older than `keep`, in steps of a tenth of it (from event time only, so
+        a replay prunes at the same points)."""
+        if self.keep is None:
+            return
+        cut = utc(now) - self.keep
+        if engine.state.pruned_before is None or cut >= engine.state.pruned_before + self.keep / 10:
+            engine.prune(cut)
 
     def __call__(
         self, state: CommissionState | None, event: Deal | AccountUpdate | Account
@@ -600,6 +613,7 @@ class CommissionStep:
         out: list[CommissionRow | Issue] = []
         if isinstance(event, Deal):
             out += engine.on_deal(event)
+            self._prune(engine, event.time)
         else:
             engine.on_account(event)
         out += engine.drain_issues()

@@ -31,11 +31,12 @@ from pipelines.rules_step import AccountRulesStep, LinkedInput, RuleResources, s
 from risk_rules.alerts import Alert
 from risk_rules.engine import RuleEngine, account_key
 from risk_rules.exposure import PositionChange
+from risk_rules.exposure.positions import CorrectionIssue
 from risk_rules.exposure.settings import ExposureSettings
 from schemas.events import Account, AccountUpdate, BalanceOperation, Deal, Login
 
 AccountInput = AccountUpdate | Deal | BalanceOperation | Login
-ExposureInput = PositionChange | Account | BalanceOperation
+ExposureInput = PositionChange | CorrectionIssue | Account | BalanceOperation
 CommissionInput = Deal | Account
 
 

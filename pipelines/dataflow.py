@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import signal
+import sys
 import threading
 import time
 from collections import Counter
@@ -69,6 +70,29 @@ class KafkaInput:
 @dataclass(frozen=True)
 class FileInput:
     paths: list[Path]
+    progress_every: int = 0  # print events/s to stderr every this many events (0: quiet)
+
+
+class Progress:
+    """Events read so far, printed every `every` events with the rate overall and since the last
+    line: a long replay shows it is moving, and whether its rate holds as state grows."""
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+        self.events = 0
+        self.started = self._mark = time.perf_counter()
+        self._next = every
+
+    def add(self, n: int) -> None:
+        self.events += n
+        if self.events < self._next:
+            return
+        now = time.perf_counter()
+        last = self.every / (now - self._mark) if now > self._mark else 0.0
+        overall = self.events / (now - self.started)
+        print(f"  {self.events:>11,} events  {now - self.started:7.1f} s  {overall:>8,.0f}/s"
+              f"  (last {self.every:,}: {last:,.0f}/s)", file=sys.stderr, flush=True)
+        self._mark, self._next = now, self._next + self.every
 
 
 def consumed_topics(settings: Settings) -> list[str]:
@@ -80,9 +104,10 @@ class BatchNormaliser:
     """The `normalise` step: one consumed batch of raw envelopes -> its canonical records, in
     read order (per-event Python is the cost to watch: metrics are counted per batch)."""
 
-    def __init__(self, normaliser: Normaliser, live: bool) -> None:
+    def __init__(self, normaliser: Normaliser, live: bool, progress: Progress | None = None) -> None:
         self._normalise = normaliser
         self._live = live
+        self._progress = progress
 
     def __call__(self, items: list[FileItem]) -> list[Record]:
         out: list[Record] = []
@@ -103,6 +128,8 @@ class BatchNormaliser:
             for record in out:
                 if isinstance(record, DeadLetter):
                     DEAD_LETTERS.labels(record.topic, record.stage).inc()
+        if self._progress is not None:
+            self._progress.add(len(items))
         if self._live and items and isinstance(items[-1], Envelope) and items[-1].timestamp_ms:
             EVENT_LAG_SECONDS.observe(max(0.0, time.time() - items[-1].timestamp_ms / 1000))
         return out
@@ -202,7 +229,8 @@ def commission_step(settings: Settings) -> CommissionStep | None:
         if config.tenant not in tenants:
             raise CommissionConfigError(f"{path}: tenant {config.tenant!r} is not in the configuration")
         configs[config.tenant] = config
-    return CommissionStep(configs, rates=FixedRates(settings.fx_fixing), symbols=SymbolBook.default())
+    return CommissionStep(configs, rates=FixedRates(settings.fx_fixing), symbols=SymbolBook.default(),
+                          keep=timedelta(days=settings.commissions_keep_days))
 
 
 def build_flow(
@@ -227,7 +255,11 @@ def build_flow(
         batches = op.input("file_in", flow, StoppableSource(files, STOP))
 
     live = isinstance(source, KafkaInput)
-    normaliser = BatchNormaliser(Normaliser(Router(settings), readers_for(settings)), live=live)
+    progress = None
+    if isinstance(source, FileInput) and source.progress_every:
+        progress = Progress(source.progress_every)
+    normaliser = BatchNormaliser(Normaliser(Router(settings), readers_for(settings)), live=live,
+                                 progress=progress)
     records = op.map("normalise", batches, normaliser)
     streams: list[Stream[TableBatch]] = [op.flat_map("record_rows", records, _record_rows)]
 

@@ -29,6 +29,7 @@ from risk_rules.exposure import (
     PositionRow,
     account_key_of,
 )
+from risk_rules.exposure.positions import CorrectionIssue, DealHistory, Mode
 from risk_rules.exposure.settings import ExposureSettings
 from schemas.events import Account, BalanceOperation, Deal, Quote
 
@@ -38,6 +39,8 @@ _position_values = itemgetter(*POSITION_COLUMNS)
 EXPOSURE_COLUMNS = ("side", "tenant", "book", "symbol", "net_lots", "net_units", "net_notional_usd",
                     "floating_pnl_usd", "as_of")
 CURRENCY_COLUMNS = ("side", "tenant", "book", "currency", "net_amount", "net_usd", "as_of")
+CORRECTION_ISSUE_COLUMNS = ("tenant", "account_key", "deal_key", "version", "event", "position_ref",
+                            "deal_time", "reason", "detected_at")
 ALERT_COLUMNS = ("alert_id", "rule_id", "rule_version", "category", "severity", "tenant", "subject",
                  "summary", "facts", "evidence", "event_time", "detected_at", "mode")
 
@@ -55,12 +58,13 @@ class PositionBookStep:
     """Stage 1, keyed by account: deals -> position changes (the deal history each position
     keeps for corrections stays here, spread over accounts, instead of in one tenant state)."""
 
-    def __init__(self, settings: ExposureSettings) -> None:
+    def __init__(self, settings: ExposureSettings, history: DealHistory | None = None) -> None:
         self.modes = settings.modes
         self.keep_closed = timedelta(minutes=settings.keep_closed_minutes)
+        self.history = history  # pruned positions' stored deals (None: late corrections reported)
 
-    def __call__(self, state: AccountBook | None,
-                 record: Deal | Account) -> tuple[AccountBook, list[PositionChange]]:
+    def __call__(self, state: AccountBook | None, record: Deal | Account
+                 ) -> tuple[AccountBook, list[PositionChange | CorrectionIssue]]:
         state = state or AccountBook()
         if isinstance(record, Account):
             state.group = record.group or state.group
@@ -70,7 +74,10 @@ class PositionBookStep:
                                        platform=record.platform, group=state.group,
                                        account_key=account_key_of(record), login=record.login)
             state.book = PositionBook(account_key_of(record), mode, state.group)
-        changes = state.book.apply(record)
+        applied, issues = state.book.apply_late(record, self.history)
+        # a correction that could not be applied travels on with the changes, to the tenant's
+        # exposure step, which writes it to `correction_issues` and alerts the dealing desk
+        changes: list[PositionChange | CorrectionIssue] = [*applied, *issues]
         # closed positions leave the state once corrections are unlikely: keeps it (and every
         # recovery snapshot of it) to what is open plus the last `keep_closed_minutes`
         if state.next_prune is None or record.time >= state.next_prune:
@@ -78,6 +85,36 @@ class PositionBookStep:
                 state.book.prune(record.time - self.keep_closed)
             state.next_prune = record.time + self.keep_closed / 4
         return state, changes
+
+
+class StoreDealHistory:
+    """A `DealHistory` over `deals_store` (every version ClickHouse holds; the latest per deal
+    wins, deleted ones included so their versions are known). A query that fails answers None:
+    the book then reports the correction instead of guessing."""
+
+    def __init__(self, store: Any) -> None:  # brokerstream.store.Store (not imported: layers)
+        self.store = store
+
+    def position_deals(self, account_key: str, mode: Mode, ref: str) -> list[Deal] | None:
+        platform, server, login = account_key.split(":", 2)
+        where = "symbol = {ref:String}" if mode == "netting" else (
+            "if(position_id != '', position_id, if(order_id != '', order_id, deal_id)) = {ref:String}")
+        columns = ", ".join(f"`{c}`" for c in Deal.model_fields)
+        sql = (f"SELECT {columns} FROM deals_store WHERE platform = {{platform:String}} AND "
+               f"server = {{server:String}} AND login = {{login:UInt64}} AND {where} "
+               "ORDER BY deal_key, version")
+        try:
+            names, rows = self.store.query(sql, {"platform": platform, "server": server,
+                                                 "login": int(login), "ref": ref})
+        except Exception:  # any failure: report the correction, never guess
+            return None
+        out = []
+        for row in rows:
+            values = dict(zip(names, row, strict=True))
+            time = values["time"]
+            values["time"] = time.replace(tzinfo=UTC) if time.tzinfo is None else time
+            out.append(Deal.model_validate(values))
+        return out
 
 
 @dataclass
@@ -93,7 +130,7 @@ def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-Stage2Input = PositionChange | Quote | Account | BalanceOperation
+Stage2Input = PositionChange | CorrectionIssue | Quote | Account | BalanceOperation
 
 
 def _event_ms(record: Stage2Input) -> int:
@@ -101,6 +138,8 @@ def _event_ms(record: Stage2Input) -> int:
         return _ms(record.updated_at)
     if isinstance(record, PositionChange):
         return _ms(record.time or record.after.updated_at)
+    if isinstance(record, CorrectionIssue):
+        return _ms(record.deal_time)
     return _ms(record.time)
 
 
@@ -148,6 +187,25 @@ def _margin_alert(event: MarginEvent) -> Row:
     )
 
 
+def correction_issue_rows(issue: CorrectionIssue) -> list[Row]:
+    """A correction exposure could not apply: its `correction_issues` row and a risk alert for
+    the dealing desk (`correction.unapplied`). Both are stamped with the correction's own
+    version time (envelope ms), so a replay writes identical rows."""
+    detected = datetime.fromtimestamp(issue.version // 4 / 1000, UTC)
+    summary = (f"{issue.event} of deal {issue.deal_key} (position {issue.position_ref}) was not applied "
+               f"to exposure: {issue.reason}")
+    facts = {"deal_key": issue.deal_key, "version": issue.version, "event": issue.event,
+             "position_ref": issue.position_ref, "deal_time": issue.deal_time, "reason": issue.reason}
+    return [
+        ("correction_issues_store", (issue.tenant, issue.account_key, issue.deal_key, issue.version,
+                                     issue.event, issue.position_ref, issue.deal_time, issue.reason,
+                                     detected)),
+        ("alerts_store", (f"correction:{issue.deal_key}:v{issue.version}", "correction.unapplied", 1,
+                          "risk", "high", issue.tenant, issue.account_key, summary, facts_json(facts),
+                          [issue.deal_key], issue.deal_time, detected, "alert")),
+    ]
+
+
 def snapshot_rows(snapshot: ExposureSnapshot) -> list[Row]:
     rows: list[Row] = []
     for position in snapshot.positions:
@@ -182,6 +240,8 @@ class ExposureStep:
     def __call__(self, state: ExposureState | None, record: Stage2Input) -> tuple[ExposureState, list[Row]]:
         if state is None:
             state = ExposureState(self.new_engine())
+        if isinstance(record, CorrectionIssue):
+            return state, correction_issue_rows(record)  # nothing to fold: written as it comes
         if isinstance(record, PositionChange):
             state.engine.on_position_change(record)
         else:

@@ -14,7 +14,7 @@ A name becomes a list of `Tok`s:
    "Sheikh") and particles ("al", "bin", "van", "de") are dropped, as are placeholders ("FNU").
 
 Each token keeps its ASCII text, a `skel` (a transliteration-insensitive key: ue/u, ou/u, w/v,
-y/i, c/k, z/s, ph/f, kh/h, dj/j, doubled letters, ...) and `cons` (the skeleton's consonants, for
+y/i, c/k, z/s, ph/f, kh/h, dj/d, doubled letters, ...) and `cons` (the skeleton's consonants, for
 vowel-stripped spellings such as "Mhmmd").
 
 `compare` aligns two names order-free: each token of the shorter name takes its best free
@@ -36,24 +36,36 @@ from anyascii import anyascii
 from confusable_homoglyphs import confusables
 from rapidfuzz.distance import Indel
 
-TITLES = frozenset(
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+
+TITLES = frozenset(_words(
     "mr mrs ms miss mx dr prof sir dame lord lady sheikh shaikh sheik haji hajji hadji mullah "
-    "imam sayyid sayed syed jr sr ii iii iv esq phd md".split()
-)
-PARTICLES = frozenset(
-    "al el ul bin ben ibn bint binti bte bt de da das dos do del della der den di du la le van von "
-    "ter ten y e".split()
-)
+    "imam sayyid sayed syed jr sr ii iii iv esq phd md"
+))
+PARTICLES = frozenset(_words(
+    "al el ul bin ben ibn bint binti bte bt de da das dos do del della der den di du la le van "
+    "von ter ten"
+))
 PLACEHOLDERS = frozenset({"fnu", "lnu", "nfn", "nln", "unknown", "na", "xx"})
 VOWELS = frozenset("aeiou")
 WEAK_MARGIN = 12.0  # how far the mean may sit above the weakest token pair
 INITIAL_WEIGHT = 1.0  # an initial says little: it weighs as one letter
 
-_SPECIAL = str.maketrans({"Đ": "Dj", "đ": "dj", "ı": "i", "İ": "I"})
+_SPECIAL = str.maketrans({"Đ": "Dj", "đ": "dj", "ı": "i", "İ": "I", "χ": "kh", "Χ": "Kh"})
+# Greek digraphs anyascii spells letter by letter: ου is "u", τζ "j", μπ "b" (Robert is Ρομπερτ),
+# word-initial ντ/γκ d/g
+_GREEK = (
+    (re.compile(r"ου", re.I), "u"), (re.compile(r"τζ", re.I), "j"),
+    (re.compile(r"μπ", re.I), "b"), (re.compile(r"\bντ", re.I), "d"), (re.compile(r"\bγκ", re.I), "g"),
+)
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 _SKELETON = re.compile(r"tsch|sch|tch|dzh|dj|sh|zh|ch|ph|ck|kh|gh|th|ou|oo|ee|ue|oe|ae|ie|q|x|w|y|z|c|j")
 _SKELETON_MAP = {
-    "tsch": "ch", "sch": "sh", "tch": "ch", "dzh": "j", "dj": "j", "sh": "sh", "zh": "j", "ch": "ch",
+    "tsch": "ch", "sch": "sh", "tch": "ch", "dzh": "j", "dj": "d", "sh": "sh", "zh": "j", "ch": "ch",
     "ph": "f", "ck": "k", "kh": "h", "gh": "g", "th": "t", "ou": "u", "oo": "u", "ee": "i", "ue": "u",
     "oe": "o", "ae": "e", "ie": "i", "q": "k", "x": "ks", "w": "v", "y": "i", "z": "s", "c": "k",
     "j": "j",
@@ -77,6 +89,8 @@ def _is_latin(ch: str) -> bool:
 
 
 def _fold_word(word: str) -> str:
+    if word.isupper():  # "ĐORĐE" -> "DJORDJE", not "DjORDjE" (which would split as camelCase)
+        word = word.replace("Đ", "DJ").replace("Χ", "KH")
     letters = [c for c in word if c.isalpha()]
     latin = sum(_is_latin(c) for c in letters)
     if 0 < latin < len(letters):  # mixed scripts in one word: a look-alike spelling
@@ -88,7 +102,9 @@ def fold(name: str) -> str:
     """Any script -> ASCII, invisible characters deleted, look-alike letters folded (case kept)."""
     text = unicodedata.normalize("NFKC", name)
     text = "".join(c for c in text if unicodedata.category(c) != "Cf")
-    text = " ".join(_fold_word(w) for w in text.translate(_SPECIAL).split())
+    text = " ".join(_fold_word(w) for w in text.split()).translate(_SPECIAL)
+    for pattern, latin in _GREEK:
+        text = pattern.sub(latin, text)
     return anyascii(text)
 
 
@@ -99,7 +115,7 @@ def skeleton(token: str) -> str:
 
 
 def consonants(skel: str) -> str:
-    return skel[:1] + "".join(c for c in skel[1:] if c not in VOWELS)
+    return _DOUBLE.sub(r"\1", skel[:1] + "".join(c for c in skel[1:] if c not in VOWELS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +137,8 @@ class Tok:
 @lru_cache(maxsize=65536)
 def make_tok(text: str) -> Tok:
     skel = skeleton(text)
-    vowelless = len(text) >= 2 and not any(c in VOWELS for c in text)
+    # the first letter is kept by those who drop vowels ("Oluwaseun" -> "Olwsn")
+    vowelless = len(text) >= 2 and not any(c in VOWELS for c in text[1:])
     return Tok(text, skel, consonants(skel), vowelless)
 
 
@@ -151,8 +168,11 @@ def token_sim(a: Tok, b: Tok) -> float:
     if a.initial or b.initial:
         return 100.0 if a.text[0] == b.text[0] else 0.0
     s = max(Indel.normalized_similarity(a.text, b.text), Indel.normalized_similarity(a.skel, b.skel))
-    if a.vowelless != b.vowelless and min(len(a.cons), len(b.cons)) >= 2:
-        s = max(s, Indel.normalized_similarity(a.cons, b.cons))
+    if a.vowelless != b.vowelless:
+        if a.cons == b.cons:
+            return 100.0
+        if min(len(a.cons), len(b.cons)) >= 3:
+            s = max(s, Indel.normalized_similarity(a.cons, b.cons))
     return 100.0 * s
 
 
@@ -202,8 +222,9 @@ def compare(
         for j, y in enumerate(b):
             if not y.initial:
                 pairs.append((token_sim(joined, y), (i, i + 1), (j,)))
-    # best first; on a tie prefer one-to-one pairs, so joining is used only when it helps
-    pairs.sort(key=lambda p: (-p[0], len(p[1]) + len(p[2])))
+    # best first; on a tie prefer full tokens (an initial takes what is left) and one-to-one
+    # pairs (joining is used only when it helps)
+    pairs.sort(key=lambda p: (-p[0], any(a[i].initial for i in p[1]), len(p[1]) + len(p[2])))
     got = [0.0] * len(a)
     used_a: set[int] = set()
     used_b: set[int] = set()

@@ -11,6 +11,7 @@ from commissions.engine import Issue
 from commissions.rows import ROW_COLUMNS, CommissionRow
 from pipelines.exposure_step import (
     ALERT_COLUMNS,
+    CORRECTION_ISSUE_COLUMNS,
     CURRENCY_COLUMNS,
     EXPOSURE_COLUMNS,
     POSITION_COLUMNS,
@@ -38,6 +39,7 @@ COLUMNS_BY_TABLE["exposure_store"] = EXPOSURE_COLUMNS
 COLUMNS_BY_TABLE["exposure_history"] = EXPOSURE_COLUMNS
 COLUMNS_BY_TABLE["currency_exposure_store"] = CURRENCY_COLUMNS
 COLUMNS_BY_TABLE["alerts_store"] = ALERT_COLUMNS
+COLUMNS_BY_TABLE["correction_issues_store"] = CORRECTION_ISSUE_COLUMNS
 
 # Pydantic records keep their values in __dict__; the commission rows are slotted dataclasses.
 _GETTERS: dict[type, tuple[str, Any]] = {

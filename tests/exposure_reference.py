@@ -14,7 +14,8 @@ rules of the data contract and of position keeping.
 - USD: a quote currency C converts at mid of CUSD, or 1 / mid of USDC, quoted on any server
   (the last of each side).
 - the cash-flow identity: for every position, -sum(signed units x price) + net units x mark
-  is what it made in all (closed and open), whatever the cost method.
+  over its current episode (netting: since it last opened from flat or reversed) is what that
+  episode made (closed and open), whatever the cost method.
 """
 
 from __future__ import annotations
@@ -140,7 +141,10 @@ def positions(deals: pl.DataFrame, modes: dict[str, str], quotes: pl.DataFrame, 
             net_lots=pl.col("sl").sum(),
             open_units=pl.col("opening").filter(current).sum(),
             open_value=(pl.col("opening") * pl.col("price")).filter(current).sum(),
-            cash=(-pl.col("su") * pl.col("price")).sum(),
+            # the current episode's cash flows (a reopened position starts from zero; of a
+            # reversal only the part that opened the new side counts)
+            cash=(-pl.when(pl.col("start")).then(pl.col("cum").sign() * pl.col("opening"))
+                  .otherwise(pl.col("su")) * pl.col("price")).filter(current).sum(),
         )
     )
     columns = ["account_key", "ref", "tenant", "server", "symbol", "net_units", "net_lots", "open_units",

@@ -432,3 +432,18 @@ def test_symbol_groups_and_quote_currencies_from_the_symbols_reference() -> None
     override = example_engine(symbol_group=lambda s: "index", symbols=SymbolBook.default())
     assert override.on_deal(make_deal(2, symbol="XAUUSD", lots="0.01", time=T0))[0].symbol_group == "metal"
     assert override.on_deal(make_deal(3, symbol="GER40", time=T0))[0].symbol_group == "index"
+
+
+def test_commission_step_prunes_by_event_time_and_says_so_for_a_late_correction() -> None:
+    """The dataflow's step keeps `keep` of deals: older ones leave the state (bounded memory),
+    and a correction of one is an Issue, never a silent change."""
+    from commissions import CommissionStep, Issue
+
+    step = CommissionStep({"acme": load_commissions(EXAMPLE)}, keep=timedelta(days=1))
+    state, _ = step(None, make_deal(1, time=T0, version=10))
+    state, _ = step(state, make_deal(2, time=T0 + timedelta(days=3), version=20))
+    assert state is not None
+    assert set(state.deals) == {"mt5:ACME-MT5-Live:2"}
+    _, out = step(state, make_deal(1, time=T0, version=30, event="delete"))
+    assert [i.reason for i in out if isinstance(i, Issue)] == [
+        "deal older than the retained state (pruned): not applied"]

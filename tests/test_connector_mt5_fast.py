@@ -15,7 +15,7 @@ from connectors.mt5_fast import read_mt5_trade_fast
 from connectors.registry import Normaliser
 from connectors.routing import Router
 from tests.helpers import T0, envelope, mt5_deal
-from tests.test_poison_pills import SETTINGS, VALUES, mutate
+from tests.test_poison_pills import SETTINGS, VALUES, dumps, mutate
 
 ROUTER = Router(SETTINGS)
 SERVER = SETTINGS.tenants[0].servers[0].name
@@ -39,7 +39,7 @@ def _same(env: Any) -> None:
 def test_fast_trades_equal_the_general_reader(data: st.DataObject) -> None:
     doc = mutate(data.draw, mt5_deal(Action=data.draw(st.sampled_from(["0", "1", "13", "14", "2"]))))
     event = data.draw(st.sampled_from([None, "add", "update", "delete", "bogus"]))
-    _same(envelope(orjson.dumps(doc), server=SERVER, event=event,
+    _same(envelope(dumps(doc), server=SERVER, event=event,
                    ts=T0 + data.draw(st.integers(0, 10**6))))
 
 
@@ -47,7 +47,7 @@ def test_fast_trades_equal_the_general_reader(data: st.DataObject) -> None:
 @given(st.dictionaries(st.sampled_from(sorted(mt5_deal())), _VALUES, max_size=6))
 def test_any_values_in_known_fields_agree(fields: dict[str, Any]) -> None:
     doc = {**mt5_deal(), **fields}
-    _same(envelope(orjson.dumps(doc), server=SERVER))
+    _same(envelope(dumps(doc), server=SERVER))
 
 
 def test_the_common_case_takes_the_fast_path_and_the_rest_does_not() -> None:

@@ -265,7 +265,7 @@ def test_position_row_fields() -> None:
         "server": "ACME-MT5-Live", "login": 70001, "account_key": "mt5:ACME-MT5-Live:70001",
         "group": "real\\B-std", "book": "B", "mode": "hedging", "position_id": "7", "symbol": "GBPUSD",
         "side": "sell", "lots": D("0.5"), "units": D("50000"), "open_price": D("1.25"),
-        "mark_price": D("1.2402"), "profit_currency": "USD", "floating_pnl": D("490"),
+        "mark_price": D("1.2402"), "mark_source": "own", "profit_currency": "USD", "floating_pnl": D("490"),
         "account_currency": "USD", "floating_pnl_account": D("490"), "floating_pnl_usd": D("490"),
         "notional_usd": D("62005.00"), "realised_pnl": D("-3"), "gross_pnl": D(0),
         "opened_at": T0, "updated_at": T0, "incomplete": False, "as_of": at(1),

@@ -112,8 +112,11 @@ def test_inout_reversal_closes_and_opens_the_rest_the_other_way() -> None:
     assert position.signed_units == D("-200000")
     assert position.avg_price == D("1.11000")  # the reversal's price
     assert position.opened_at == make_deal(0, "buy", "in", "1", "1", t=5).time
-    assert position.gross_pnl == D("1000")  # the closed 1.00 lot: 100,000 x 0.01
-    assert position.realised.total == D("1000")
+    # the closed 1.00 lot (100,000 x 0.01) belongs to the side it closed: the new side starts
+    # from zero, the money stays booked (balance)
+    assert changes[1].before is not None and changes[1].after.booked.total == D("1000")
+    assert position.gross_pnl == 0 and position.realised.total == 0
+    assert changes[1].realised.total == D("1000")
     assert position.position_id == "10"  # MT5 keeps the position identifier through a reversal
 
 

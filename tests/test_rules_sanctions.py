@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from risk_rules.sanctions import Screener, load_eu, load_ofac, token_score
+from risk_rules.sanctions import ListEntry, Screener, load_eu, load_ofac, token_score
 from tests.test_rules_builders import DATA, account, acct, at, engine, feed
 
 
@@ -74,3 +74,57 @@ def test_rule_on_open_and_on_change(screener: Screener) -> None:
     assert alerts[0].severity == "medium" and alerts[0].facts["dob_match"] is True
     # an unrelated update of the same account does not screen again
     assert feed(eng, [account(t=at(2), email="x@example.com")]) == []
+
+
+def test_rule_screens_payers_and_beneficiaries(screener: Screener) -> None:
+    from tests.test_rules_builders import psp
+
+    eng = engine("sanctions_screening", screener=screener, cooldown_hours=24)
+    ops = [
+        account(name="Peter Novak"),
+        psp(500, at(1), payer="Peter Novak"),  # the holder: screened on the account already
+        psp(500, at(2), payer="Samir Fawwaz AL-QADIRAH"),  # a listed third party paying
+        psp(700, at(3), payer="Samir Fawwaz Al Qadirah"),  # again: in the cool-down
+        psp(-300, at(4), payer="Dmitar VORANKO"),  # a listed beneficiary of a payout
+    ]
+    alerts = feed(eng, ops)
+    assert [(a.facts["party"], a.facts["entry"]) for a in alerts] == [
+        ("payer", "90002"),
+        ("beneficiary", "90001"),
+    ]
+    assert alerts[0].subject == acct(100) and "payer 'Samir Fawwaz AL-QADIRAH'" in alerts[0].summary
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Dmitаr Vоrаnkо",  # Cyrillic а and о typed in a Latin name
+        "Dmi\u200btar Vora\u200dnko",  # zero-width characters
+        "Дмитар Воранко",  # Cyrillic script
+        "VRNK, Dmtr",  # vowels dropped
+        "Dr. Samir al-Qadirah",  # title and particle
+        "DUARTE VILLALBA, Hernán",  # order, accents
+    ],
+)
+def test_matches_across_scripts_and_spellings(screener: Screener, name: str) -> None:
+    assert screener.screen(name, threshold=88)
+
+
+def test_issue_repros() -> None:
+    eu = Screener([
+        ListEntry("EU-1", ["Jürgen Müller-Strauß"], "EU"),
+        ListEntry("EU-2", ["Đorđe Janković"], "EU"),
+        ListEntry("EU-3", ["Osama Jaber ABDULLAH"], "EU"),
+        ListEntry("EU-4", ["CHEN, Guang Ming"], "EU"),
+        ListEntry("EU-5", ["SUHARTO"], "EU"),
+    ])
+
+    def ids(name: str) -> list[str]:
+        return [m.entry.entry_id for m in eu.screen(name)]
+
+    assert ids("Juergen Mueller-Strauss") == ["EU-1"]
+    assert ids("Djordje Jankovic") == ["EU-2"]
+    assert ids("Omar Jaber Abdullah") == []  # a short wrong token sinks the name
+    assert ids("Guangming Chen") == ["EU-4"]
+    assert ids("Suharto") == ["EU-5"] and ids("FNU Suharto") == ["EU-5"]  # a one-word listing
+    assert ids("Budi Suharto") == []  # ... is not hit by everyone with that surname

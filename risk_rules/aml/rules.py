@@ -4,15 +4,14 @@
 
 from __future__ import annotations
 
-import unicodedata
 from collections import defaultdict, deque
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
-from rapidfuzz import fuzz
 
+from risk_rules import names
 from risk_rules.engine import Context, Hit, Rule, fmt, register
 from schemas.events import Account, BalanceOperation, Deal, Login
 
@@ -42,10 +41,8 @@ def prune(q: deque[Row], now: datetime, window: timedelta) -> None:
 
 
 def normalise_name(name: str) -> str:
-    text = unicodedata.normalize("NFKD", name)
-    text = "".join(c for c in text if not unicodedata.combining(c)).lower()
-    text = "".join(c if c.isalnum() else " " for c in text)
-    return " ".join(text.split())
+    """ASCII, lower-case, one space between words, in any script (`names.normalise`)."""
+    return names.normalise(name)
 
 
 # --------------------------------------------------------------------------- large transaction
@@ -275,29 +272,15 @@ class PayerParams(P):
 
 
 def name_score(a: str, b: str) -> float:
-    """Token-aware similarity 0..100 of two person names, order-free: every token of the shorter
-    name must find a counterpart in the other (the weakest pair decides, so a relative with the
-    same surname does not pass); a missing middle name is fine, an initial matches its name."""
-    x, y = normalise_name(a).split(), normalise_name(b).split()
+    """Token-aware similarity 0..100 of two person names, order-free, with the normalisation the
+    sanctions screening uses (scripts, ß/ł/ø/Đ, look-alikes, joined tokens): every token of the
+    shorter name must find a counterpart in the other and the weakest pair decides, so a relative
+    with the same surname does not pass; a missing middle name is fine, an initial matches its
+    name, a payer giving only the surname passes."""
+    x, y = names.tokens(a), names.tokens(b)
     if not x or not y:
         return 100.0
-    if len(x) > len(y):
-        x, y = y, x
-    worst = 100.0
-    free = list(y)
-    for tok in sorted(x, key=len, reverse=True):
-        best, best_j = 0.0, -1
-        for j, other in enumerate(free):
-            if len(tok) == 1 or len(other) == 1:
-                s = 100.0 if tok[0] == other[0] else 0.0
-            else:
-                s = fuzz.ratio(tok, other)
-            if s > best:
-                best, best_j = s, j
-        if best_j >= 0:
-            free.pop(best_j)
-        worst = min(worst, best)
-    return worst
+    return names.compare(x, y, partial=True, margin=0.0)
 
 
 @register

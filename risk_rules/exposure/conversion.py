@@ -1,7 +1,11 @@
 """Prices from quotes, and conversion between currencies through the latest rates.
 
-`PriceBook` keeps the latest bid and ask of every symbol per server (a side a quote leaves out,
-as cTrader does when it is unchanged, keeps its previous value), and the latest from any server.
+`PriceBook` keeps the latest bid and ask of every price *feed*: a platform symbol on a server
+(`EURUSD` and `EURUSD.r` on one server are two feeds). A side a quote leaves out (cTrader, when
+it is unchanged) keeps the previous value of the same feed; bid and ask are never mixed from two
+feeds. A position is marked with its own feed; the fallbacks, flagged by `MarkSource`, are the
+canonical symbol's feed on the same server (the feed named as the canonical symbol, else the one
+that quoted last), then the canonical symbol's latest feed on any server.
 
 `Rates` converts amounts between currencies with the latest quotes of currency pairs (FX, metals,
 crypto): A -> B uses the pair AB directly, else BA inversely (1 / BA), else a path through a
@@ -27,6 +31,7 @@ from risk_rules.exposure.money import EXACT, ONE
 from schemas.events import Quote
 
 PriceSide = Literal["bid", "ask", "mid"]
+MarkSource = Literal["own", "canonical", "other_server", ""]
 Basis = Literal["mid", "conservative"]
 _TWO = Decimal(2)
 
@@ -89,23 +94,45 @@ class MissingPrice(MissingMarketData):
 
 
 class PriceBook:
-    """Latest bid/ask per (server, symbol), and per symbol from whichever server quoted last."""
+    """Latest bid/ask per feed (server, platform symbol); per (server, canonical symbol) and per
+    canonical symbol, the whole price of the feed that quoted last (never sides of two feeds)."""
 
     def __init__(self) -> None:
+        self._feeds: dict[tuple[str, str], Price] = {}
         self._by_server: dict[tuple[str, str], Price] = {}
         self._latest: dict[str, Price] = {}
 
     def update(self, server: str, symbol: str, bid: Decimal | None, ask: Decimal | None,
-               time: datetime | None = None) -> Price:
-        key = (server, symbol)
-        price = self._by_server.get(key, EMPTY_PRICE).merged(bid, ask, time)
-        self._by_server[key] = price
+               time: datetime | None = None, platform_symbol: str = "") -> Price:
+        key = (server, platform_symbol or symbol)
+        price = self._feeds.get(key, EMPTY_PRICE).merged(bid, ask, time)
+        self._feeds[key] = price
+        self._by_server[(server, symbol)] = price
         self._latest[symbol] = price
         return price
 
     def price(self, server: str, symbol: str) -> Price | None:
-        """The server's own price, else the latest from any server, else None."""
-        return self._by_server.get((server, symbol)) or self._latest.get(symbol)
+        """The canonical symbol's price on the server, else the latest from any server."""
+        return self.mark(server, symbol, symbol)[0]
+
+    def mark(self, server: str, platform_symbol: str, symbol: str) -> tuple[Price | None, MarkSource]:
+        """The price that marks a position on `platform_symbol` (canonical `symbol`) on
+        `server`, and where it came from: its own feed, else the canonical symbol's feed on the
+        same server, else the canonical symbol's latest feed on another server."""
+        own = self._feeds.get((server, platform_symbol or symbol))
+        if own is not None:
+            return own, "own"
+        same = self._feeds.get((server, symbol)) or self._by_server.get((server, symbol))
+        if same is not None:
+            return same, "canonical"
+        other = self._latest.get(symbol)
+        if other is not None:
+            return other, "other_server"
+        return None, ""
+
+    def serves(self, server: str, symbol: str) -> bool:
+        """Whether any feed of the canonical symbol quoted on this server."""
+        return (server, symbol) in self._by_server
 
     def latest(self, symbol: str) -> Price | None:
         return self._latest.get(symbol)
@@ -151,6 +178,16 @@ class Rates:
         if pair is None:
             return False
         self._pairs[pair] = self._pairs.get(pair, EMPTY_PRICE).merged(bid, ask, time)
+        return True
+
+    def set_price(self, symbol: str, price: Price) -> bool:
+        """Take one feed's whole price (bid and ask of the same quote stream); True when the
+        symbol is a currency pair. Used instead of `update` when several feeds quote a pair, so
+        a rate never pairs one server's bid with another's ask."""
+        pair = self.pair_of(symbol)
+        if pair is None:
+            return False
+        self._pairs[pair] = price
         return True
 
     def set_pair(self, base: str, quote: str, bid: Decimal | None, ask: Decimal | None = None) -> None:

@@ -35,7 +35,7 @@ from decimal import Decimal, localcontext
 from typing import Literal, NamedTuple
 
 from risk_rules.chunked import ChunkedDict
-from risk_rules.exposure.conversion import MissingRate, Price, PriceBook, Rates
+from risk_rules.exposure.conversion import MarkSource, MissingRate, Price, PriceBook, Rates
 from risk_rules.exposure.instruments import Instrument, InstrumentLookup, InstrumentTable, UnknownInstrument
 from risk_rules.exposure.limits import LimitEvent, LimitMonitor, LimitsConfig
 from risk_rules.exposure.margin import (
@@ -48,6 +48,8 @@ from risk_rules.exposure.margin import (
 )
 from risk_rules.exposure.money import EXACT, NO_MONEY, ZERO, q8, q8_or_none
 from risk_rules.exposure.positions import (
+    CorrectionIssue,
+    DealHistory,
     PositionBook,
     PositionChange,
     PositionKey,
@@ -66,7 +68,8 @@ from risk_rules.exposure.rows import (
 from schemas.events import Account, BalanceOperation, CanonicalRecord, Deal, Quote
 
 USD = "USD"
-GroupKey = tuple[str, str, str, str, str]  # (tenant, server, group, book, symbol)
+GroupKey = tuple[str, str, str, str, str, str]  # (tenant, server, group, book, symbol, feed)
+Feed = tuple[str, str]  # (canonical symbol, platform symbol): one price feed on the account's server
 DIMENSIONS = ("tenant", "server", "group", "book", "symbol")
 PositionsWanted = Literal["all", "changed", "traded", "none"]
 CREDIT_KINDS = frozenset({"credit", "so_compensation_credit"})
@@ -114,6 +117,7 @@ class _Contribution(NamedTuple):
     group_key: GroupKey
     account_key: str
     symbol: str
+    feed: str  # platform symbol
     long: bool
     lots: Decimal
     units: Decimal
@@ -175,6 +179,7 @@ class _Market(NamedTuple):
     price: Price | None
     instrument: Instrument | None
     to_usd: Decimal | None  # quote currency -> USD
+    source: MarkSource = "own"
 
 
 class _Valuer:
@@ -186,7 +191,7 @@ class _Valuer:
         self._instruments = instruments
         self._rate_cache: dict[tuple[str, str], Decimal | None] = {}
         self._inst_cache: dict[str, Instrument | None] = {}
-        self._market_cache: dict[tuple[str, str], _Market] = {}
+        self._market_cache: dict[tuple[str, str, str], _Market] = {}
         self.missing: set[str] = set()
 
     def instrument(self, symbol: str) -> Instrument | None:
@@ -208,20 +213,18 @@ class _Valuer:
                 self._rate_cache[key] = None
         return self._rate_cache[key]
 
-    def price(self, server: str, symbol: str) -> Price | None:
-        price = self._prices.price(server, symbol)
-        if price is None:
-            self.missing.add(f"no quote for {symbol}")
-        return price
-
-    def market(self, server: str, symbol: str) -> _Market:
-        """Price, instrument and quote-currency-to-USD rate of a symbol on a server (cached)."""
-        key = (server, symbol)
+    def market(self, server: str, symbol: str, feed: str = "") -> _Market:
+        """Price (of the feed `feed` on `server`, or its documented fallback), instrument and
+        quote-currency-to-USD rate of a symbol (cached)."""
+        key = (server, feed or symbol, symbol)
         market = self._market_cache.get(key)
         if market is None:
             inst = self.instrument(symbol)
             to_usd = self.rate(inst.quote, USD) if inst is not None else None
-            market = self._market_cache[key] = _Market(self.price(server, symbol), inst, to_usd)
+            price, source = self._prices.mark(server, feed or symbol, symbol)
+            if price is None:
+                self.missing.add(f"no quote for {symbol}")
+            market = self._market_cache[key] = _Market(price, inst, to_usd, source)
         return market
 
     def floating(self, server: str, symbol: str, agg: _Agg, price: Price | None) -> Decimal | None:
@@ -241,8 +244,8 @@ class _Valuer:
             total += agg.short_cost - agg.short_units * price.ask
         return total
 
-    def value(self, server: str, symbol: str, agg: _Agg) -> _Valued:
-        price, inst, to_usd = self.market(server, symbol)
+    def value(self, server: str, symbol: str, agg: _Agg, feed: str = "") -> _Valued:
+        price, inst, to_usd, _source = self.market(server, symbol, feed)
         net_lots = agg.long_lots - agg.short_lots
         net_units = agg.long_units - agg.short_units
         floating = self.floating(server, symbol, agg, price)
@@ -285,18 +288,29 @@ class ExposureEngine:
         self.limits = LimitMonitor(limits)
         self.margin = MarginMonitor(margin)
         self._books: dict[str, PositionBook] = {}
+        # where pruned positions' deals are read back from (None: late corrections are reported)
+        self.history: DealHistory | None = None
+        self.correction_issues: list[CorrectionIssue] = []  # drained by `take_correction_issues`
         self._accounts: dict[str, _AccountInfo] = {}
         # every open position of the tenant: chunked, so a snapshot re-pickles what changed
         self._contrib: ChunkedDict[PositionKey, _Contribution] = ChunkedDict()
         self._open: ChunkedDict[PositionKey, PositionState] = ChunkedDict()
         self._groups: dict[GroupKey, _Agg] = {}
-        self._by_account: dict[str, dict[str, _Agg]] = {}
+        self._by_account: dict[str, dict[Feed, _Agg]] = {}
         self._book_cache: dict[tuple[str, str], str] = {}
         # what changed since the last snapshot listing changed positions
         self._dirty: set[PositionKey] = set()
         self._closed: dict[PositionKey, PositionState] = {}
         self._dirty_symbols: set[str] = set()
         self._dirty_currencies: set[str] = set()
+        # what changed since the last margin check: only the accounts it touches are recomputed
+        self._pivots = pivots
+        self._margin_dirty: set[str] = set()  # positions, balance, credit, leverage, currency, group
+        self._quoted: dict[str, set[str]] = {}  # canonical symbol -> servers that quoted it
+        self._quoted_pairs: set[frozenset[str]] = set()  # currency pairs quoted (rates)
+        self._holders: dict[str, set[str]] = {}  # canonical symbol -> accounts holding it
+        self._needs: dict[str, frozenset[tuple[str, str]]] = {}  # account -> (quote, account ccy)
+        self._rate_users: dict[tuple[str, str], set[str]] = {}  # (quote, account ccy) -> accounts
 
     # ---- input ---------------------------------------------------------------------------------
 
@@ -317,7 +331,8 @@ class ExposureEngine:
         book = self._books.get(account_key)
         if book is None:
             book = self._new_book(account_key, deal)
-        changes = book.apply(deal)
+        changes, issues = book.apply_late(deal, self.history)
+        self.correction_issues += issues
         if changes:
             with localcontext(EXACT):
                 for change in changes:
@@ -334,18 +349,25 @@ class ExposureEngine:
         return book
 
     def on_quote(self, quote: Quote) -> None:
-        self.prices.update(quote.server, quote.symbol, quote.bid, quote.ask, quote.time)
+        price = self.prices.update(quote.server, quote.symbol, quote.bid, quote.ask, quote.time,
+                                   quote.platform_symbol)
         self._dirty_symbols.add(quote.symbol)
-        if self.rates.update(quote.symbol, quote.bid, quote.ask, quote.time):
+        servers = self._quoted.get(quote.symbol)
+        if servers is None:
+            servers = self._quoted[quote.symbol] = set()
+        servers.add(quote.server)
+        if self.rates.set_price(quote.symbol, price):  # one feed's bid and ask, never two
             pair = self.rates.pair_of(quote.symbol)
             if pair is not None:
                 self._dirty_currencies.update(c for c in pair if c != USD)
+                self._quoted_pairs.add(frozenset(pair))
 
     def on_account(self, account: Account) -> list[PositionChange]:
         """Group, currency, leverage, balance and credit of an account. A new group re-routes
         its positions (book, netting/hedging mode)."""
         info = self._account(account.account_key, account.tenant, account.platform, account.server,
                              account.login)
+        self._margin_dirty.add(account.account_key)
         if account.currency:
             info.currency = account.currency
         if account.leverage:
@@ -384,6 +406,7 @@ class ExposureEngine:
         held = info.ops.get(op.op_key)
         if held is not None and op.version <= held[0]:
             return
+        self._margin_dirty.add(info.account_key)
         credit = op.kind in CREDIT_KINDS
         amount = ZERO if op.is_deleted or op.status != "completed" else op.amount
         with localcontext(EXACT):
@@ -401,9 +424,9 @@ class ExposureEngine:
     def _fold(self, change: PositionChange) -> None:
         after = change.after
         before = change.before
-        if before is None:
-            realised = after.realised.total if after.realised is not NO_MONEY else ZERO
-        elif after.realised is not before.realised:
+        if before is None:  # `booked`: a reopened position's realised restarts, the balance not
+            realised = after.booked.total if after.booked is not NO_MONEY else ZERO
+        elif after.booked is not before.booked:
             realised = change.realised.total
         else:
             realised = ZERO
@@ -413,6 +436,7 @@ class ExposureEngine:
                 info = self._account(after.account_key, after.tenant, after.platform, after.server,
                                      after.login)
             info.adjust(change.time, realised)
+        self._margin_dirty.add(after.account_key)
         key = after.key
         old = self._contrib.pop(key, None)
         if old is not None:
@@ -441,6 +465,11 @@ class ExposureEngine:
                 self._contrib[key] = new
                 self._insert(new)
                 self._dirty.add(key)
+
+    def take_correction_issues(self) -> list[CorrectionIssue]:
+        """Corrections that could not be applied since the last call (see `PositionBook.apply_late`)."""
+        issues, self.correction_issues = self.correction_issues, []
+        return issues
 
     def prune(self, before: datetime) -> int:
         """Forget positions closed before `before` (see `PositionBook.prune`)."""
@@ -475,10 +504,12 @@ class ExposureEngine:
         if book is None:
             book = self.book_of(state)
         units = state.signed_units
+        feed = state.platform_symbol or state.symbol
         return _Contribution(
-            (state.tenant, state.server, state.group, book, state.symbol),
+            (state.tenant, state.server, state.group, book, state.symbol, feed),
             state.account_key,
             state.symbol,
+            feed,
             units > 0,
             abs(state.signed_lots),
             abs(units),
@@ -493,18 +524,24 @@ class ExposureEngine:
         per_symbol = self._by_account.get(c.account_key)
         if per_symbol is None:
             per_symbol = self._by_account[c.account_key] = {}
-        account_agg = per_symbol.get(c.symbol)
+        account_agg = per_symbol.get((c.symbol, c.feed))
         if account_agg is None:
-            account_agg = per_symbol[c.symbol] = _Agg()
+            account_agg = per_symbol[(c.symbol, c.feed)] = _Agg()
+            holders = self._holders.get(c.symbol)
+            if holders is None:
+                holders = self._holders[c.symbol] = set()
+            holders.add(c.account_key)
         account_agg.add(c)
 
     def _remove(self, c: _Contribution) -> None:
         self._groups[c.group_key].subtract(c)  # kept at zero: its row then reports zero
         per_symbol = self._by_account[c.account_key]
-        account_agg = per_symbol[c.symbol]
+        account_agg = per_symbol[(c.symbol, c.feed)]
         account_agg.subtract(c)
         if not account_agg.positions:
-            del per_symbol[c.symbol]
+            del per_symbol[(c.symbol, c.feed)]
+            if not any(symbol == c.symbol for symbol, _feed in per_symbol):
+                self._holders[c.symbol].discard(c.account_key)
             if not per_symbol:
                 del self._by_account[c.account_key]
 
@@ -531,7 +568,7 @@ class ExposureEngine:
         """
         with localcontext(EXACT):
             valuer = _Valuer(self.prices, self.rates, self.instruments)
-            valued = {key: valuer.value(key[1], key[4], agg) for key, agg in self._groups.items()}
+            valued = {key: valuer.value(key[1], key[4], agg, key[5]) for key, agg in self._groups.items()}
             exposure = self._exposure_rows(valued, as_of)
             currency = self._currency_rows(valued, valuer, as_of)
             broker = [self._mirror_exposure(row) for row in exposure]
@@ -562,7 +599,7 @@ class ExposureEngine:
 
     def _exposure_rows(self, valued: dict[GroupKey, _Valued], as_of: datetime) -> list[ExposureRow]:
         sums: dict[tuple[str, str, str], list[Decimal | None]] = {}
-        for (tenant, _server, _group, book, symbol), v in valued.items():
+        for (tenant, _server, _group, book, symbol, _feed), v in valued.items():
             acc = sums.get((tenant, book, symbol))
             if acc is None:
                 sums[(tenant, book, symbol)] = [v.net_lots, v.net_units, v.notional_usd, v.floating_usd]
@@ -584,7 +621,7 @@ class ExposureEngine:
     def _currency_rows(self, valued: dict[GroupKey, _Valued], valuer: _Valuer,
                        as_of: datetime) -> list[CurrencyExposureRow]:
         sums: dict[tuple[str, str, str], Decimal | None] = {}
-        for (tenant, _server, _group, book, _symbol), v in valued.items():
+        for (tenant, _server, _group, book, _symbol, _feed), v in valued.items():
             for currency, amount in v.legs:
                 key = (tenant, book, currency)
                 sums[key] = _add_opt(sums.get(key, ZERO), amount)
@@ -646,7 +683,7 @@ class ExposureEngine:
 
     def _position_row(self, state: PositionState, valuer: _Valuer, as_of: datetime,
                       version: int) -> PositionRow:
-        price, inst, to_usd = valuer.market(state.server, state.symbol)
+        price, inst, to_usd, source = valuer.market(state.server, state.symbol, state.platform_symbol)
         mark = floating = floating_account = floating_usd = notional_usd = None
         quote_ccy = inst.quote if inst is not None else ""
         info = self._accounts.get(state.account_key)
@@ -684,6 +721,7 @@ class ExposureEngine:
             "units": q8(state.units),
             "open_price": q8(state.avg_price),
             "mark_price": q8_or_none(mark),
+            "mark_source": source if state.signed_units and price is not None else "",
             "profit_currency": quote_ccy,
             "floating_pnl": q8_or_none(floating),
             "account_currency": account_ccy,
@@ -709,8 +747,8 @@ class ExposureEngine:
             gross: Decimal | None = ZERO
             floating: Decimal | None = ZERO
             count = 0
-            for symbol, agg in per_symbol.items():
-                price, _inst, to_usd = valuer.market(info.server, symbol)
+            for (symbol, feed), agg in per_symbol.items():
+                price, _inst, to_usd, _source = valuer.market(info.server, symbol, feed)
                 mid = price.mid if price is not None else None
                 gross = _add_opt(gross, _mul_opt(_mul_opt(agg.long_units + agg.short_units, mid), to_usd))
                 symbol_floating = valuer.floating(info.server, symbol, agg, price)
@@ -743,8 +781,8 @@ class ExposureEngine:
             sums: dict[tuple[str | None, ...], list[Decimal | None]] = defaultdict(
                 lambda: [ZERO, ZERO, ZERO, ZERO, ZERO, ZERO, ZERO, ZERO])
             for key, agg in self._groups.items():
-                v = valuer.value(key[1], key[4], agg)
-                out_key = tuple(part if k else None for part, k in zip(key, keep, strict=True))
+                v = valuer.value(key[1], key[4], agg, key[5])
+                out_key = tuple(part if k else None for part, k in zip(key[:5], keep, strict=True))
                 acc = sums[out_key]
                 values = (Decimal(agg.positions), agg.long_lots, agg.short_lots, v.net_lots, v.net_units,
                           v.notional_usd, v.gross_notional_usd, v.floating_usd)
@@ -791,9 +829,9 @@ class ExposureEngine:
                     notes.append("leverage unknown")
                 if info.balance is None:
                     notes.append("balance unknown")
-                for symbol, agg in self._by_account.get(key, {}).items():
+                for (symbol, feed), agg in self._by_account.get(key, {}).items():
                     inst = valuer.instrument(symbol)
-                    price = valuer.price(info.server, symbol)
+                    price = valuer.market(info.server, symbol, feed).price
                     mid = price.mid if price is not None else None
                     to_account = None
                     if inst is None:
@@ -820,8 +858,75 @@ class ExposureEngine:
             return out
 
     def check_margin(self, as_of: datetime) -> list[MarginEvent]:
-        """Margin calls, stop outs and recoveries since the previous check."""
+        """Margin calls, stop outs and recoveries since the previous check. Only accounts whose
+        inputs changed since then are recomputed: their positions, balance, credit, leverage,
+        currency or group; a price of a symbol they hold (on their server, or on another while
+        their server quotes none of it); a currency pair on the path of a rate they need. Any
+        other account's status is what it was, and re-evaluating an unchanged status raises
+        nothing (the state machine is idempotent), so the events equal a full recompute's."""
+        events: list[MarginEvent] = []
+        every = set(self._by_account) | set(self.margin.watched())
+        for status in self.margin_status(as_of, sorted(self._margin_candidates() & every)):
+            events += self.margin.evaluate(status)
+        return events
+
+    def check_margin_full(self, as_of: datetime) -> list[MarginEvent]:
+        """`check_margin` recomputing every account (the reference the incremental one equals)."""
+        self._margin_candidates()  # consumed: the next incremental check starts from here
         events: list[MarginEvent] = []
         for status in self.margin_status(as_of):
             events += self.margin.evaluate(status)
         return events
+
+    def _margin_candidates(self) -> set[str]:
+        """The accounts whose margin inputs changed since the last check (and forget them)."""
+        dirty, self._margin_dirty = self._margin_dirty, set()
+        for key in dirty:
+            self._update_needs(key)
+        out = set(dirty)
+        for symbol, servers in self._quoted.items():
+            for key in self._holders.get(symbol, ()):
+                server = self._accounts[key].server
+                if server in servers or not self.prices.serves(server, symbol):
+                    out.add(key)
+        if self._quoted_pairs:
+            pairs = self._quoted_pairs
+            for (quote, currency), users in self._rate_users.items():
+                if users and any(p in pairs for p in self._rate_paths(quote, currency)):
+                    out |= users
+        self._quoted = {}
+        self._quoted_pairs = set()
+        return out
+
+    def _rate_paths(self, from_ccy: str, to_ccy: str) -> list[frozenset[str]]:
+        """Every currency pair a rate from_ccy -> to_ccy may use (direct, or via a pivot)."""
+        paths = [frozenset((from_ccy, to_ccy))]
+        for pivot in self._pivots:
+            if pivot not in (from_ccy, to_ccy):
+                paths += [frozenset((from_ccy, pivot)), frozenset((pivot, to_ccy))]
+        return paths
+
+    def _update_needs(self, key: str) -> None:
+        """Which rates (quote currency -> account currency) an account's margin needs."""
+        info = self._accounts.get(key)
+        needs: set[tuple[str, str]] = set()
+        if info is not None and info.currency:
+            for symbol, _feed in self._by_account.get(key, {}):
+                try:
+                    quote = self.instruments.instrument(symbol).quote
+                except UnknownInstrument:
+                    continue
+                if quote != info.currency:
+                    needs.add((quote, info.currency))
+        old = self._needs.get(key, frozenset())
+        new = frozenset(needs)
+        if new == old:
+            return
+        for need in old - new:
+            self._rate_users[need].discard(key)
+        for need in new - old:
+            self._rate_users.setdefault(need, set()).add(key)
+        if new:
+            self._needs[key] = new
+        else:
+            self._needs.pop(key, None)

@@ -26,7 +26,17 @@ has at most one position per symbol, identified by the symbol.
 Realised P&L is what the platform says: the sum of profit, swap, commission and fee over the
 position's deals (commissions charged on the opening deal included), in the account currency.
 Beside it `gross_pnl` is recomputed from prices - closed units x (close price - average open
-price), in the symbol's quote currency - to check the platform's numbers against.
+price), in the symbol's quote currency - to check the platform's numbers against. Both belong
+to one *episode* of the position: from the deal that opens it from flat (or the reversal that
+opens the other side) until it is flat again. A position that goes flat and reopens (netting:
+the same symbol, a new PositionID or the same; hedging: a reused id) starts again from zero;
+the money of a reversal (inout) deal belongs to the side it closes. `booked` keeps the money of
+every deal the position holds, across episodes: what moved the account's balance.
+
+A correction (or a late deal) for a position that already left memory (`prune`) is not lost:
+with a `DealHistory` (the stored deals, loaded by the pipeline layer) the position is rebuilt
+from its stored deals plus the correction; without one, or when the history cannot vouch for
+the position, the deal comes back as a `CorrectionIssue` for the dealing desk.
 
 A closing deal with nothing to close (its opening deal happened before the data starts, or has
 not arrived) moves no volume and marks the position `incomplete`; it never opens a phantom
@@ -38,7 +48,7 @@ from __future__ import annotations
 import pickle
 from datetime import datetime
 from decimal import Decimal, localcontext
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Protocol
 
 from risk_rules.chunked import ChunkedDict
 from risk_rules.exposure.money import EXACT, NO_MONEY, ZERO, Money, price12
@@ -108,6 +118,8 @@ class PositionState(NamedTuple):
     gross_pnl: Decimal  # computed from prices over the closed volume, quote currency
     deals: int  # live deals held
     incomplete: bool  # a close found less volume open than it closed
+    platform_symbol: str = ""  # the platform's own symbol (its price feed), of the latest deal
+    booked: Money = NO_MONEY  # money of every deal held, all episodes: what moved the balance
 
     @property
     def is_open(self) -> bool:
@@ -154,19 +166,65 @@ class PositionChange(NamedTuple):
 
     @property
     def realised(self) -> Money:
-        """Money realised by this change (a correction can take some back)."""
-        return self.after.realised - (self.before.realised if self.before is not None else NO_MONEY)
+        """Money booked by this change (a correction can take some back). Taken from `booked`,
+        not the episode's `realised`: a reopened position starts its P&L from zero, but the
+        money of the closed episode stays on the balance."""
+        return self.after.booked - (self.before.booked if self.before is not None else NO_MONEY)
 
     @property
     def gross_pnl(self) -> Decimal:
+        """Gross P&L of the episode gained by this change (a reopened position starts at 0)."""
         before = self.before.gross_pnl if self.before is not None else ZERO
         return EXACT.subtract(self.after.gross_pnl, before)
+
+
+class CorrectionIssue(NamedTuple):
+    """A correction (or late deal) that could not be applied: never silenced, it becomes a
+    `correction_issues` row and an alert for the dealing desk."""
+
+    tenant: str
+    account_key: str
+    deal_key: str
+    version: int
+    event: str  # add / update / delete
+    position_ref: str  # position id (hedging) or symbol (netting)
+    deal_time: datetime
+    reason: str
+
+
+class DealHistory(Protocol):
+    """Where a pruned position's deals can be read back (implemented by the pipeline layer over
+    the stored deals; the domain never queries a database itself)."""
+
+    def position_deals(self, account_key: str, mode: Mode, ref: str) -> list[Deal] | None:
+        """The latest stored version of every deal of the position `ref` (hedging: its position
+        id; netting: every deal of the account on that symbol), deleted ones included; None when
+        the history cannot be read."""
+        ...
+
+
+class MemoryDealHistory:
+    """A `DealHistory` over deals in memory (tests, replays that keep their input)."""
+
+    def __init__(self, deals: list[Deal] | None = None) -> None:
+        self._latest: dict[str, Deal] = {}
+        for deal in deals or []:
+            self.add(deal)
+
+    def add(self, deal: Deal) -> None:
+        held = self._latest.get(deal.deal_key)
+        if held is None or deal.version > held.version:
+            self._latest[deal.deal_key] = deal
+
+    def position_deals(self, account_key: str, mode: Mode, ref: str) -> list[Deal]:
+        return [d for d in self._latest.values()
+                if account_key_of(d) == account_key and position_ref(d, mode) == ref]
 
 
 _LEDGER_FIELDS = (
     "avg_price", "contract_size", "currency", "gross_pnl", "incomplete", "key", "last", "login", "mode",
     "opened_at", "platform", "position_id", "realised", "server", "signed_lots", "signed_units", "symbol",
-    "tenant", "updated_at",
+    "tenant", "updated_at", "platform_symbol", "booked",
 )  # what a ledger pickles, besides its deals; `snapshot` is recomputed on restore
 
 
@@ -180,11 +238,15 @@ def _pack_fields(ledger: _Ledger) -> tuple[Any, ...]:
         ledger.login, ledger.mode, None if ledger.opened_at is None else utc_micros(ledger.opened_at),
         ledger.platform, ledger.position_id, (str(r.profit), str(r.swap), str(r.commission), str(r.fee)),
         ledger.server, str(ledger.signed_lots), str(ledger.signed_units), ledger.symbol, ledger.tenant,
-        utc_micros(ledger.updated_at),
+        utc_micros(ledger.updated_at), ledger.platform_symbol,
+        (str(ledger.booked.profit), str(ledger.booked.swap), str(ledger.booked.commission),
+         str(ledger.booked.fee)),
     )
 
 
 def _unpack_fields(packed: tuple[Any, ...]) -> dict[str, Any]:
+    if len(packed) == len(_LEDGER_FIELDS) - 2:  # a snapshot from before episodes and feeds
+        packed = (*packed, packed[_LEDGER_FIELDS.index("symbol")], packed[_LEDGER_FIELDS.index("realised")])
     fields = dict(zip(_LEDGER_FIELDS, packed, strict=True))
     for name in ("avg_price", "contract_size", "gross_pnl", "signed_lots", "signed_units"):
         fields[name] = Decimal(fields[name])
@@ -195,6 +257,7 @@ def _unpack_fields(packed: tuple[Any, ...]) -> dict[str, Any]:
         fields["opened_at"] = utc_from_micros(fields["opened_at"])
     fields["updated_at"] = utc_from_micros(fields["updated_at"])
     fields["realised"] = Money(*(Decimal(v) for v in fields["realised"]))
+    fields["booked"] = Money(*(Decimal(v) for v in fields["booked"]))
     fields["key"] = tuple(fields["key"])
     return fields
 
@@ -254,6 +317,7 @@ class _Ledger:
         self.server = deal.server
         self.login = deal.login
         self.symbol = deal.symbol
+        self.platform_symbol = deal.platform_symbol
         self.currency = deal.currency
         self.position_id = _episode_id(deal, mode, key)
         self.contract_size = deal.contract_size
@@ -266,6 +330,7 @@ class _Ledger:
         self.opened_at: datetime | None = None
         self.updated_at: datetime = deal.time
         self.realised = NO_MONEY
+        self.booked = NO_MONEY
         self.gross_pnl = ZERO
         self.incomplete = False
         self.snapshot: PositionState | None = None
@@ -276,7 +341,7 @@ class _Ledger:
             self.key, self.mode, self.key[0], self.tenant, self.platform, self.server, self.login,
             group, self.symbol, self.position_id, self.currency, self.contract_size, self.signed_lots,
             self.signed_units, self.avg_price, self.opened_at, self.updated_at, self.realised,
-            self.gross_pnl, len(self.deals), self.incomplete,
+            self.gross_pnl, len(self.deals), self.incomplete, self.platform_symbol, self.booked,
         )
         return self.snapshot
 
@@ -285,7 +350,7 @@ class _Ledger:
         self.blob = None
         self.signed_lots = self.signed_units = self.avg_price = self.gross_pnl = ZERO
         self.opened_at = None  # updated_at stays as it was if no deal is left
-        self.realised = NO_MONEY
+        self.realised = self.booked = NO_MONEY
         self.incomplete = False
         self.last = None
         ordered = sorted(self.deals.values(), key=deal_order)
@@ -299,30 +364,50 @@ class _Ledger:
         self.last = deal_order(ordered[-1]) if ordered else None
 
     def fill(self, deal: Deal) -> ChangeKind:
-        self.blob = None
         """Fold one live deal in (in event-time order). Runs in the EXACT context."""
-        if deal.profit or deal.swap or deal.commission or deal.fee:
-            self.realised = self.realised + Money.of_deal(deal)
+        self.blob = None
+        money = Money.of_deal(deal) if deal.profit or deal.swap or deal.commission or deal.fee else None
+        if money is not None:
+            self.booked = self.booked + money
         self.updated_at = deal.time
         self.contract_size = deal.contract_size
+        self.platform_symbol = deal.platform_symbol
         buy = deal.side == "buy"
         units = deal.units if buy else -deal.units
         lots = deal.lots if buy else -deal.lots
         held = self.signed_units
         if not units:
+            self._book(money)
             return "unmatched"
         same_way = not held or (held > 0) == (units > 0)
         entry = deal.entry
         if entry in ("out", "out_by"):
+            self._book(money)
             if same_way:  # nothing open to close
                 self.incomplete = True
                 return "unmatched"
             return self._reduce(deal, units, lots, may_reverse=False)
         if same_way:
+            if not held:  # opens from flat: a new episode, its P&L starts from zero
+                self._new_episode()
             if entry == "inout":  # a reversal of a position we never saw open
                 self.incomplete = True
+            self._book(money)
             return self._increase(deal, units, lots)
-        return self._reduce(deal, units, lots, may_reverse=True)
+        self._book(money)  # a reversal's money belongs to the side it closes
+        kind = self._reduce(deal, units, lots, may_reverse=True)
+        if kind == "reverse":
+            self._new_episode()
+        return kind
+
+    def _book(self, money: Money | None) -> None:
+        if money is not None:
+            self.realised = self.realised + money
+
+    def _new_episode(self) -> None:
+        self.realised = NO_MONEY
+        self.gross_pnl = ZERO
+        self.incomplete = False
 
     def _increase(self, deal: Deal, units: Decimal, lots: Decimal) -> ChangeKind:
         held = abs(self.signed_units)
@@ -391,6 +476,8 @@ class PositionBook:
         self._seen: dict[str, tuple[int, str | None]] = {}
         self._pruned: set[str] = set()  # hedging: position ids pruned after they closed
         self._watermarks: dict[str, SortKey] = {}  # netting: symbol -> last deal pruned
+        # live deals pruned per position ref: a stored history with fewer is incomplete
+        self._pruned_deals: dict[str, int] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         # The seen-versions of live deals are in the ledgers (which pickle themselves once until
@@ -421,14 +508,33 @@ class PositionBook:
     # ---- deals -------------------------------------------------------------------------------
 
     def apply(self, deal: Deal) -> list[PositionChange]:
-        """Fold one deal (or a new version of one) in; the positions it changed."""
+        """Fold one deal (or a new version of one) in; the positions it changed. A deal for a
+        position that left memory is dropped here: use `apply_late` to get it applied from a
+        history, or reported."""
+        changes, _issues = self.apply_late(deal, None)
+        return changes
+
+    def apply_late(self, deal: Deal, history: DealHistory | None
+                   ) -> tuple[list[PositionChange], list[CorrectionIssue]]:
+        """`apply`, and for a deal that belongs to a pruned position (a correction later than
+        the position was kept, or a netting deal older than the last pruned one): the position
+        rebuilt from `history` plus this deal, or - when there is no history, it cannot be
+        read, or it lacks the deal being corrected - a `CorrectionIssue`."""
         seen = self._seen.get(deal.deal_key)
         if seen is not None and deal.version <= seen[0]:
-            return []
+            return [], []
         live = not (deal.is_deleted or deal.canceled)
         ref = position_ref(deal, self._mode) if live else None
-        if ref is not None and self._is_stale(ref, deal):
-            return []
+        if seen is None:
+            target = ref if ref is not None else position_ref(deal, self._mode)
+            if self._is_stale(target, deal):
+                return self._late(deal, target, history)
+        elif ref is not None and self._is_stale(ref, deal):
+            return self._late(deal, ref, history)
+        return self._apply(deal, seen, ref), []
+
+    def _apply(self, deal: Deal, seen: tuple[int, str | None] | None,
+               ref: str | None) -> list[PositionChange]:
         old_ref = seen[1] if seen is not None else None
         self._seen[deal.deal_key] = (deal.version, ref)
         with localcontext(EXACT):
@@ -449,6 +555,72 @@ class PositionBook:
             if ref is not None:
                 changes.append(self._add(ref, deal))
             return changes
+
+    def _late(self, deal: Deal, ref: str, history: DealHistory | None
+              ) -> tuple[list[PositionChange], list[CorrectionIssue]]:
+        """A deal for a pruned position: rebuild the position from its stored deals."""
+        def issue(reason: str) -> tuple[list[PositionChange], list[CorrectionIssue]]:
+            return [], [CorrectionIssue(deal.tenant, self.account_key, deal.deal_key, deal.version,
+                                        deal.event, ref, deal.time, reason)]
+
+        if history is None:
+            return issue("the position left memory (exposure.keep_closed_minutes) and no deal "
+                         "history is configured: exposure does not reflect this correction")
+        stored = history.position_deals(self.account_key, self._mode, ref)
+        if stored is None:
+            return issue("the position left memory and its stored deals could not be read")
+        latest: dict[str, Deal] = {}
+        for held in stored:
+            if held.deal_key not in latest or held.version > latest[held.deal_key].version:
+                latest[held.deal_key] = held
+        current = self._ledgers.get(ref)
+        if current is not None:  # netting: what memory holds is newer than the store's
+            for held in current.deals.values():
+                if held.deal_key not in latest or held.version >= latest[held.deal_key].version:
+                    latest[held.deal_key] = held
+        in_memory = set(current.deals) if current is not None else set()
+        stored_live = sum(1 for d in latest.values()
+                          if d.deal_key not in in_memory and not (d.is_deleted or d.canceled))
+        if stored_live < getattr(self, "_pruned_deals", {}).get(ref, 0):
+            return issue("the position left memory and the stored history holds fewer of its deals "
+                         "than were pruned (not stored yet?): exposure does not reflect this correction")
+        prior = latest.get(deal.deal_key)
+        if prior is not None and deal.version <= prior.version:
+            return [], []  # the history already has it (a redelivery)
+        if prior is None and deal.event != "add":
+            return issue("the position left memory and the stored history lacks the corrected "
+                         "deal (not stored yet?): exposure does not reflect this correction")
+        with localcontext(EXACT):
+            before = self._replayed(ref, [d for d in latest.values()], deal)
+            latest[deal.deal_key] = deal
+            after = self._replayed(ref, list(latest.values()), deal)
+        getattr(self, "_pruned_deals", {}).pop(ref, None)
+        if self._mode == "hedging":
+            self._pruned.discard(ref)
+        else:
+            self._watermarks.pop(ref, None)  # the ledger now holds the symbol's whole history
+        for held in latest.values():
+            live = not (held.is_deleted or held.canceled)
+            self._seen[held.deal_key] = (held.version, ref if live else None)
+        if not after.deals:
+            self._ledgers.pop(ref, None)
+            state = after.state(self._group).flat()
+        else:
+            self._ledgers[ref] = after
+            state = after.state(self._group)
+        before_state = before.state(self._group) if before.deals else None
+        if before_state is None and current is not None:
+            before_state = current.snapshot
+        return [PositionChange("rebuild", before_state, state, deal.deal_key, deal.time)], []
+
+    def _replayed(self, ref: str, deals: list[Deal], cause: Deal) -> _Ledger:
+        """A ledger of the live ones of `deals`, replayed in order."""
+        live = [d for d in deals if not (d.is_deleted or d.canceled)]
+        ledger = _Ledger((self.account_key, ref), self._mode, live[0] if live else cause)
+        for d in live:
+            ledger.deals[d.deal_key] = d
+        ledger.rebuild()
+        return ledger
 
     def _is_stale(self, ref: str, deal: Deal) -> bool:
         if self._mode == "hedging":
@@ -542,6 +714,7 @@ class PositionBook:
             ledger = self._ledgers.pop(ref)
             for deal_key in ledger.deals:
                 self._seen.pop(deal_key, None)
+            self._pruned_deals[ref] = self._pruned_deals.get(ref, 0) + len(ledger.deals)
             if self._mode == "hedging":
                 self._pruned.add(ref)
             elif ledger.last is not None:

@@ -48,6 +48,7 @@ class PositionRow(_Row):
     units: Decimal
     open_price: Decimal  # volume-weighted average
     mark_price: Decimal | None  # bid for a long, ask for a short
+    mark_source: str  # own / canonical / other_server feed (see conversion.PriceBook.mark); "" no price
     profit_currency: str
     floating_pnl: Decimal | None  # in the profit (quote) currency
     account_currency: str

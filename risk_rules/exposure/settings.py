@@ -22,7 +22,9 @@ class ExposureSettings(BaseModel):
         "exposure tables follow every price at each snapshot)")
     keep_closed_minutes: float = Field(
         default=60, gt=0, description="a closed position and its deals are kept this long (event time) "
-        "for dealer corrections; a later correction of one of its deals is ignored by exposure")
+        "for dealer corrections; a later correction of one of its deals is applied from the stored "
+        "deal history when the account stage has one, else reported (`correction_issues` and a "
+        "`correction.unapplied` alert)")
     routing: BookRouting = BookRouting()
     modes: AccountModes = AccountModes()
     limits: LimitsConfig = LimitsConfig()

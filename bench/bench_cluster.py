@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import orjson
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -67,7 +68,7 @@ def run(processes: int, cfg: Path, env: dict[str, str]) -> tuple[float, float]:
 
 def stored_deals(cfg: Path, env: dict[str, str]) -> int:
     out = subprocess.run([sys.executable, "-m", "brokerstream.cli", "sql", "--config", str(cfg),
-                          "--format", "csv", "SELECT count() FROM deals_store"],
+                          "--format", "csv", "SELECT uniqExact(deal_key) FROM deals_store"],
                          env=env, capture_output=True, text=True, check=True).stdout
     return int(out.strip().splitlines()[-1])
 
@@ -91,16 +92,18 @@ def main() -> None:
     try:
         prefix = "bench."
         ensure_topics(state.bootstrap, {f"{prefix}mt5.deals": 6})
-        publish(state.bootstrap, Mt5DealSimulator(SERVERS, accounts=5_000, seed=42).envelopes(n),
-                topic_prefix=prefix)
-        print(f"published {n:,} MT5 deals into Kafka", flush=True)
+        envelopes = list(Mt5DealSimulator(SERVERS, accounts=5_000, seed=42).envelopes(n))
+        deals = {(e.headers.get("server"), orjson.loads(e.value).get("Deal")) for e in envelopes}
+        publish(state.bootstrap, envelopes, topic_prefix=prefix)
+        print(f"published {n:,} MT5 deal events ({len(deals):,} deals) into Kafka", flush=True)
         rows = []
         for processes in (1, 2):
             cfg = config(work / f"p{processes}", state.bootstrap, prefix)
             wall, cpu = run(processes, cfg, env)
             stored = stored_deals(cfg, env)
             rows.append((processes, wall, cpu, stored))
-            print(f"{processes} process(es): {wall:.1f} s, {stored:,} deals stored", flush=True)
+            print(f"{processes} process(es): {wall:.1f} s, {stored:,} of {len(deals):,} deals stored",
+                  flush=True)
     finally:
         broker.stop()
     print(f"\n{'processes':>9} {'events/s':>10} {'CPU us/event':>13} {'stored':>9} {'vs 1':>6}")

@@ -375,3 +375,28 @@ def test_floating_pnl_series_ends_at_the_live_exposure(simulated_store: Simulate
     assert last.keys() == now.keys()
     for metric, value in now.items():
         assert abs(last[metric] - value) < Decimal("0.01"), metric
+
+
+def test_fields_a_platform_never_sends_say_so(simulated_store: SimulatedStore) -> None:
+    """cTrader sends no group and no account margin: the compliance Account panel and the margin
+    watch say "not sent by platform" instead of a blank (docs/data-contract.md, accounts)."""
+    store, lo, hi = simulated_store.store, simulated_store.time_from, simulated_store.time_to
+    ctrader = [r[0] for r in store.query(
+        "SELECT account_key FROM accounts WHERE platform = 'ctrader' LIMIT 3")[1]]
+    assert ctrader, "the simulated brokerage has cTrader accounts"
+    tenants = [r[0] for r in store.query("SELECT DISTINCT tenant FROM accounts")[1]]
+    [compliance] = [d for d in DASHBOARDS if d.uid == "brokerstream-compliance"]
+    [account] = [p for p in compliance.panels if p.title == "Account"]
+    sql = render_sql(account.sql, time_from=lo, time_to=hi, interval_s=3600,
+                     variables={"tenant": tenants, "account": ctrader})
+    names, rows = store.query(sql)
+    assert rows and all(dict(zip(names, r, strict=True))["group"] == "not sent by platform" for r in rows)
+    [risk] = [d for d in DASHBOARDS if d.uid == "brokerstream-risk-desk"]
+    shown = []
+    for panel in risk.panels:
+        if panel.title == "Margin watch" or panel.title.startswith("Top accounts"):
+            names, rows = store.query(render_sql(panel.sql, time_from=lo, time_to=hi, interval_s=3600,
+                                                 variables={"tenant": tenants}))
+            shown += [dict(zip(names, r, strict=True)) for r in rows]
+    shown = [row for row in shown if str(row["account_key"]).startswith("ctrader:")]
+    assert shown and all(row["margin_level"] == "not sent by platform" for row in shown)

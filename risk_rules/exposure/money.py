@@ -10,41 +10,17 @@ average open price (to `PRICE_EXP`, 12 dp, so its digits stay bounded) and divis
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import (
-    ROUND_HALF_EVEN,
-    Context,
-    Decimal,
-    DivisionByZero,
-    InvalidOperation,
-    Overflow,
-)
+from decimal import Decimal
 from typing import TYPE_CHECKING
+
+# the one money module of the project (schemas/money.py): contexts, rounding, minor units
+from schemas.money import EXACT, ONE, OUTPUT_EXP, PRICE_EXP, ZERO, price12, q8, q8_or_none
 
 if TYPE_CHECKING:
     from schemas.events import Deal
 
-EXACT = Context(prec=60, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow])
-ZERO = Decimal(0)
-ONE = Decimal(1)
-OUTPUT_EXP = Decimal("1E-8")
-PRICE_EXP = Decimal("1E-12")
-_ZERO8 = Decimal("0E-8")
-_quantize = EXACT.quantize  # half-even, the context's rounding
-
-
-def q8(value: Decimal) -> Decimal:
-    """`value` rounded half-even to 8 decimal places (no negative zero)."""
-    out = _quantize(value, OUTPUT_EXP)
-    return out if out else _ZERO8
-
-
-def q8_or_none(value: Decimal | None) -> Decimal | None:
-    return None if value is None else q8(value)
-
-
-def price12(value: Decimal) -> Decimal:
-    """An internal price (the average open price) rounded to 12 decimal places."""
-    return _quantize(value, PRICE_EXP)
+__all__ = ["EXACT", "NO_MONEY", "ONE", "OUTPUT_EXP", "PRICE_EXP", "ZERO", "Money", "price12", "q8",
+           "q8_or_none"]
 
 
 @dataclass(slots=True)

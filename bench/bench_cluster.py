@@ -93,7 +93,10 @@ def main() -> None:
         prefix = "bench."
         ensure_topics(state.bootstrap, {f"{prefix}mt5.deals": 6})
         envelopes = list(Mt5DealSimulator(SERVERS, accounts=5_000, seed=42).envelopes(n))
-        deals = {(e.headers.get("server"), orjson.loads(e.value).get("Deal")) for e in envelopes}
+        # trades only: balance actions (deposits, ...) land in balance_operations, not deals
+        docs = [(e.headers.get("server"), orjson.loads(e.value)) for e in envelopes]
+        deals = {(server, doc.get("Deal")) for server, doc in docs
+                 if isinstance(doc, dict) and str(doc.get("Action")) in ("0", "1", "13", "14")}
         publish(state.bootstrap, envelopes, topic_prefix=prefix)
         print(f"published {n:,} MT5 deal events ({len(deals):,} deals) into Kafka", flush=True)
         rows = []

@@ -74,35 +74,54 @@ def timed(cmd: list[str], env: dict[str, str]) -> Run:
 
 # ---- the floors (run in their own process: python bench_e2e.py floor-file|floor-kafka ...) ---
 
-def _floor_client(dsn: str) -> Any:
+def _common() -> Any:
     sys.path.insert(0, str(REPO / "bench" / "peers"))
-    import common
+    import common  # the peers' MT5 parse, table and Arrow insert (bench/peers/common.py)
 
-    return common, common.client(dsn)
+    return common
 
 
-def floor_file(path: Path, dsn: str) -> int:
-    common, ch = _floor_client(dsn)
+Raw = tuple[bytes | str, str, str, int, int]  # value, server header, event header, partition, offset
+
+
+def _floor(dsn: str, batches: Iterator[list[Raw]]) -> int:
+    """The floor itself: parse, net lots per (account, symbol) in a dict, deals into chdb via Arrow."""
+    common = _common()
+    ch = common.client(dsn)
     positions: dict[tuple[int, str], int] = {}
     rows: list[Any] = []
     n = 0
-    with path.open("rb") as fh:
-        for number, line in enumerate(fh, 1):
-            env = orjson.loads(line)
-            headers = env.get("headers") or {}
+    for batch in batches:
+        for value, server, event, partition, offset in batch:
             try:
-                row = common.parse_deal(env["value"], headers.get("server", ""),
-                                        headers.get("event", "add"), -1, number)
+                row = common.parse_deal(value, server, event or "add", partition, offset)
             except (KeyError, ValueError, TypeError, orjson.JSONDecodeError):
                 continue  # the floor skips what it can't read (the engine dead-letters it)
             rows.append(row)
             key = (row[common.I_LOGIN], row[common.I_SYMBOL])
             positions[key] = positions.get(key, 0) + row[common.I_SIGNED]
-            if len(rows) >= BATCH:
-                common.insert_deals(ch, rows)
-                n, rows = n + len(rows), []
+        if len(rows) >= BATCH:
+            common.insert_deals(ch, rows)
+            n, rows = n + len(rows), []
     common.insert_deals(ch, rows)
     return n + len(rows)
+
+
+def floor_file(path: Path, dsn: str) -> int:
+    def batches() -> Iterator[list[Raw]]:
+        batch: list[Raw] = []
+        with path.open("rb") as fh:
+            for number, line in enumerate(fh, 1):
+                env = orjson.loads(line)
+                headers = env.get("headers") or {}
+                batch.append((env.get("value", ""), headers.get("server", ""), headers.get("event", ""),
+                              -1, number))
+                if len(batch) == 5000:
+                    yield batch
+                    batch = []
+        yield batch
+
+    return _floor(dsn, batches())
 
 
 def consume_to_end(bootstrap: str, topic: str, group: str = "floor") -> Iterator[list[Message]]:
@@ -129,27 +148,10 @@ def consume_to_end(bootstrap: str, topic: str, group: str = "floor") -> Iterator
 
 
 def floor_kafka(bootstrap: str, topic: str, dsn: str) -> int:
-    common, ch = _floor_client(dsn)
-    positions: dict[tuple[int, str], int] = {}
-    rows: list[Any] = []
-    n = 0
-    for batch in consume_to_end(bootstrap, topic):
-        for msg in batch:
-            headers = msg.headers()
-            try:
-                row = common.parse_deal(msg.value() or b"", common.header(headers, "server"),
-                                        common.header(headers, "event") or "add", msg.partition(),
-                                        msg.offset())
-            except (KeyError, ValueError, TypeError, orjson.JSONDecodeError):
-                continue
-            rows.append(row)
-            key = (row[common.I_LOGIN], row[common.I_SYMBOL])
-            positions[key] = positions.get(key, 0) + row[common.I_SIGNED]
-        if len(rows) >= BATCH:
-            common.insert_deals(ch, rows)
-            n, rows = n + len(rows), []
-    common.insert_deals(ch, rows)
-    return n + len(rows)
+    header = _common().header
+    return _floor(dsn, ([(m.value() or b"", header(m.headers(), "server"), header(m.headers(), "event"),
+                          m.partition(), m.offset()) for m in batch]
+                        for batch in consume_to_end(bootstrap, topic)))
 
 
 def main() -> None:

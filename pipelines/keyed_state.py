@@ -37,6 +37,13 @@ class _Snapshots:
 SNAPSHOTS = _Snapshots()
 
 
+def _pickled(state: Any) -> Any:
+    """A snapshot: the state as bytes, or None when snapshots are off."""
+    if not SNAPSHOTS.enabled:
+        return None
+    return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
 class _PickledStateLogic(StatefulBatchLogic[V, W, bytes], Generic[S, V, W]):
     def __init__(self, mapper: Mapper[S, V, W], state: S | None, order: Callable[[V], Any] | None,
                  batched: bool) -> None:
@@ -76,9 +83,7 @@ class _PickledStateLogic(StatefulBatchLogic[V, W, bytes], Generic[S, V, W]):
         return out, False
 
     def snapshot(self) -> Any:  # bytes, or None when snapshots are off
-        if not SNAPSHOTS.enabled:
-            return None
-        return pickle.dumps(self._state, protocol=pickle.HIGHEST_PROTOCOL)
+        return _pickled(self._state)
 
 
 def stateful_flat_map(
@@ -112,9 +117,7 @@ class _BatchStateLogic(StatefulBatchLogic[list[V], W, bytes], Generic[S, V, W]):
         return out, False
 
     def snapshot(self) -> Any:  # bytes, or None when snapshots are off
-        if not SNAPSHOTS.enabled:
-            return None
-        return pickle.dumps(self._state, protocol=pickle.HIGHEST_PROTOCOL)
+        return _pickled(self._state)
 
 
 def stateful_batch_map(

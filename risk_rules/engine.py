@@ -19,9 +19,9 @@ from typing import Any, ClassVar, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from connectors.account_state import AccountState, merge_account
 from risk_rules.alerts import Alert, Category, Mode, Severity, alert_id
-from risk_rules.chunked import ChunkedDict
+from schemas.account_state import AccountState, merge_account
+from schemas.chunked import ChunkedDict
 from schemas.events import Account, AccountUpdate, BalanceOperation, Deal, Login
 
 # ----------------------------------------------------------------------------- configuration

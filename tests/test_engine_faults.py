@@ -16,9 +16,9 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from brokerstream.kafka.local_broker import LocalKafka, ensure_jars, ensure_topics
 from brokerstream.publish import publish, write_envelopes
-from brokerstream.simulator.mt5 import Mt5DealSimulator
+from devtools.kafka.local_broker import LocalKafka, ensure_jars, ensure_topics
+from devtools.simulator.mt5 import Mt5DealSimulator
 from pipelines.sinks import DEFAULT_MAX_MESSAGE_BYTES
 from schemas.envelope import Envelope
 from tests import batch_reference

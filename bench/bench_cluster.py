@@ -82,8 +82,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=300_000)
     args = parser.parse_args()
     from brokerstream.publish import publish
-    from devtools.kafka.local_broker import LocalKafka, ensure_jars, ensure_topics
+    from devtools.kafka.local_broker import LocalKafka, ensure_jars
     from devtools.simulator.mt5 import Mt5DealSimulator
+    from pipelines.topics import ensure_topics
 
     work = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
     env = {**os.environ, "BROKERSTREAM_HOME": str(work / "home")}

@@ -175,8 +175,9 @@ def main() -> None:
         return
 
     from brokerstream.publish import publish, read_envelopes, write_envelopes
-    from devtools.kafka.local_broker import LocalKafka, ensure_jars, ensure_topics
+    from devtools.kafka.local_broker import LocalKafka, ensure_jars
     from devtools.simulator.mt5 import Mt5DealSimulator
+    from pipelines.topics import ensure_topics
 
     work = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     py = sys.executable

@@ -31,8 +31,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from brokerstream.publish import producer  # noqa: E402
-from devtools.kafka.local_broker import LocalKafka, ensure_jars, ensure_topics  # noqa: E402
+from devtools.kafka.local_broker import LocalKafka, ensure_jars  # noqa: E402
 from devtools.simulator.sanctions import simulated_rules_section  # noqa: E402
+from pipelines.topics import ensure_topics  # noqa: E402
 from risk_rules.settings import DEFAULT_RULES_FILE  # noqa: E402
 
 SERVER = "ACME-MT5-Live"

@@ -243,8 +243,9 @@ def main() -> int:
         parser.error("--bootstrap must be a local broker (127.0.0.1:PORT)")
 
     from brokerstream.publish import publish
-    from devtools.kafka.local_broker import LocalKafka, ensure_topics
+    from devtools.kafka.local_broker import LocalKafka
     from devtools.simulator.mt5 import Mt5DealSimulator
+    from pipelines.topics import ensure_topics
 
     pythons = {leg: ensure_venv(leg) for leg in legs if leg in VENV_PACKAGES}
     versions = {leg: pip_version(py, leg) for leg, py in pythons.items()}

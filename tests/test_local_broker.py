@@ -14,7 +14,8 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
-from devtools.kafka.local_broker import LocalKafka, ensure_topics
+from devtools.kafka.local_broker import LocalKafka
+from pipelines.topics import ensure_topics
 
 pytestmark = pytest.mark.kafka
 

@@ -236,7 +236,8 @@ def test_kafka_outage_503_until_back_then_nothing_lost_or_doubled(
     and the PSP's re-sends acknowledged once it's back: each notification in Kafka once."""
     from confluent_kafka import Consumer
 
-    from devtools.kafka.local_broker import LocalKafka, ensure_jars, ensure_topics
+    from devtools.kafka.local_broker import LocalKafka, ensure_jars
+    from pipelines.topics import ensure_topics
     from services.webhooks import KafkaPublisher
 
     ensure_jars(lambda _m: None)

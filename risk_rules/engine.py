@@ -3,7 +3,7 @@
 Rules are small classes with explicit keyed state; the engine owns what is shared (the merged
 account state, which platform a server runs, the geo-IP lookup, the sanctions screener), the
 per-(rule, subject) cool-down, and observe-only mode. Configuration is versioned YAML
-(`examples/rules.yaml`); a wrong value stops loading with the field named.
+(`risk_rules/default_rules.yaml`); a wrong value stops loading with the field named.
 """
 
 from __future__ import annotations

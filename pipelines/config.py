@@ -281,6 +281,8 @@ def parse_settings(doc: object, source: str = "config") -> Settings:
         raise ConfigError(_format_errors(source, exc)) from None
 
 
+# The example configuration of a source checkout (not package data: a wheel install has none and
+# must be given --config or $BROKERSTREAM_CONFIG, which the error says).
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "brokerstream.yaml"
 
 
@@ -290,7 +292,9 @@ def load_settings(path: str | Path | None = None) -> Settings:
     try:
         doc = yaml.safe_load(chosen.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"config file not found: {chosen}") from None
+        hint = "" if path or os.environ.get("BROKERSTREAM_CONFIG") else (
+            " (the example of a source checkout; pass --config FILE or set BROKERSTREAM_CONFIG)")
+        raise ConfigError(f"config file not found: {chosen}{hint}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {chosen} is not valid YAML: {exc}") from None
     settings = parse_settings(doc, str(chosen))

@@ -32,7 +32,8 @@ from tests.conftest import EXAMPLE_CONFIG
 
 RULE_ALERTS = ("SELECT alert_id, rule_id, rule_version, category, severity, tenant, subject, summary, "
                "facts, evidence, event_time, detected_at, mode FROM alerts "
-               "WHERE rule_id NOT LIKE 'limit.%' AND rule_id NOT LIKE 'margin.%' ORDER BY alert_id")
+               "WHERE rule_id NOT LIKE 'limit.%' AND rule_id NOT LIKE 'margin.%' "
+               "AND rule_id NOT LIKE 'correction.%' ORDER BY alert_id")  # the exposure step's alerts
 
 
 @pytest.fixture(scope="module")

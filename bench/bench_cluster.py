@@ -23,6 +23,9 @@ from pathlib import Path
 import orjson
 import yaml
 
+from devtools.simulator.sanctions import simulated_rules_section
+from risk_rules.settings import DEFAULT_RULES_FILE
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 SERVERS = ["ACME-MT5-Live", "Zenith-MT5"]
@@ -30,10 +33,11 @@ SERVERS = ["ACME-MT5-Live", "Zenith-MT5"]
 
 def config(root: Path, bootstrap: str, prefix: str) -> Path:
     doc = yaml.safe_load((REPO / "examples" / "brokerstream.yaml").read_text())
+    doc["rules"] = {**doc.get("rules", {}), **simulated_rules_section()}  # absolute paths
     doc["kafka"].update({"bootstrap": bootstrap, "topic_prefix": prefix, "consume_batch": 5000})
     doc["clickhouse"] = {"dsn": f"chdb://{root / 'ch'}"}
     doc["commissions"] = [str(REPO / "examples" / "commissions.yaml")]
-    doc["rules"] = {"file": str(REPO / "examples" / "rules.yaml")}
+    doc["rules"] = {**doc["rules"], "file": DEFAULT_RULES_FILE}
     root.mkdir(parents=True, exist_ok=True)
     path = root / "brokerstream.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -78,9 +82,10 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=300_000)
     args = parser.parse_args()
-    from brokerstream.kafka.local_broker import LocalKafka, ensure_jars, ensure_topics
     from brokerstream.publish import publish
-    from brokerstream.simulator.mt5 import Mt5DealSimulator
+    from devtools.kafka.local_broker import LocalKafka, ensure_jars
+    from devtools.simulator.mt5 import Mt5DealSimulator
+    from pipelines.topics import ensure_topics
 
     work = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
     env = {**os.environ, "BROKERSTREAM_HOME": str(work / "home")}

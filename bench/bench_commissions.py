@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from brokerstream.publish import write_envelopes  # noqa: E402
-from brokerstream.simulator.mt5 import Mt5DealSimulator  # noqa: E402
+from devtools.simulator.mt5 import Mt5DealSimulator  # noqa: E402
+from devtools.simulator.sanctions import simulated_rules_section  # noqa: E402
 from schemas.envelope import Envelope  # noqa: E402
 
 SERVER = "ACME-MT5-Live"
@@ -64,6 +65,7 @@ def history(path: Path, deals: int, accounts: int) -> None:
 
 def run(work: Path, name: str, events: Path, commissions: Path | None) -> float:
     doc = yaml.safe_load((REPO / "examples" / "brokerstream.yaml").read_text())
+    doc["rules"] = {**doc.get("rules", {}), **simulated_rules_section()}  # absolute paths
     doc["clickhouse"] = {"dsn": f"chdb://{work / name}"}
     doc["commissions"] = [str(commissions)] if commissions else []
     cfg = work / f"engine-{name}.yaml"

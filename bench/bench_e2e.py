@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import yaml
 
+from devtools.simulator.sanctions import simulated_rules_section
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -38,6 +40,7 @@ BATCH = 50_000
 
 def config(root: Path, bootstrap: str, prefix: str) -> Path:
     doc = yaml.safe_load((REPO / "examples" / "brokerstream.yaml").read_text())
+    doc["rules"] = {**doc.get("rules", {}), **simulated_rules_section()}  # absolute paths
     doc["kafka"].update({"bootstrap": bootstrap, "topic_prefix": prefix, "consume_batch": 5000})
     doc["clickhouse"] = {"dsn": f"chdb://{root / 'ch'}"}
     doc["pipeline"] = {"batch_rows": BATCH, "epoch_s": 1.0, "recovery_dir": str(root / "rec")}
@@ -173,9 +176,10 @@ def main() -> None:
         print(floor_kafka(args.bootstrap, args.topic, args.dsn))
         return
 
-    from brokerstream.kafka.local_broker import LocalKafka, ensure_jars, ensure_topics
     from brokerstream.publish import publish, read_envelopes, write_envelopes
-    from brokerstream.simulator.mt5 import Mt5DealSimulator
+    from devtools.kafka.local_broker import LocalKafka, ensure_jars
+    from devtools.simulator.mt5 import Mt5DealSimulator
+    from pipelines.topics import ensure_topics
 
     work = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     py = sys.executable

@@ -30,8 +30,11 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from brokerstream.kafka.local_broker import LocalKafka, ensure_jars, ensure_topics  # noqa: E402
 from brokerstream.publish import producer  # noqa: E402
+from devtools.kafka.local_broker import LocalKafka, ensure_jars  # noqa: E402
+from devtools.simulator.sanctions import simulated_rules_section  # noqa: E402
+from pipelines.topics import ensure_topics  # noqa: E402
+from risk_rules.settings import DEFAULT_RULES_FILE  # noqa: E402
 
 SERVER = "ACME-MT5-Live"
 SYMBOLS = [("EURUSD", 100_000, 5, 1.0850), ("GBPUSD", 100_000, 5, 1.2650), ("USDJPY", 100_000, 3, 151.2),
@@ -130,11 +133,12 @@ def main() -> None:
     state = broker.start()
     prefix = "lat."
     doc = yaml.safe_load((REPO / "examples" / "brokerstream.yaml").read_text())
+    doc["rules"] = {**doc.get("rules", {}), **simulated_rules_section()}  # absolute paths
     doc["kafka"].update({"bootstrap": state.bootstrap, "topic_prefix": prefix, "partitions": 3})
     doc["clickhouse"] = {"dsn": f"chdb://{work / 'ch'}"}
     doc["commissions"] = [] if args.no_commissions else [str(REPO / "examples" / "commissions.yaml")]
     doc["pipeline"]["epoch_s"] = args.epoch_s
-    doc["rules"] = {"enabled": not args.no_rules, "file": str(REPO / "examples" / "rules.yaml")}
+    doc["rules"] = {**doc["rules"], "enabled": not args.no_rules, "file": DEFAULT_RULES_FILE}
     doc["exposure"]["limits"]["rules"] = [{"id": "symbol-net", "scope": "symbol", "max_usd": 20_000_000}]
     cfg = work / "brokerstream.yaml"
     cfg.write_text(yaml.safe_dump(doc))

@@ -35,7 +35,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from brokerstream.kafka.local_broker import LocalKafka, ensure_jars  # noqa: E402
+from devtools.kafka.local_broker import LocalKafka, ensure_jars  # noqa: E402
 
 SERVERS = [{"name": "ACME-MT5-Live", "platform": "mt5", "currency": "USD"},
            {"name": "Zenith-MT5", "platform": "mt5", "currency": "EUR"}]

@@ -49,6 +49,8 @@ sys.path.insert(0, str(PEERS))
 import common  # noqa: E402  (bench/peers/common.py: the parse the peers share)
 from bench_e2e import SERVERS  # noqa: E402
 
+from devtools.simulator.sanctions import simulated_rules_section  # noqa: E402
+
 LEGS = ["floor", "quixstreams", "pathway", "brokerstream"]
 # what each peer venv gets from PyPI; chdb and clickhouse-connect pinned to the project's own
 VENV_PACKAGES: dict[str, list[str]] = {
@@ -172,6 +174,7 @@ def run_leg(leg: str, cmd: list[str], env: dict[str, str], log: Path, timeout_s:
 def brokerstream_config(root: Path, bootstrap: str, partitions: int) -> Path:
     """examples/brokerstream.yaml with only normalise + exposure: rules off, no commission files."""
     doc = yaml.safe_load((REPO / "examples" / "brokerstream.yaml").read_text())
+    doc["rules"] = {**doc.get("rules", {}), **simulated_rules_section()}  # absolute paths
     doc["kafka"].update({"bootstrap": bootstrap, "topic_prefix": "bench.", "partitions": partitions})
     doc["clickhouse"] = {"dsn": f"chdb://{root / 'ch'}"}
     doc["pipeline"] = {**doc.get("pipeline", {}), "recovery_dir": str(root / "recovery")}
@@ -239,9 +242,10 @@ def main() -> int:
     if args.bootstrap and not args.bootstrap.startswith(("127.0.0.1:", "localhost:")):
         parser.error("--bootstrap must be a local broker (127.0.0.1:PORT)")
 
-    from brokerstream.kafka.local_broker import LocalKafka, ensure_topics
     from brokerstream.publish import publish
-    from brokerstream.simulator.mt5 import Mt5DealSimulator
+    from devtools.kafka.local_broker import LocalKafka
+    from devtools.simulator.mt5 import Mt5DealSimulator
+    from pipelines.topics import ensure_topics
 
     pythons = {leg: ensure_venv(leg) for leg in legs if leg in VENV_PACKAGES}
     versions = {leg: pip_version(py, leg) for leg, py in pythons.items()}

@@ -31,10 +31,10 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from brokerstream.config import load_settings  # noqa: E402
-from brokerstream.kafka.local_broker import LocalKafka, ensure_jars  # noqa: E402
 from brokerstream.publish import publish, write_envelopes  # noqa: E402
-from brokerstream.simulator.brokerage import Brokerage  # noqa: E402
+from devtools.kafka.local_broker import LocalKafka, ensure_jars  # noqa: E402
+from devtools.simulator.brokerage import Brokerage  # noqa: E402
+from pipelines.config import load_settings  # noqa: E402
 from schemas.envelope import Envelope  # noqa: E402
 
 CLI = [sys.executable, "-m", "brokerstream.cli"]

@@ -31,7 +31,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_webhooks as bw
 
-from brokerstream.webhooks import raise_open_files_limit
+from services.webhooks import raise_open_files_limit
 
 PROVIDERS: list[str] = list(bw.PROVIDERS)
 
@@ -146,7 +146,7 @@ def main() -> int:
     args.seconds = max(1.0, min(args.seconds, 300.0))
     raise_open_files_limit(args.slow_clients + 512)
 
-    from brokerstream.kafka.local_broker import LocalKafka, ensure_jars
+    from devtools.kafka.local_broker import LocalKafka, ensure_jars
 
     ensure_jars()
     tmp = Path(tempfile.mkdtemp(prefix="bench-slowloris-"))

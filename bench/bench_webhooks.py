@@ -1,6 +1,6 @@
 """Benchmark of the webhook receiver against a real local Kafka broker.
 
-Starts a private local broker, starts the receiver (`brokerstream.webhooks.run_webhooks`, uvicorn
+Starts a private local broker, starts the receiver (`services.webhooks.run_webhooks`, uvicorn
 on 127.0.0.1) in a second process, and drives N signed notifications spread over the five
 providers over concurrent keep-alive connections (a minimal asyncio HTTP/1.1 client: httpx
 would be the bottleneck), with a share of re-sends, retrying any non-200 like a PSP would.
@@ -269,11 +269,13 @@ def pct(values: list[float], p: float) -> float:
 
 
 def serve(config_path: str, port: int) -> None:
-    from brokerstream.config import load_settings
-    from brokerstream.webhooks import run_webhooks
+    from brokerstream.engine import kafka_bootstrap
+    from pipelines.config import load_settings
+    from services.webhooks import run_webhooks
 
+    settings = load_settings(config_path)
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the SIGINT that stopped it
-        run_webhooks(load_settings(config_path), port)
+        run_webhooks(settings, port, bootstrap=kafka_bootstrap(settings))
 
 
 def main() -> int:
@@ -288,7 +290,7 @@ def main() -> int:
         serve(args.serve[0], int(args.serve[1]))
         return 0
 
-    from brokerstream.kafka.local_broker import LocalKafka, ensure_jars
+    from devtools.kafka.local_broker import LocalKafka, ensure_jars
 
     ensure_jars()
     tmp = Path(tempfile.mkdtemp(prefix="bench-webhooks-"))

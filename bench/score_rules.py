@@ -1,7 +1,7 @@
 """Score the AML/fraud rules against the simulator's ground truth.
 
     .venv/bin/python bench/score_rules.py [--seed 1] [--accounts 3000] [--days 8] [--events 300000]
-                                          [--typology-rate 8] [--rules examples/rules.yaml]
+                                          [--typology-rate 8] [--rules risk_rules/default_rules.yaml]
 
 Simulates a brokerage (file mode), reads every envelope through the connectors, feeds the
 canonical records in order to the RuleEngine and prints, per typology, recall (cases with at
@@ -24,16 +24,18 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from brokerstream.config import load_settings
-from brokerstream.simulator.brokerage import Brokerage
 from connectors.registry import Normaliser, readers_for
 from connectors.routing import Router
+from devtools.simulator.brokerage import Brokerage
+from devtools.simulator.sanctions import DATA as SIM_DATA
+from pipelines.config import load_settings
 from risk_rules.alerts import Alert
 from risk_rules.engine import CsvGeoIP, RuleEngine, load_rules_config
 from risk_rules.sanctions import Screener, load_ofac
+from risk_rules.settings import DEFAULT_RULES_FILE
 from schemas.events import Quote
 
-DATA = Path(__file__).resolve().parent.parent / "brokerstream" / "simulator" / "data"
+DATA = SIM_DATA
 
 TYPOLOGY_OF: dict[str, str] = {
     "large_transaction": "large_transaction",
@@ -92,7 +94,7 @@ def main() -> None:
     ap.add_argument("--days", type=float, default=8)
     ap.add_argument("--events", type=int, default=300_000)
     ap.add_argument("--typology-rate", type=float, default=8.0)
-    ap.add_argument("--rules", default="examples/rules.yaml")
+    ap.add_argument("--rules", default=DEFAULT_RULES_FILE)
     ap.add_argument("--settings", default="examples/brokerstream.yaml")
     ap.add_argument("--slack-hours", type=float, default=24)
     ap.add_argument(

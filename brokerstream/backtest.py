@@ -13,9 +13,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from brokerstream.config import Settings
 from brokerstream.engine import run_replay
-from brokerstream.store import Store
+from pipelines.config import Settings
+from pipelines.store import Store
 from risk_rules.engine import load_rules_config
 
 ALERTS_SQL = ("SELECT rule_id, subject FROM alerts "

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from brokerstream.config import ConfigError, Settings, home_dir, load_settings
+from pipelines.config import ConfigError, Settings, home_dir, load_settings
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -26,8 +26,8 @@ def _add_config(p: argparse.ArgumentParser) -> None:
 # ---- kafka -----------------------------------------------------------------------------
 
 def cmd_kafka(args: argparse.Namespace) -> int:
-    from brokerstream.engine import ensure_kafka_topics
-    from brokerstream.kafka.local_broker import LocalKafka, ensure_jars
+    from devtools.kafka.local_broker import LocalKafka, ensure_jars
+    from pipelines.topics import ensure_kafka_topics
 
     broker = LocalKafka(home_dir())
     if args.action == "fetch":
@@ -107,7 +107,7 @@ def _backtest(settings: Settings, paths: list[Path], args: argparse.Namespace) -
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from brokerstream.store import Store
+    from pipelines.store import Store
 
     settings = _settings(args)
     store = Store(settings.clickhouse_dsn(), settings.clickhouse.database)
@@ -119,7 +119,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_sql(args: argparse.Namespace) -> int:
     from brokerstream.output import FORMATS
-    from brokerstream.store import open_store
+    from pipelines.store import open_store
 
     settings = _settings(args)
     store = open_store(settings.clickhouse_dsn(), args.database or settings.clickhouse.database)
@@ -147,9 +147,10 @@ def _mt5_servers(settings: Settings) -> list[str]:
 
 def run_simulate(argv: Sequence[str]) -> int:
     """`brokerstream simulate ...`: the simulated brokerage (its own options, see --help)."""
-    from brokerstream.engine import ensure_kafka_topics, kafka_bootstrap
+    from brokerstream.engine import kafka_bootstrap
     from brokerstream.publish import publish
-    from brokerstream.simulator.cli import main as simulate_main
+    from devtools.simulator.cli import main as simulate_main
+    from pipelines.topics import ensure_kafka_topics
     from schemas.envelope import Envelope
 
     def bootstrap(settings: Settings) -> str:
@@ -165,7 +166,7 @@ def run_simulate(argv: Sequence[str]) -> int:
 
 def cmd_simulate_mt5(args: argparse.Namespace) -> int:
     from brokerstream.publish import publish, write_envelopes
-    from brokerstream.simulator.mt5 import Mt5DealSimulator
+    from devtools.simulator.mt5 import Mt5DealSimulator
 
     settings = _settings(args)
     sim = Mt5DealSimulator(
@@ -174,7 +175,8 @@ def cmd_simulate_mt5(args: argparse.Namespace) -> int:
     )
     started = time.perf_counter()
     if args.kafka:
-        from brokerstream.engine import ensure_kafka_topics, kafka_bootstrap
+        from brokerstream.engine import kafka_bootstrap
+        from pipelines.topics import ensure_kafka_topics
 
         bootstrap = kafka_bootstrap(settings)
         ensure_kafka_topics(settings, bootstrap)
@@ -194,8 +196,9 @@ def cmd_simulate_mt5(args: argparse.Namespace) -> int:
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
-    from brokerstream.engine import ensure_kafka_topics, kafka_bootstrap
+    from brokerstream.engine import kafka_bootstrap
     from brokerstream.publish import publish, read_envelopes
+    from pipelines.topics import ensure_kafka_topics
 
     settings = _settings(args)
     bootstrap = kafka_bootstrap(settings)
@@ -211,8 +214,8 @@ def cmd_commissions(args: argparse.Namespace) -> int:
     import re
     from datetime import UTC
 
-    from brokerstream.store import open_store
     from commissions import ROW_COLUMNS, CommissionRow, statement
+    from pipelines.store import open_store
 
     if not re.fullmatch(r"\d{4}-\d{2}", args.month):
         print("brokerstream: --month must look like 2024-11", file=sys.stderr)
@@ -241,13 +244,14 @@ def cmd_commissions(args: argparse.Namespace) -> int:
 
 
 def cmd_webhooks(args: argparse.Namespace) -> int:
-    from brokerstream.webhooks import run_webhooks
+    from brokerstream.engine import kafka_bootstrap
+    from services.webhooks import run_webhooks
 
     settings = _settings(args)
     configured = ", ".join(sorted(settings.psp.providers)) or "none (add a psp section)"
     print(f"webhook receiver on http://{args.host}:{args.port}/webhooks/<provider>; "
           f"providers: {configured}", flush=True)
-    run_webhooks(settings, args.port, args.host)
+    run_webhooks(settings, args.port, args.host, bootstrap=kafka_bootstrap(settings))
     return 0
 
 
@@ -264,7 +268,7 @@ def _read_new_password() -> str:
 
 
 def cmd_hash_password(args: argparse.Namespace) -> int:
-    from brokerstream.dashboard.auth import hash_password
+    from services.dashboard.auth import hash_password
 
     try:
         password = _read_new_password()
@@ -278,7 +282,7 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from brokerstream.dashboard.server import DashboardError, run_dashboard
+    from services.dashboard.server import DashboardError, run_dashboard
 
     if args.action == "hash-password":
         return cmd_hash_password(args)
@@ -295,7 +299,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_tenants(args: argparse.Namespace) -> int:
-    from brokerstream import tenant_grants as tg
+    from services import tenant_grants as tg
 
     settings = _settings(args)
     known = [t.id for t in settings.tenants]
@@ -318,7 +322,7 @@ def cmd_tenants(args: argparse.Namespace) -> int:
         print(f"wrote {out / 'datasources.yaml'} and {out / 'dashboards.yaml'}")
         return 0
 
-    from brokerstream.store import Store
+    from pipelines.store import Store
 
     database = args.database or settings.clickhouse.database
     store = Store(settings.clickhouse_dsn(), database)
@@ -348,7 +352,7 @@ def cmd_tenants(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from brokerstream.demo import run_demo
+    from devtools.demo import run_demo
 
     return run_demo(_settings(args), events=args.events, rate=args.rate, seed=args.seed,
                     duration=args.duration, accounts=args.accounts,

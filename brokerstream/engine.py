@@ -6,8 +6,7 @@ import logging
 import os
 from pathlib import Path
 
-from brokerstream.config import RAW_TOPICS, Settings, home_dir
-from brokerstream.store import Store, open_store
+from pipelines.config import Settings, home_dir
 from pipelines.dataflow import (
     FileInput,
     KafkaInput,
@@ -17,6 +16,8 @@ from pipelines.dataflow import (
     recovery_config,
     run_flow,
 )
+from pipelines.store import Store, open_store
+from pipelines.topics import ensure_kafka_topics
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ def kafka_bootstrap(settings: Settings) -> str:
     """The bootstrap servers: configured ones, or the local broker's address."""
     if settings.kafka.bootstrap != "local":
         return settings.kafka.bootstrap
-    from brokerstream.kafka.local_broker import LocalKafka
+    from devtools.kafka.local_broker import LocalKafka
 
     state = LocalKafka(home_dir()).status()
     if state is None:
@@ -38,23 +39,6 @@ def kafka_bootstrap(settings: Settings) -> str:
             "or set kafka.bootstrap (or BROKERSTREAM_KAFKA) to an existing cluster"
         )
     return state.bootstrap
-
-
-def all_topics(settings: Settings) -> dict[str, int]:
-    """Every topic the engine and the bridges use (prefixed), with its partition count."""
-    prefix = settings.kafka.topic_prefix
-    topics = {prefix + name: settings.kafka.partitions for name in RAW_TOPICS}
-    topics[prefix + settings.kafka.dead_letter_topic] = 1
-    topics[prefix + "alerts"] = settings.kafka.partitions
-    return topics
-
-
-def ensure_kafka_topics(settings: Settings, bootstrap: str) -> list[str]:
-    from brokerstream.kafka.local_broker import ensure_topics
-
-    return ensure_topics(
-        bootstrap, all_topics(settings), replication_factor=settings.kafka.replication_factor
-    )
 
 
 def prepare_store(settings: Settings) -> Store:
@@ -92,7 +76,7 @@ def run_kafka(
         # loopback unless told otherwise (a container's Prometheus scrapes from outside)
         start_http_server(metrics_port, addr=os.environ.get("BROKERSTREAM_METRICS_ADDR", "127.0.0.1"))
     if dashboard_port is not None and not process_id:
-        from brokerstream.dashboard.server import DashboardError, start_dashboard_thread
+        from services.dashboard.server import DashboardError, start_dashboard_thread
 
         try:
             start_dashboard_thread(settings, dashboard_port)

@@ -13,7 +13,7 @@ Everything the engine remembers between deals is here, keyed explicitly:
 | `moves` | (ib_id, effective_from) | IBs moved at run time |
 | `account_groups` | account_key | latest platform group seen per account |
 
-`deals` is a `ChunkedDict` (risk_rules/chunked.py), so a snapshot costs the deals that changed.
+`deals` is a `ChunkedDict` (schemas/chunked.py), so a snapshot costs the deals that changed.
 The first two and the last three are keyed by account; the counters are keyed by IB. One deal
 reads and writes both (its account's ledger and the counters of every IB in its chain), and
 tiers and caps depend on the order deals reach them, so the whole state of one commissions
@@ -29,7 +29,7 @@ from decimal import Decimal
 
 from commissions.plans import DealFacts
 from commissions.rows import CommissionRow
-from risk_rules.chunked import ChunkedDict
+from schemas.chunked import ChunkedDict
 
 DEAL_CHUNK = 1024  # deal records per pickled chunk of `CommissionState.deals`
 

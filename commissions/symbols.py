@@ -8,7 +8,7 @@ come from, first match wins:
 2. the `symbol_group` function given to the engine (group only);
 3. the symbols reference given to the engine (`symbols=`): anything with
    `lookup(symbol) -> info | None` whose info has `asset_class` and `quote` -- exactly
-   `connectors.symbols.SymbolBook` and its `SymbolInfo` (duck-typed, so this package does not
+   `schemas.symbols.SymbolBook` and its `SymbolInfo` (duck-typed, so this package does not
    depend on the connectors);
 4. the built-in guesses below (`default_symbol_group`, `default_quote_currency`).
 """
@@ -32,7 +32,7 @@ class SymbolSpec(Protocol):
 
 
 class SymbolReference(Protocol):
-    """What the engine needs of a symbols reference (`connectors.symbols.SymbolBook`)."""
+    """What the engine needs of a symbols reference (`schemas.symbols.SymbolBook`)."""
 
     def lookup(self, platform_symbol: str) -> SymbolSpec | None: ...
 

@@ -53,7 +53,6 @@ from connectors.fields import (
     quantize8,
 )
 from connectors.routing import Router, ServerInfo
-from connectors.symbols import canonical_symbol
 from schemas.envelope import Envelope
 from schemas.events import (
     AccountUpdate,
@@ -64,6 +63,7 @@ from schemas.events import (
     Side,
     event_version,
 )
+from schemas.symbols import canonical_symbol
 
 TOPIC = "ctrader.events"
 PLATFORM: Final[Literal["ctrader"]] = "ctrader"

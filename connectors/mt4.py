@@ -63,7 +63,7 @@ millisecond). Pending orders (cmd 2..5) are not fills and yield nothing; when on
 MT4 updates the record to cmd 0/1 and the open deal appears then. Balance (cmd 6) and
 credit (cmd 7) records become balance operations with the signed amount from `profit`.
 
-Contract size: TradeRecord has none; it comes from `connectors.contract_sizes`.
+Contract size: TradeRecord has none; it comes from `schemas.contract_sizes`.
 
 Reason: the TradeRecord reason (client, expert, dealer, ...). MT4 marks closes by stop loss,
 take profit and stop out only in the comment ("[sl]", "[tp]", "so: ..."): the `:out` deal
@@ -80,7 +80,6 @@ from typing import Any, Final, Literal
 
 import orjson
 
-from connectors.contract_sizes import contract_size_for
 from connectors.fields import (
     PRICE,
     PRICE_LIMIT,
@@ -97,7 +96,7 @@ from connectors.fields import (
     server_event_time,
 )
 from connectors.routing import Router, ServerInfo
-from connectors.symbols import canonical_symbol
+from schemas.contract_sizes import contract_size_for
 from schemas.envelope import Envelope
 from schemas.events import (
     AccountUpdate,
@@ -121,6 +120,7 @@ from schemas.mt4 import (
     TS_DELETED,
     VOLUME_SCALE,
 )
+from schemas.symbols import canonical_symbol
 
 PLATFORM: Final = "mt4"
 TOPIC_TRADES = "mt4.trades"

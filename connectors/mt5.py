@@ -30,7 +30,6 @@ from connectors.fields import (
     server_event_time,
 )
 from connectors.routing import Router, ServerInfo
-from connectors.symbols import canonical_symbol
 from schemas.envelope import Envelope
 from schemas.events import BalanceOperation, Deal, event_version
 from schemas.mt5 import (
@@ -42,6 +41,7 @@ from schemas.mt5 import (
     VOLUME_EXT_SCALE,
     VOLUME_SCALE,
 )
+from schemas.symbols import canonical_symbol
 
 TOPIC = "mt5.deals"
 ZERO = Decimal(0)

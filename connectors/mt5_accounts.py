@@ -50,9 +50,9 @@ from connectors.fields import (
 )
 from connectors.mt5 import decode_json_object
 from connectors.routing import Router, ServerInfo
-from connectors.symbols import canonical_symbol
 from schemas.envelope import Envelope
 from schemas.events import AccountUpdate, Login, Quote, event_version
+from schemas.symbols import canonical_symbol
 
 PLATFORM: Final = "mt5"
 TOPIC_USERS = "mt5.users"

@@ -20,10 +20,10 @@ import orjson
 from connectors.fields import Rejected, mul8, server_event_time
 from connectors.mt5 import ZERO
 from connectors.routing import Router, ServerInfo
-from connectors.symbols import canonical_symbol
 from schemas.envelope import Envelope
 from schemas.events import Deal, event_version
 from schemas.mt5 import CANCELED_ACTIONS, DEAL_ENTRIES, DEAL_REASONS, TRADE_ACTIONS
+from schemas.symbols import canonical_symbol
 
 # Shapes the general reader accepts without a second look (narrower than what it accepts:
 # the rest goes to it). Ids below 10^19 < 2^64, logins below 10^18 < 2^63, prices and lots

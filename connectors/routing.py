@@ -1,11 +1,16 @@
 """Who a raw message belongs to: the `server` header names the platform server, and the
-configuration says which tenant owns that server."""
+configuration says which tenant owns that server.
+
+The configuration types live above the connectors (`pipelines/config.py`); what the router reads of
+them is spelled out here as protocols (`ServerSpec`, `ServerDirectory`), so the connectors depend on
+no layer above them (ARCHITECTURE.md)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
-from brokerstream.config import ServerConfig, Settings
 from connectors.fields import Rejected
 from connectors.server_time import UTC_CLOCK, ServerClock
 from schemas.envelope import Envelope
@@ -13,10 +18,30 @@ from schemas.envelope import Envelope
 DEAL_EVENTS = frozenset({"add", "update", "delete"})
 
 
+class ServerSpec(Protocol):
+    """One platform server as configured (`pipelines.config.ServerConfig`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def platform(self) -> str: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def deposit_assets(self) -> Mapping[int, str]: ...
+    def clock(self) -> ServerClock: ...
+
+
+class ServerDirectory(Protocol):
+    """Who owns which server (`pipelines.config.Settings`)."""
+
+    def server_index(self) -> Mapping[str, tuple[str, ServerSpec]]: ...
+
+
 @dataclass(frozen=True)
 class ServerInfo:
     tenant: str
-    server: ServerConfig
+    server: ServerSpec
     # the server's wall clock -> UTC (zone or fixed offset), resolved once per server
     clock: ServerClock = UTC_CLOCK
 
@@ -24,7 +49,7 @@ class ServerInfo:
 class Router:
     """Resolves the tenant and server of an envelope from configuration."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: ServerDirectory) -> None:
         self._servers = {
             name: ServerInfo(tenant, server, server.clock())
             for name, (tenant, server) in settings.server_index().items()

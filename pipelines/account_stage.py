@@ -4,7 +4,7 @@ Everything about one account - platform and CRM updates, deals, balance operatio
 logins - reaches this stage in the order it was read, in one stream, so no result can depend
 on how a consumed batch happened to split them. For each account the stage keeps
 
-- the merged account record (`connectors.account_state`), written to `accounts`,
+- the merged account record (`schemas.account_state`), written to `accounts`,
 - the position book (`PositionBookStep`): deals -> position changes for the tenant exposure,
 - and, per shard, the account-keyed AML/fraud rule engine (`AccountRulesStep`),
 
@@ -25,7 +25,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.account_state import AccountState, merge_account
 from pipelines.exposure_step import AccountBook, PositionBookStep
 from pipelines.rules_step import AccountRulesStep, LinkedInput, RuleResources, shard_key
 from risk_rules.alerts import Alert
@@ -33,6 +32,7 @@ from risk_rules.engine import RuleEngine, account_key
 from risk_rules.exposure import PositionChange
 from risk_rules.exposure.positions import CorrectionIssue
 from risk_rules.exposure.settings import ExposureSettings
+from schemas.account_state import AccountState, merge_account
 from schemas.events import Account, AccountUpdate, BalanceOperation, Deal, Login
 
 AccountInput = AccountUpdate | Deal | BalanceOperation | Login

@@ -24,25 +24,23 @@ import bytewax.operators as op
 from bytewax._bytewax import RecoveryConfig, cli_main, init_db_dir
 from bytewax.dataflow import Dataflow, Stream
 
-from brokerstream.config import Settings
-from brokerstream.metrics import (
+from commissions import CommissionConfigError, FixedRates, load_commissions
+from commissions.engine import CommissionStep, Issue
+from commissions.rows import CommissionRow
+from connectors.registry import Normaliser, Record, readers_for
+from connectors.routing import Router
+from pipelines.account_stage import AccountOutputs, AccountStage, account_router
+from pipelines.config import Settings
+from pipelines.exposure_step import ExposureStep
+from pipelines.kafka_source import KafkaRawSource
+from pipelines.keyed_state import SNAPSHOTS, stateful_batch_map, stateful_flat_map
+from pipelines.metrics import (
     COMMISSION_ISSUES,
     DEAD_LETTERS,
     EVENT_LAG_SECONDS,
     EVENTS_IN,
     RECORDS_OUT,
 )
-from brokerstream.store import Store
-from commissions import CommissionConfigError, FixedRates, load_commissions
-from commissions.engine import CommissionStep, Issue
-from commissions.rows import CommissionRow
-from connectors.registry import Normaliser, Record, readers_for
-from connectors.routing import Router
-from connectors.symbols import SymbolBook
-from pipelines.account_stage import AccountOutputs, AccountStage, account_router
-from pipelines.exposure_step import ExposureStep
-from pipelines.kafka_source import KafkaRawSource
-from pipelines.keyed_state import SNAPSHOTS, stateful_batch_map, stateful_flat_map
 from pipelines.rules_step import (
     AccountRulesStep,
     LinkedRulesStep,
@@ -54,9 +52,11 @@ from pipelines.rules_step import (
 )
 from pipelines.sinks import CLUSTER, ClickHouseSink, TopicSink, alert_message, dead_letter_message
 from pipelines.sources import FileItem, JsonlSource, StoppableSource
+from pipelines.store import Store
+from pipelines.tables import issue_row, to_row
 from schemas.envelope import Envelope
 from schemas.events import AccountUpdate, DeadLetter, Quote
-from schemas.tables import issue_row, to_row
+from schemas.symbols import SymbolBook
 
 
 @dataclass(frozen=True)

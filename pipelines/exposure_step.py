@@ -92,7 +92,7 @@ class StoreDealHistory:
     wins, deleted ones included so their versions are known). A query that fails answers None:
     the book then reports the correction instead of guessing."""
 
-    def __init__(self, store: Any) -> None:  # brokerstream.store.Store (not imported: layers)
+    def __init__(self, store: Any) -> None:  # pipelines.store.Store (not imported: layers)
         self.store = store
 
     def position_deals(self, account_key: str, mode: Mode, ref: str) -> list[Deal] | None:

@@ -12,7 +12,7 @@ the recovery snapshot stays the source of truth.
 A broker outage is waited out, never raised: librdkafka reconnects by itself and fetching
 resumes at the partition's position, so nothing is skipped or read twice. While the broker is
 away, errors are logged once per interval, `brokerstream_kafka_waiting{role="consumer"}` is 1 and
-the engine is not ready (`brokerstream.metrics.readiness`). Starting while the broker is away
+the engine is not ready (`pipelines.metrics.readiness`). Starting while the broker is away
 (listing partitions, reading the end of a bounded run) waits too.
 
 A message whose timestamp cannot be stored (beyond 2299, see `schemas.envelope`) is a dead
@@ -31,8 +31,8 @@ from typing import TypeVar
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from brokerstream.metrics import CONSUMER_LAG, KAFKA_WAITING, not_ready, ready
 from connectors.registry import dead_letter
+from pipelines.metrics import CONSUMER_LAG, KAFKA_WAITING, not_ready, ready
 from pipelines.sinks import librdkafka_logger
 from pipelines.sources import FileItem
 from schemas.envelope import Envelope, timestamp_problem

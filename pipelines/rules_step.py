@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from brokerstream.config import Settings
-from brokerstream.metrics import ALERTS, RULE_RECORDS
+from pipelines.config import Settings
 from pipelines.exposure_step import facts_json
+from pipelines.metrics import ALERTS, RULE_RECORDS
 from risk_rules.alerts import Alert
 from risk_rules.engine import (
     KEY_KINDS,

@@ -18,7 +18,8 @@ import orjson
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from brokerstream.metrics import (
+from pipelines.exposure_step import ALERT_COLUMNS
+from pipelines.metrics import (
     KAFKA_TRUNCATED,
     KAFKA_UNDELIVERED,
     KAFKA_WAITING,
@@ -28,10 +29,9 @@ from brokerstream.metrics import (
     not_ready,
     ready,
 )
-from brokerstream.store import Store
-from pipelines.exposure_step import ALERT_COLUMNS
+from pipelines.store import Store
+from pipelines.tables import COLUMNS_BY_TABLE
 from schemas.events import DeadLetter
-from schemas.tables import COLUMNS_BY_TABLE
 
 log = logging.getLogger(__name__)
 

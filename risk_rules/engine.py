@@ -3,7 +3,7 @@
 Rules are small classes with explicit keyed state; the engine owns what is shared (the merged
 account state, which platform a server runs, the geo-IP lookup, the sanctions screener), the
 per-(rule, subject) cool-down, and observe-only mode. Configuration is versioned YAML
-(`examples/rules.yaml`); a wrong value stops loading with the field named.
+(`risk_rules/default_rules.yaml`); a wrong value stops loading with the field named.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Any, ClassVar, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from connectors.account_state import AccountState, merge_account
 from risk_rules.alerts import Alert, Category, Mode, Severity, alert_id
-from risk_rules.chunked import ChunkedDict
+from schemas.account_state import AccountState, merge_account
+from schemas.chunked import ChunkedDict
 from schemas.events import Account, AccountUpdate, BalanceOperation, Deal, Login
 
 # ----------------------------------------------------------------------------- configuration

@@ -3,24 +3,24 @@ the rules need (sanctions lists, IP geolocation). Paths are relative to the conf
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-REPO = Path(__file__).resolve().parent.parent
-SIM_DATA = REPO / "brokerstream" / "simulator" / "data"
+# The rules shipped with the package (package data, so a wheel install has them too).
+DEFAULT_RULES_FILE = str(resources.files("risk_rules").joinpath("default_rules.yaml"))
 
 
 class SanctionsLists(BaseModel):
-    """Lists in their public formats; any may be absent. The defaults are the small synthetic
-    list shipped for tests and the demo: point these at the real downloads in production."""
+    """Lists in their public formats; any may be absent (none by default: no screening). Point
+    these at the real downloads in production; the example configuration points them at the
+    simulator's small synthetic lists for the demo and the tests."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    ofac_sdn: str | None = Field(default=str(SIM_DATA / "sanctions_synthetic.csv"),
-                                 description="OFAC SDN CSV (sdn.csv)")
-    ofac_alt: str | None = Field(default=str(SIM_DATA / "sanctions_synthetic_alt.csv"),
-                                 description="OFAC alternate names CSV (alt.csv)")
+    ofac_sdn: str | None = Field(default=None, description="OFAC SDN CSV (sdn.csv)")
+    ofac_alt: str | None = Field(default=None, description="OFAC alternate names CSV (alt.csv)")
     eu: str | None = Field(default=None, description="EU consolidated list CSV")
 
 
@@ -28,9 +28,11 @@ class RulesSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = True
-    file: str = Field(default=str(REPO / "examples" / "rules.yaml"),
-                      description="versioned rules file (risk_rules/README, docs/rules.md)")
-    geoip: str | None = Field(default=str(SIM_DATA / "geoip_synthetic.csv"),
+    file: str = Field(default=DEFAULT_RULES_FILE,
+                      description="versioned rules file (risk_rules/default_rules.yaml; docs/rules.md)")
+    # none by default (the IP rules then see no locations); the example configuration names the
+    # simulator's synthetic plan
+    geoip: str | None = Field(default=None,
                               description="offline IP -> location CSV: network,country,city,latitude,"
                                           "longitude,kind")
     sanctions: SanctionsLists = SanctionsLists()

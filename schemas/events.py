@@ -146,7 +146,7 @@ class DeadLetter(Canonical):
     reason: str
     stage: Literal["decode", "validate", "route", "store"] = Field(
         default="validate", description="decode / validate / route: the connectors; store: a row "
-        "the store could not write, set aside (brokerstream.store.Store.insert_rows)")
+        "the store could not write, set aside (pipelines.store.Store.insert_rows)")
     time: datetime
 
 

@@ -29,9 +29,23 @@ freeze_config() {
   # the example configuration, frozen once so that both sides read the same one
   if [ ! -f "$CONFIG" ]; then
     mkdir -p "$CONFIG_DIR"
-    cp "$1/examples/brokerstream.yaml" "$1/examples/commissions.yaml" "$1/examples/rules.yaml" "$CONFIG_DIR/"
-    # the rules file would otherwise default to CODE_DIR/examples/rules.yaml: pin the copy
-    printf '\nrules:\n  file: rules.yaml\n' >>"$CONFIG"
+    cp "$1/examples/brokerstream.yaml" "$1/examples/commissions.yaml" "$CONFIG_DIR/"
+    # the rules file (risk_rules/default_rules.yaml; examples/rules.yaml in older trees) would
+    # otherwise default to CODE_DIR's: pin a copy, and the reference data by absolute path
+    if [ -f "$1/risk_rules/default_rules.yaml" ]; then rules="$1/risk_rules/default_rules.yaml"
+    else rules="$1/examples/rules.yaml"; fi
+    cp "$rules" "$CONFIG_DIR/rules.yaml"
+    "$PY" - "$CONFIG" "$1/examples" <<'PY'
+import sys, pathlib, yaml
+config, base = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+doc = yaml.safe_load(config.read_text())
+rules = doc.setdefault("rules", {})
+for holder, key in [(rules, "geoip"), (rules.get("sanctions", {}), "ofac_sdn"), (rules.get("sanctions", {}), "ofac_alt")]:
+    if holder.get(key):
+        holder[key] = str((base / holder[key]).resolve())
+rules["file"] = "rules.yaml"
+config.write_text(yaml.safe_dump(doc, sort_keys=False))
+PY
   fi
 }
 

@@ -13,8 +13,8 @@ from typing import NamedTuple
 
 import pytest
 
-from brokerstream.config import Settings, parse_settings
-from brokerstream.store import Store, open_store
+from pipelines.config import Settings, parse_settings
+from pipelines.store import Store, open_store
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = REPO / "examples" / "brokerstream.yaml"
@@ -58,7 +58,7 @@ def store(settings: Settings) -> Iterator[Store]:
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real single-node Kafka broker (KRaft) for the whole session."""
-    from brokerstream.kafka.local_broker import LocalKafka, ensure_jars
+    from devtools.kafka.local_broker import LocalKafka, ensure_jars
 
     ensure_jars()
     home = tmp_path_factory.mktemp("kafka-home")

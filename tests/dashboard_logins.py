@@ -6,8 +6,8 @@ from __future__ import annotations
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
-from brokerstream.config import DashboardConfig, DashboardUser, Settings
-from brokerstream.dashboard.auth import Authenticator, hash_password
+from pipelines.config import DashboardConfig, DashboardUser, Settings
+from services.dashboard.auth import Authenticator, hash_password
 
 ADMIN, VIEWER, OTHER = "ops-admin", "acme-viewer", "zenith-viewer"
 PASSWORDS = {ADMIN: "admin-password-1", VIEWER: "acme-password-1", OTHER: "zenith-password-1"}

@@ -20,11 +20,11 @@ from typing import Any
 
 import yaml
 
-from brokerstream.config import Settings, parse_settings
 from brokerstream.engine import run_replay
 from brokerstream.publish import write_envelopes
-from brokerstream.simulator.brokerage import Brokerage
-from brokerstream.store import Store
+from devtools.simulator.brokerage import Brokerage
+from pipelines.config import Settings, parse_settings
+from pipelines.store import Store
 
 SEED = 7
 ACCOUNTS = 300

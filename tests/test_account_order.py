@@ -36,10 +36,10 @@ import orjson
 import pytest
 import yaml
 
-from brokerstream.config import Settings, parse_settings
 from brokerstream.engine import run_replay
 from brokerstream.publish import write_envelopes
-from brokerstream.store import Store
+from pipelines.config import Settings, parse_settings
+from pipelines.store import Store
 from schemas.envelope import Envelope
 from tests.conftest import REPO, TEST_CONFIG
 from tests.helpers import T0, mt5_deal

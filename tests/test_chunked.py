@@ -7,7 +7,7 @@ import pickle
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from risk_rules.chunked import ChunkedDict
+from schemas.chunked import ChunkedDict
 
 ops = st.lists(st.tuples(st.sampled_from(["set", "del", "pop", "snap"]), st.integers(0, 60), st.integers()),
                max_size=300)

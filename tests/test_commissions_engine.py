@@ -419,7 +419,7 @@ def test_commission_step_resumes_from_an_unpickled_state() -> None:
 
 
 def test_symbol_groups_and_quote_currencies_from_the_symbols_reference() -> None:
-    from connectors.symbols import SymbolBook
+    from schemas.symbols import SymbolBook
 
     engine = example_engine(symbols=SymbolBook.default())
     exotic = engine.on_deal(make_deal(1, symbol="USDTRY", time=T0))  # fx_exotic: 8 / 11 / 15

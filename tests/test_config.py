@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from brokerstream.cli import main
-from brokerstream.config import ConfigError, load_settings, parse_settings
+from pipelines.config import ConfigError, load_settings, parse_settings
 from tests.conftest import EXAMPLE_CONFIG
 
 

@@ -13,13 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from brokerstream.config import parse_settings
-from connectors.account_state import merge_account
 from connectors.crm import EVENTS, READERS, read_crm_account
 from connectors.fields import Rejected
 from connectors.mt5_accounts import read_mt5_users
 from connectors.registry import Normaliser
 from connectors.routing import Router
+from pipelines.config import parse_settings
+from schemas.account_state import merge_account
 from schemas.envelope import Envelope
 from schemas.events import AccountUpdate, DeadLetter
 

@@ -15,7 +15,6 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from brokerstream.config import ConfigError, parse_settings
 from connectors.ctrader import (
     CHANGE_BALANCE_KINDS,
     ctrader_reader,
@@ -30,6 +29,7 @@ from connectors.ctrader_symbols import (
 )
 from connectors.fields import Rejected
 from connectors.routing import Router
+from pipelines.config import ConfigError, parse_settings
 from schemas.envelope import Envelope
 from schemas.events import AccountUpdate, BalanceOperation, Deal, Quote, event_version
 

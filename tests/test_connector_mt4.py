@@ -17,7 +17,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from brokerstream.config import parse_settings
 from connectors.fields import Rejected
 from connectors.mt4 import (
     READERS,
@@ -29,6 +28,7 @@ from connectors.mt4 import (
 )
 from connectors.registry import Normaliser
 from connectors.routing import Router
+from pipelines.config import parse_settings
 from schemas.envelope import Envelope
 from schemas.events import AccountUpdate, BalanceOperation, DeadLetter, Deal, Login, Quote
 

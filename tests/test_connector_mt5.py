@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from brokerstream.config import Settings
 from connectors.fields import Rejected
 from connectors.mt5 import read_mt5_deal
 from connectors.registry import Normaliser
 from connectors.routing import Router
+from pipelines.config import Settings
 from schemas.events import BalanceOperation, DeadLetter, Deal, event_version
 from tests.helpers import T0, envelope, mt5_deal
 
@@ -134,7 +134,7 @@ def test_unknown_reason_and_extra_fields_are_kept_not_rejected(router: Router) -
 
 
 def test_server_time_offset_is_applied(settings: Settings) -> None:
-    from brokerstream.config import parse_settings
+    from pipelines.config import parse_settings
 
     doc = settings.model_dump()
     doc["tenants"][0]["servers"][0]["utc_offset_minutes"] = 120

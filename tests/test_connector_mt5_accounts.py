@@ -18,7 +18,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from brokerstream.config import parse_settings
 from connectors.countries import COUNTRY_NAMES, country_code
 from connectors.fields import Rejected
 from connectors.mt5_accounts import (
@@ -33,6 +32,7 @@ from connectors.mt5_accounts import (
 )
 from connectors.registry import Normaliser
 from connectors.routing import Router
+from pipelines.config import parse_settings
 from schemas.envelope import Envelope
 from schemas.events import AccountUpdate, DeadLetter, Login, Quote
 

@@ -1,4 +1,4 @@
-"""The built-in dashboard page (brokerstream/dashboard/server.py and static/) over the simulated
+"""The built-in dashboard page (services/dashboard/server.py and static/) over the simulated
 brokerage's store: the API answers every ClickHouse panel with rows, runs only the
 definitions' SQL, and the page itself, loaded in headless Chromium after logging in through its
 form, draws every panel without an error. Screenshots go to test-artifacts/dashboard-<uid>.png.
@@ -27,8 +27,8 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, Counter
 
 from brokerstream.cli import build_parser
-from brokerstream.dashboard.definitions import Dashboard, load_dashboards
-from brokerstream.dashboard.server import bound_port, create_app, is_single_select, start_dashboard_thread
+from services.dashboard.definitions import Dashboard, load_dashboards
+from services.dashboard.server import bound_port, create_app, is_single_select, start_dashboard_thread
 from tests.dashboard_logins import ADMIN, PASSWORDS, VIEWER, auth_for, log_in, with_logins
 
 if TYPE_CHECKING:
@@ -363,7 +363,7 @@ def test_every_dashboard_renders_in_chromium(served: str, page_params: dict[str,
 def test_the_page_shows_failures(simulated_store: SimulatedStore, probe_dir: Path, tmp_path: Path) -> None:
     """The checks above can fail: a failing query is an error box, its request is in #errors,
     PromQL outside the subset is a note, and the working panel still renders."""
-    from brokerstream.dashboard.server import _serve
+    from services.dashboard.server import _serve
 
     app = create_app(simulated_store.store, auth=auth_for(simulated_store.settings), dashboards_dir=probe_dir,
                      registry=CollectorRegistry(), sample_every_s=0)

@@ -1,4 +1,4 @@
-"""The built-in page's PromQL subset (brokerstream/dashboard/promql.py), on a registry of its
+"""The built-in page's PromQL subset (services/dashboard/promql.py), on a registry of its
 own with a clock the tests move: rates, aggregations, quantiles, arithmetic, and a clear
 `Unsupported` outside the subset."""
 
@@ -9,8 +9,8 @@ import math
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from brokerstream.dashboard import promql
-from brokerstream.dashboard.definitions import load_dashboards
+from services.dashboard import promql
+from services.dashboard.definitions import load_dashboards
 
 
 class Clock:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from brokerstream.dashboard.definitions import (
+from services.dashboard.definitions import (
     DASHBOARDS_DIR,
     Dashboard,
     Panel,
@@ -176,7 +176,7 @@ def test_provisioning_points_grafana_at_the_dashboards() -> None:
 
 
 def test_deployment_files_agree() -> None:
-    from brokerstream.config import load_settings
+    from pipelines.config import load_settings
 
     load_settings(REPO / "deploy" / "brokerstream.yaml")
     services = COMPOSE["services"]
@@ -326,9 +326,9 @@ def test_clickhouse_panel_returns_rows(dashboard: Dashboard, panel: Panel, simul
 def _registered_metric_names() -> set[str]:
     from prometheus_client import REGISTRY
 
-    import brokerstream.metrics  # noqa: F401  (registers the engine's metrics)
-    from brokerstream.webhooks import create_app
+    import pipelines.metrics  # noqa: F401  (registers the engine's metrics)
     from connectors.psp.settings import PspSettings
+    from services.webhooks import create_app
 
     class _Nowhere:
         async def publish(self, topic: str, key: bytes | None, value: bytes,

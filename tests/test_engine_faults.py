@@ -16,10 +16,11 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from brokerstream.kafka.local_broker import LocalKafka, ensure_jars, ensure_topics
 from brokerstream.publish import publish, write_envelopes
-from brokerstream.simulator.mt5 import Mt5DealSimulator
+from devtools.kafka.local_broker import LocalKafka, ensure_jars
+from devtools.simulator.mt5 import Mt5DealSimulator
 from pipelines.sinks import DEFAULT_MAX_MESSAGE_BYTES
+from pipelines.topics import ensure_topics
 from schemas.envelope import Envelope
 from tests import batch_reference
 from tests.helpers import T0, mt5_deal

@@ -17,11 +17,11 @@ from pipelines.exposure_step import (
     StoreDealHistory,
     correction_issue_rows,
 )
+from pipelines.tables import COLUMNS_BY_TABLE, to_row
 from risk_rules.exposure import AccountModes, ExposureEngine, PositionBook, PositionChange
 from risk_rules.exposure.positions import CorrectionIssue, MemoryDealHistory
 from risk_rules.exposure.settings import ExposureSettings
 from schemas.events import Deal
-from schemas.tables import COLUMNS_BY_TABLE, to_row
 from tests.test_exposure_support import make_account, make_deal, make_quote, revise
 
 ACCOUNT = "mt5:ACME-MT5-Live:70001"
@@ -222,7 +222,7 @@ def test_the_engine_reports_what_it_cannot_apply() -> None:
 
 
 def test_store_deal_history_reads_a_positions_deals_back(store: object) -> None:
-    from brokerstream.store import Store
+    from pipelines.store import Store
 
     assert isinstance(store, Store)
     first = _opened_and_closed()
@@ -242,8 +242,8 @@ def test_store_deal_history_reads_a_positions_deals_back(store: object) -> None:
 
 
 def test_issue_rows_and_mark_sources_land_in_their_views(store: object) -> None:
-    from brokerstream.store import Store
     from pipelines.exposure_step import snapshot_rows
+    from pipelines.store import Store
 
     assert isinstance(store, Store)
     issue = CorrectionIssue("acme", ACCOUNT, "mt5:ACME-MT5-Live:2", 4 * 1_700_000_000_000 + 2, "delete",

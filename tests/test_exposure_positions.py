@@ -7,9 +7,9 @@ from typing import Any
 
 import orjson
 
-from brokerstream.config import parse_settings
 from connectors.mt4 import read_mt4_trade
 from connectors.routing import Router
+from pipelines.config import parse_settings
 from risk_rules.exposure import PositionBook, PositionChange, PositionState
 from schemas.envelope import Envelope
 from schemas.events import Deal

@@ -13,11 +13,11 @@ from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
-from brokerstream.config import Settings, parse_settings
 from brokerstream.engine import run_replay
 from brokerstream.publish import write_envelopes
-from brokerstream.simulator.brokerage import Brokerage
-from brokerstream.store import open_store
+from devtools.simulator.brokerage import Brokerage
+from pipelines.config import Settings, parse_settings
+from pipelines.store import open_store
 from schemas.envelope import Envelope
 from tests.exposure_raw_reference import RawReference, q8
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from connectors.contract_sizes import contract_size_for
+from schemas.contract_sizes import contract_size_for
 from schemas.events import Account, BalanceOperation, Deal, Quote
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)

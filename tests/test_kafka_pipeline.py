@@ -25,7 +25,7 @@ import yaml
 from confluent_kafka import Consumer, TopicPartition
 
 from brokerstream.publish import publish, read_envelopes, write_envelopes
-from brokerstream.simulator.mt5 import Mt5DealSimulator
+from devtools.simulator.mt5 import Mt5DealSimulator
 from tests import batch_reference
 from tests.conftest import TEST_CONFIG
 from tests.test_replay import assert_same

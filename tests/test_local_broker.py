@@ -1,4 +1,4 @@
-"""Integration tests for the real local Kafka broker (brokerstream.kafka.local_broker).
+"""Integration tests for the real local Kafka broker (devtools.kafka.local_broker).
 
 They start actual ``java kafka.Kafka`` processes in a temporary home; the jar cache is the
 shared default one (``$BROKERSTREAM_CACHE_DIR`` or ``~/.cache/brokerstream``).
@@ -14,7 +14,8 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
-from brokerstream.kafka.local_broker import LocalKafka, ensure_topics
+from devtools.kafka.local_broker import LocalKafka
+from pipelines.topics import ensure_topics
 
 pytestmark = pytest.mark.kafka
 

@@ -20,8 +20,8 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from brokerstream.webhooks import create_app
 from connectors.psp.masking import MAX_DEPTH, MaskingError, find_pans, luhn_ok, mask_body
+from services.webhooks import create_app
 from tests.test_psp_connectors import NOW, coinspaid_request, nuvei_form, stripe_event, stripe_request
 from tests.test_webhooks import FORM, RecordingPublisher, make_cfg
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import orjson
 
-from brokerstream.config import Settings, parse_settings
 from brokerstream.engine import run_replay
 from brokerstream.publish import write_envelopes
-from brokerstream.store import Store
+from pipelines.config import Settings, parse_settings
+from pipelines.store import Store
 from schemas.envelope import Envelope
 from tests.conftest import REPO
 from tests.helpers import T0, mt5_deal

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import orjson
 
-from brokerstream.config import Settings, parse_settings
 from brokerstream.engine import run_replay
 from brokerstream.publish import write_envelopes
-from brokerstream.simulator.mt5 import SYMBOLS, Mt5DealSimulator
-from brokerstream.store import Store
 from connectors.registry import Normaliser, readers_for
 from connectors.routing import Router
+from devtools.simulator.mt5 import SYMBOLS, Mt5DealSimulator
+from pipelines.config import Settings, parse_settings
+from pipelines.store import Store
 from schemas.envelope import Envelope
 from schemas.events import Deal, Quote
 from tests.exposure_reference import deals_frame, net_exposure, quotes_frame

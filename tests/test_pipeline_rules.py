@@ -16,14 +16,15 @@ import yaml
 from confluent_kafka import Consumer, TopicPartition
 
 from brokerstream.cli import main as cli_main
-from brokerstream.config import Settings, load_settings
-from brokerstream.engine import ensure_kafka_topics, run_kafka, run_replay
+from brokerstream.engine import run_kafka, run_replay
 from brokerstream.publish import publish, write_envelopes
-from brokerstream.simulator.brokerage import Brokerage
-from brokerstream.store import Store
 from connectors.registry import Normaliser, Record, readers_for
 from connectors.routing import Router
+from devtools.simulator.brokerage import Brokerage
+from pipelines.config import Settings, load_settings
 from pipelines.rules_step import AccountRulesStep, LinkedRulesStep, load_rule_resources, rules_input
+from pipelines.store import Store
+from pipelines.topics import ensure_kafka_topics
 from risk_rules.alerts import Alert
 from risk_rules.engine import ConfigError, RuleEngine
 from schemas.envelope import Envelope
@@ -31,7 +32,8 @@ from tests.conftest import EXAMPLE_CONFIG
 
 RULE_ALERTS = ("SELECT alert_id, rule_id, rule_version, category, severity, tenant, subject, summary, "
                "facts, evidence, event_time, detected_at, mode FROM alerts "
-               "WHERE rule_id NOT LIKE 'limit.%' AND rule_id NOT LIKE 'margin.%' ORDER BY alert_id")
+               "WHERE rule_id NOT LIKE 'limit.%' AND rule_id NOT LIKE 'margin.%' "
+               "AND rule_id NOT LIKE 'correction.%' ORDER BY alert_id")  # the exposure step's alerts
 
 
 @pytest.fixture(scope="module")

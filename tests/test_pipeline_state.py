@@ -9,11 +9,11 @@ from typing import Any
 
 import orjson
 
-from brokerstream.config import Settings
 from brokerstream.engine import run_replay
 from brokerstream.publish import write_envelopes
-from brokerstream.store import Store
-from connectors.account_state import merge_account
+from pipelines.config import Settings
+from pipelines.store import Store
+from schemas.account_state import merge_account
 from schemas.envelope import Envelope
 from schemas.events import AccountUpdate
 from tests.helpers import T0

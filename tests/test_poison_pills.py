@@ -16,17 +16,17 @@ from google.protobuf import json_format
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from brokerstream.config import parse_settings
-from brokerstream.store import Store
-from connectors.account_state import merge_account
 from connectors.ctrader_proto import openapi_subset_pb2 as pb
 from connectors.fields import PRICE, Rejected, as_decimal, check_time_ms, fit_decimal
 from connectors.psp.common import psp_readers
 from connectors.registry import READERS, Normaliser
 from connectors.routing import Router
+from pipelines.config import parse_settings
+from pipelines.store import Store
+from pipelines.tables import COLUMNS_BY_TABLE, to_row
+from schemas.account_state import merge_account
 from schemas.envelope import Envelope, EnvelopeError, envelope_from_json_line
 from schemas.events import AccountUpdate, DeadLetter
-from schemas.tables import COLUMNS_BY_TABLE, to_row
 from tests import test_psp_connectors as psp
 from tests.helpers import T0, mt5_deal
 

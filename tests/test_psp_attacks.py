@@ -21,12 +21,12 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from brokerstream.config import Settings, parse_settings
-from brokerstream.webhooks import create_app
 from connectors.fields import Rejected
 from connectors.psp import coinspaid, nuvei, praxis, skrill, stripe
 from connectors.psp.replay_guard import ReplayGuard
+from pipelines.config import Settings, parse_settings
 from schemas.events import BalanceOperation
+from services.webhooks import create_app
 from tests.test_psp_connectors import (
     CONFIG,
     NOW,

@@ -21,7 +21,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from brokerstream.config import ConfigError, Settings, parse_settings
 from connectors.fields import Rejected
 from connectors.psp import coinspaid, common, nuvei, praxis, skrill, stripe
 from connectors.psp.common import (
@@ -32,6 +31,7 @@ from connectors.psp.common import (
     lifecycle_version,
     scrub_pans,
 )
+from pipelines.config import ConfigError, Settings, parse_settings
 from schemas.envelope import Envelope
 from schemas.events import BalanceOperation
 

@@ -22,8 +22,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from brokerstream.config import ReceiverConfig
-from brokerstream.webhooks import create_app, server_config
+from pipelines.config import ReceiverConfig
+from services.webhooks import create_app, server_config
 from tests.test_psp_connectors import NOW, skrill_form
 from tests.test_webhooks import FORM, RecordingPublisher, make_cfg
 
@@ -184,7 +184,7 @@ def test_client_gone_mid_body_is_one_log_line(
                                    provider="skrill", reason="client_disconnected") == 1)
     time.sleep(0.2)  # anything logged after the fact would show up now
     gone = [r for r in caplog.records if "disconnected" in r.getMessage()]
-    assert len(gone) == 1 and gone[0].name == "brokerstream.webhooks"
+    assert len(gone) == 1 and gone[0].name == "services.webhooks"
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
     assert publisher.messages == []
 
@@ -236,11 +236,12 @@ def test_kafka_outage_503_until_back_then_nothing_lost_or_doubled(
     and the PSP's re-sends acknowledged once it's back: each notification in Kafka once."""
     from confluent_kafka import Consumer
 
-    from brokerstream.kafka.local_broker import LocalKafka, ensure_jars, ensure_topics
-    from brokerstream.webhooks import KafkaPublisher
+    from devtools.kafka.local_broker import LocalKafka, ensure_jars
+    from pipelines.topics import ensure_topics
+    from services.webhooks import KafkaPublisher
 
     ensure_jars(lambda _m: None)
-    caplog.set_level(logging.INFO, logger="brokerstream.webhooks")
+    caplog.set_level(logging.INFO, logger="services.webhooks")
     broker = LocalKafka(tmp_path / "home", progress=lambda _m: None)
     state = broker.start()
     publisher: KafkaPublisher | None = None

@@ -8,11 +8,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from brokerstream.config import Settings
 from brokerstream.engine import run_replay
 from brokerstream.publish import write_envelopes
-from brokerstream.simulator.mt5 import Mt5DealSimulator
-from brokerstream.store import Store
+from devtools.simulator.mt5 import Mt5DealSimulator
+from pipelines.config import Settings
+from pipelines.store import Store
 from tests import batch_reference
 
 DEC = pl.Decimal(38, 8)

@@ -5,15 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from itertools import count
-from pathlib import Path
 from typing import Any
 
+from devtools.simulator.sanctions import DATA as SIM_DATA
 from risk_rules.alerts import Alert
 from risk_rules.engine import CsvGeoIP, RuleEngine, RulesConfig, RuleSettings
 from schemas.events import AccountUpdate, BalanceOperation, Deal, Login
 
 T0 = datetime(2024, 11, 25, 8, 0, tzinfo=UTC)
-DATA = Path(__file__).resolve().parent.parent / "brokerstream" / "simulator" / "data"
+DATA = SIM_DATA
 SERVER = "ACME-MT5-Live"
 _ids = count(1000)
 

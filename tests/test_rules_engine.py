@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -15,9 +14,10 @@ from risk_rules.engine import (
     load_rules_config,
     parse_rules_config,
 )
+from risk_rules.settings import DEFAULT_RULES_FILE
 from tests.test_rules_builders import DATA, SERVER, acct, at, engine, feed, ledger, login, psp
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "rules.yaml"
+EXAMPLE = DEFAULT_RULES_FILE
 
 
 def _day() -> list[object]:

@@ -18,19 +18,19 @@ from typing import Any
 import orjson
 import pytest
 
-from brokerstream.config import Settings, load_settings, parse_settings
 from brokerstream.publish import read_envelopes
-from brokerstream.simulator import cli
-from brokerstream.simulator.brokerage import Brokerage
-from brokerstream.simulator.geo import GEOIP, HIGH_RISK_COUNTRIES, geoip_csv
-from brokerstream.simulator.payments import MODULES, verify_webhook
-from brokerstream.simulator.sanctions import ALT_FILE, SDN_FILE, alt_csv, load_list, sdn_csv
-from brokerstream.simulator.typologies import LARGE_THRESHOLD, REPORTING_THRESHOLD, TYPOLOGIES
 from commissions.config import parse_commissions
 from connectors import crm, mt4, mt5_accounts, registry
 from connectors.psp.common import psp_readers
 from connectors.registry import READERS, Normaliser
 from connectors.routing import Router
+from devtools.simulator import cli
+from devtools.simulator.brokerage import Brokerage
+from devtools.simulator.geo import GEOIP, HIGH_RISK_COUNTRIES, geoip_csv
+from devtools.simulator.payments import MODULES, verify_webhook
+from devtools.simulator.sanctions import ALT_FILE, GEOIP_FILE, SDN_FILE, alt_csv, load_list, sdn_csv
+from devtools.simulator.typologies import LARGE_THRESHOLD, REPORTING_THRESHOLD, TYPOLOGIES
+from pipelines.config import Settings, load_settings, parse_settings
 from schemas.envelope import Envelope, envelope_from_json_line
 from schemas.events import AccountUpdate, BalanceOperation, DeadLetter, Deal, Login
 
@@ -346,7 +346,7 @@ def test_sanctions_files_are_in_the_sdn_layout() -> None:
 
 
 def test_geoip_file_matches_the_ip_plan() -> None:
-    path = Path(__file__).resolve().parent.parent / "brokerstream/simulator/data/geoip_synthetic.csv"
+    path = GEOIP_FILE
     assert path.read_text(encoding="utf-8") == geoip_csv()
     for block in GEOIP.blocks:
         net = ipaddress.ip_network(block.cidr)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from brokerstream.config import Settings
-from brokerstream.store import Store, migrations
 from connectors.mt5 import read_mt5_deal
 from connectors.routing import Router
-from schemas.tables import COLUMNS_BY_TABLE, to_row
+from pipelines.config import Settings
+from pipelines.store import Store, migrations
+from pipelines.tables import COLUMNS_BY_TABLE, to_row
 from tests.helpers import T0, envelope, mt5_deal
 
 

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.contract_sizes import contract_size_for
-from connectors.symbols import (
+from schemas.contract_sizes import contract_size_for
+from schemas.symbols import (
     ASSET_CLASSES,
     SymbolBook,
     SymbolBookError,
@@ -151,7 +151,7 @@ def test_unknown_symbols_are_none() -> None:
 
 
 def test_shipped_file_is_package_data() -> None:
-    path = Path(__file__).resolve().parent.parent / "connectors" / "symbols_default.yaml"
+    path = Path(__file__).resolve().parent.parent / "schemas" / "symbols_default.yaml"
     assert SymbolBook.from_yaml(path).symbols == BOOK.symbols
 
 

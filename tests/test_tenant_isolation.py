@@ -19,13 +19,13 @@ from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
-from brokerstream import tenant_grants as tg
-from brokerstream.config import ConfigError, DashboardUser, parse_settings
-from brokerstream.dashboard import auth as auth_module
-from brokerstream.dashboard.auth import COOKIE, Authenticator, hash_password
-from brokerstream.dashboard.definitions import load_dashboards, quote
-from brokerstream.dashboard.server import create_app
-from brokerstream.store import Store
+from pipelines.config import ConfigError, DashboardUser, parse_settings
+from pipelines.store import Store
+from services import tenant_grants as tg
+from services.dashboard import auth as auth_module
+from services.dashboard.auth import COOKIE, Authenticator, hash_password
+from services.dashboard.definitions import load_dashboards, quote
+from services.dashboard.server import create_app
 from tests.conftest import SimulatedStore
 from tests.dashboard_logins import ADMIN, OTHER, PASSWORDS, SECRET, USERS, VIEWER, auth_for, log_in
 
@@ -374,7 +374,7 @@ def test_bad_dashboard_users_name_the_problem(users: list[dict[str, Any]], messa
 
 
 def test_no_user_configured_means_no_page(settings: Any) -> None:
-    from brokerstream.dashboard.server import DashboardError, start_dashboard_thread
+    from services.dashboard.server import DashboardError, start_dashboard_thread
 
     with pytest.raises(DashboardError, match=r"dashboard\.users"):
         start_dashboard_thread(settings, 0)
@@ -543,7 +543,7 @@ def test_tenants_grants_cli_prints_sql_and_apply_explains_chdb(
 
 def test_grafana_has_one_org_and_clickhouse_data_source_per_tenant_user(tmp_path: Path) -> None:
     from brokerstream.cli import main
-    from brokerstream.config import load_settings
+    from pipelines.config import load_settings
 
     deploy = REPO / "deploy" / "brokerstream.yaml"
     tenants = [t.id for t in load_settings(deploy).tenants]

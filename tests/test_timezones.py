@@ -14,12 +14,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from brokerstream.config import ConfigError, parse_settings
 from connectors.mt4 import read_mt4_online, read_mt4_tick, read_mt4_trade, read_mt4_user
 from connectors.mt5 import read_mt5_deal
 from connectors.mt5_accounts import read_mt5_login, read_mt5_tick, read_mt5_users
 from connectors.routing import Router
 from connectors.server_time import ServerClock, resolve_zone
+from pipelines.config import ConfigError, parse_settings
 from schemas.envelope import Envelope
 
 HOUR_MS = 3_600_000

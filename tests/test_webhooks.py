@@ -19,10 +19,10 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from brokerstream.config import Settings, parse_settings
-from brokerstream.webhooks import KafkaPublisher, PublishError, create_app
 from connectors.psp import skrill
+from pipelines.config import Settings, parse_settings
 from schemas.envelope import Envelope
+from services.webhooks import KafkaPublisher, PublishError, create_app
 from tests.test_psp_connectors import (
     CONFIG,
     NOW,
@@ -286,7 +286,7 @@ def test_real_kafka_every_acknowledged_webhook_exactly_once(kafka_bootstrap: str
     back: every acknowledged notification is in Kafka exactly once."""
     from confluent_kafka import Consumer
 
-    from brokerstream.kafka.local_broker import ensure_topics
+    from pipelines.topics import ensure_topics
 
     prefix = f"t{uuid.uuid4().hex[:8]}."
     cfg = make_cfg(kafka={"bootstrap": kafka_bootstrap, "topic_prefix": prefix})

@@ -39,7 +39,7 @@ PRUNE_EVERY = 1000  # admissions between two prunes of expired signed-time ids
 
 
 def default_path() -> Path:
-    """$BROKERSTREAM_HOME/psp/replay.sqlite3 (the lookup of brokerstream.config.home_dir,
+    """$BROKERSTREAM_HOME/psp/replay.sqlite3 (the lookup of pipelines.config.home_dir,
     repeated here because connectors don't import the services' layer)."""
     env = os.environ.get("BROKERSTREAM_HOME")
     if env:

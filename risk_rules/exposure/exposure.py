@@ -34,7 +34,6 @@ from datetime import datetime
 from decimal import Decimal, localcontext
 from typing import Literal, NamedTuple
 
-from risk_rules.chunked import ChunkedDict
 from risk_rules.exposure.conversion import MarkSource, MissingRate, Price, PriceBook, Rates
 from risk_rules.exposure.instruments import Instrument, InstrumentLookup, InstrumentTable, UnknownInstrument
 from risk_rules.exposure.limits import LimitEvent, LimitMonitor, LimitsConfig
@@ -65,6 +64,7 @@ from risk_rules.exposure.rows import (
     ExposureSnapshot,
     PositionRow,
 )
+from schemas.chunked import ChunkedDict
 from schemas.events import Account, BalanceOperation, CanonicalRecord, Deal, Quote
 
 USD = "USD"

@@ -3,7 +3,7 @@
 `InstrumentLookup` is the small protocol the exposure logic needs. `InstrumentTable` is the
 default implementation: explicit entries from a dict (configuration), and, optionally, a guess
 from the symbol name for symbols nobody listed (FX pairs, metals, crypto, the usual index and
-oil CFDs). The symbols reference (`connectors/symbols.py`, SymbolBook) can replace it through an
+oil CFDs). The symbols reference (`schemas/symbols.py`, SymbolBook) can replace it through an
 adapter whose `instrument(symbol)` returns an `Instrument`.
 """
 
@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from connectors.contract_sizes import contract_size_for
+from schemas.contract_sizes import contract_size_for
 
 AssetClass = Literal["fx", "metal", "crypto", "index", "commodity", "stock", "other"]
 

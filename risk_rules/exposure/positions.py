@@ -50,8 +50,8 @@ from datetime import datetime
 from decimal import Decimal, localcontext
 from typing import Any, Literal, NamedTuple, Protocol
 
-from risk_rules.chunked import ChunkedDict
 from risk_rules.exposure.money import EXACT, NO_MONEY, ZERO, Money, price12
+from schemas.chunked import ChunkedDict
 from schemas.events import Deal, Side
 from schemas.pickling import pack, unpack, utc_from_micros, utc_micros
 

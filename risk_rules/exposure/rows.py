@@ -2,7 +2,7 @@
 `currency_exposure` tables, and the views the risk desk reads beside them.
 
 Table rows are `Canonical` records (frozen pydantic models, like the canonical events), so
-`schemas.tables` can map them to columns the same way. Every Decimal in them is rounded to
+`pipelines.tables` can map them to columns the same way. Every Decimal in them is rounded to
 8 dp (half-even). A value that needs a price or rate nobody has quoted yet is None, and the
 snapshot's `missing` says what was missing: never a silent zero.
 """

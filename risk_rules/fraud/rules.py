@@ -10,8 +10,8 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from risk_rules.chunked import ChunkedDict
 from risk_rules.engine import Context, GeoPoint, Hit, Rule, register
+from schemas.chunked import ChunkedDict
 from schemas.events import BalanceOperation, Deal, Login
 from schemas.pickling import utc_from_micros, utc_micros
 

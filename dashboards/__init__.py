@@ -1,0 +1,1 @@
+"""The Grafana dashboards (JSON) and their provisioning files: package data, no code."""

@@ -1,0 +1,1 @@
+"""Services beside the engine: the PSP webhook receiver and the dashboard server."""

@@ -267,6 +267,11 @@ def _skrill(txn: Txn, status: str, t_s: int, rng: random.Random) -> Built:
 
 _PRAXIS_STATUS = {"pending": "pending", "approved": "approved", "declined": "rejected",
                   "cancelled": "cancelled", "chargeback": "chargeback", "refunded": "approved"}
+# Praxis signs its `timestamp` but not the status: two statuses of one payment made in the same
+# second would carry one signature, and the receiver accepts only the first body it saw under a
+# signature (docs/payments.md). Real Praxis stamps each notification when it sends it; the
+# simulator, whose clock can put two statuses in one second, stamps each status a second later.
+_PRAXIS_STEP = {status: i for i, status in enumerate(_PRAXIS_STATUS)}
 
 
 def _praxis(txn: Txn, status: str, t_s: int, rng: random.Random) -> Built:
@@ -334,7 +339,7 @@ def _praxis(txn: Txn, status: str, t_s: int, rng: random.Random) -> Built:
             "wallet": wallet,
         },
         "version": "1.3",
-        "timestamp": t_s,
+        "timestamp": t_s + _PRAXIS_STEP[status],
     }
     return orjson.dumps(doc), {"Content-Type": CONTENT_TYPES["praxis"],
                                praxis.SIGNATURE_HEADER: praxis.signature(doc, psp.secret)}

@@ -61,6 +61,7 @@ from schemas.events import (
     Entry,
     Quote,
     Side,
+    account_update,
     event_version,
 )
 from schemas.symbols import canonical_symbol
@@ -437,30 +438,14 @@ def _account_state(login: int, ctx: _Context, *, balance: Decimal | None,
     """What an execution event says about the account's money (None: nothing)."""
     if balance is None and equity is None:
         return None
-    return AccountUpdate.model_construct(
-        account_key=f"{PLATFORM}:{ctx.server}:{login}",
-        tenant=ctx.info.tenant,
-        platform=PLATFORM,
-        server=ctx.server,
-        login=login,
-        origin="platform",
-        event="account_state",
-        **dict.fromkeys(_NOT_STATE, None),
-        balance=balance,
-        credit=None,
-        equity=equity,
-        margin=None,
-        margin_free=None,
-        margin_level=None,
+    return account_update(
+        platform=PLATFORM, server=ctx.server, login=login, tenant=ctx.info.tenant,
+        event="account_state", balance=balance, equity=equity,
         time=from_epoch_ms(ctx.env.timestamp_ms),
         # ranks with updates: within one millisecond the later message wins
         version=event_version(ctx.env.timestamp_ms, "update"),
         source=ctx.env.source,
     )
-
-
-_NOT_STATE = ("name", "group", "country", "email", "currency", "leverage", "agent", "agent_from",
-              "client_id", "registration", "last_access", "date_of_birth", "kyc_status", "status")
 
 
 def deposit_currency(trader: pb.ProtoOATrader, info: ServerInfo) -> str:
@@ -514,36 +499,16 @@ def _trader(event: pb.ProtoOATraderUpdatedEvent, ctx: _Context) -> AccountUpdate
     if trader.HasField("leverageInCents"):
         # 1:50 is 5000; a fractional leverage (1:33.33) is rounded to the int the schema holds.
         leverage = int(Decimal(trader.leverageInCents).scaleb(-2).to_integral_value())
-    return AccountUpdate.model_construct(
-        account_key=f"{PLATFORM}:{ctx.server}:{login}",
-        tenant=ctx.info.tenant,
-        platform=PLATFORM,
-        server=ctx.server,
-        login=login,
-        origin="platform",
+    return account_update(
+        platform=PLATFORM, server=ctx.server, login=login, tenant=ctx.info.tenant,
         event="user_update",
-        name=None,
-        group=None,
-        country=None,
-        email=None,
         currency=deposit_currency(trader, ctx.info),
         leverage=leverage,
-        agent=None,
-        agent_from=None,
-        client_id=None,
         registration=(
             _epoch(trader, "registrationTimestamp") if trader.HasField("registrationTimestamp") else None
         ),
-        date_of_birth=None,
-        kyc_status=None,
-        status=None,
         balance=(_money(trader.balance, digits, "ProtoOATrader.balance")
                  if trader.HasField("balance") else None),
-        credit=None,
-        equity=None,
-        margin=None,
-        margin_free=None,
-        margin_level=None,
         time=from_epoch_ms(ctx.env.timestamp_ms),
         version=ctx.version,
         source=ctx.env.source,

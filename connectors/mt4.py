@@ -106,6 +106,7 @@ from schemas.events import (
     Login,
     Quote,
     Side,
+    account_update,
     event_version,
 )
 from schemas.mt4 import (
@@ -395,13 +396,8 @@ def _user(doc: dict[str, Any], env: Envelope, info: ServerInfo, event: str) -> A
         status = "closed"
     elif doc.get("enable") not in (None, ""):
         status = "active" if as_int(doc["enable"], "enable") else "disabled"
-    return AccountUpdate.model_construct(
-        account_key=f"mt4:{info.server.name}:{login}",
-        tenant=info.tenant,
-        platform=PLATFORM,
-        server=info.server.name,
-        login=login,
-        origin="platform",
+    return account_update(
+        platform=PLATFORM, server=info.server.name, login=login, tenant=info.tenant,
         event=_USER_EVENTS[event],
         name=_text(doc, "name"),
         group=_text(doc, "group"),
@@ -410,19 +406,11 @@ def _user(doc: dict[str, Any], env: Envelope, info: ServerInfo, event: str) -> A
         currency=info.server.currency,
         leverage=leverage,
         agent=str(agent) if agent else None,
-        agent_from=None,
-        client_id=None,
         registration=_utc(regdate, info, "regdate") if regdate else None,
         last_access=_utc(lastdate, info, "lastdate") if lastdate else None,
-        date_of_birth=None,
-        kyc_status=None,
         status=status,
         balance=_optional_decimal_or_none(doc, "balance"),
         credit=_optional_decimal_or_none(doc, "credit"),
-        equity=None,
-        margin=None,
-        margin_free=None,
-        margin_level=None,
         time=from_epoch_ms(env.timestamp_ms),
         version=event_version(env.timestamp_ms, event),
         source=env.source,
@@ -440,19 +428,11 @@ def is_margin_level(doc: dict[str, Any]) -> bool:
 
 def _margin_level(doc: dict[str, Any], env: Envelope, info: ServerInfo) -> AccountUpdate:
     login = _login(doc)
-    return AccountUpdate.model_construct(
-        account_key=f"mt4:{info.server.name}:{login}",
-        tenant=info.tenant,
-        platform=PLATFORM,
-        server=info.server.name,
-        login=login,
-        origin="platform",
+    return account_update(
+        platform=PLATFORM, server=info.server.name, login=login, tenant=info.tenant,
         event="account_state",
-        name=None, group=None, country=None, email=None, currency=None, leverage=None,
-        agent=None, agent_from=None, client_id=None, registration=None, last_access=None,
-        date_of_birth=None, kyc_status=None, status=None,
         balance=_optional_decimal_or_none(doc, "balance"),
-        credit=None,  # a MarginLevel has no credit: the UserRecord's stands
+        # a MarginLevel has no credit: the UserRecord's stands
         equity=_optional_decimal_or_none(doc, "equity"),
         margin=_optional_decimal_or_none(doc, "margin"),
         margin_free=_optional_decimal_or_none(doc, "margin_free"),

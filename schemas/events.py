@@ -229,6 +229,18 @@ ACCOUNT_FIELDS: tuple[str, ...] = (
     "registration", "last_access", "date_of_birth", "kyc_status", "status", "balance", "credit", "equity",
     "margin", "margin_free", "margin_level",
 )
+_SAYS_NOTHING: dict[str, None] = dict.fromkeys(ACCOUNT_FIELDS)
+
+
+def account_update(*, platform: str, server: str, login: int, tenant: str, event: str,
+                   time: datetime, version: int, source: str,
+                   origin: Literal["platform", "crm"] = "platform", **says: Any) -> AccountUpdate:
+    """An `AccountUpdate` that says only `says` (every other account field None: "says nothing"),
+    built unvalidated like the connectors' other records."""
+    return AccountUpdate.model_construct(
+        account_key=f"{platform}:{server}:{login}", tenant=tenant, platform=platform, server=server,
+        login=login, origin=origin, event=event, **{**_SAYS_NOTHING, **says}, time=time,
+        version=version, source=source)
 
 
 class Account(Canonical):

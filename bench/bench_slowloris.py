@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -186,13 +185,7 @@ def main() -> int:
                                        "brokerstream_webhook_rejected_total{"))]
         print("receiver:", "; ".join(refused) or "(nothing refused)")
     finally:
-        if server is not None and server.poll() is None:
-            server.send_signal(signal.SIGINT)
-            try:
-                server.wait(15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(5)
+        bw.stop_receiver(server)
         broker.stop()
         subprocess.run(["rm", "-rf", str(tmp)], check=False)
     return 0

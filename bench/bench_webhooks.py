@@ -278,6 +278,18 @@ def serve(config_path: str, port: int) -> None:
         run_webhooks(settings, port, bootstrap=kafka_bootstrap(settings))
 
 
+def stop_receiver(server: subprocess.Popen[bytes] | None) -> None:
+    """Stop the receiver process as an operator would (SIGINT), killing it if it hangs."""
+    if server is None or server.poll() is not None:
+        return
+    server.send_signal(signal.SIGINT)
+    try:
+        server.wait(15)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait(5)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=20_000, help="unique notifications")
@@ -347,13 +359,7 @@ def main() -> int:
         ok = missing == 0 and duplicated == 0 and unexpected == 0 and not skipped
         print("RESULT:", "OK - no loss, no duplicate" if ok else "FAILED")
     finally:
-        if server is not None and server.poll() is None:
-            server.send_signal(signal.SIGINT)
-            try:
-                server.wait(15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(5)
+        stop_receiver(server)
         broker.stop()
         subprocess.run(["rm", "-rf", str(tmp)], check=False)
     return 0 if ok else 1

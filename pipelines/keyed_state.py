@@ -131,13 +131,3 @@ def stateful_batch_map(
         return _BatchStateLogic(mapper, None if resume is None else pickle.loads(resume))
 
     return op.stateful_batch(step_id, up, build)
-
-
-def single(mapper: Callable[[S | None, V], tuple[S, W]]) -> Mapper[S, V, W]:
-    """Adapt a one-output mapper (like `stateful_map`'s) to `stateful_flat_map`."""
-
-    def flat(state: S | None, value: V) -> tuple[S | None, list[W]]:
-        new_state, output = mapper(state, value)
-        return new_state, [output]
-
-    return flat

@@ -32,7 +32,6 @@ from risk_rules.engine import (
     KeyKind,
     RuleEngine,
     RulesConfig,
-    account_key,
     load_rules_config,
 )
 from risk_rules.sanctions import Screener, load_eu, load_ofac
@@ -95,25 +94,6 @@ def load_rule_resources(settings: Settings, rules_file: str | None = None) -> Ru
 
 def shard_key(tenant: str, kind: str, natural: str, shards: int) -> str:
     return f"{tenant}|{kind}|{zlib.crc32(natural.encode()) % shards}"
-
-
-def rules_input(resources: RuleResources) -> Callable[[Any], tuple[str, RuleInput] | None]:
-    """Records -> (account shard, record) for stage 1; other records are not the rules' concern."""
-    servers, shards = resources.servers, resources.shards
-
-    def route(record: Any) -> tuple[str, RuleInput] | None:
-        if isinstance(record, Deal | Login | BalanceOperation):
-            account = account_key(record.platform, record.server, record.login, servers)
-        elif isinstance(record, AccountUpdate):
-            # the updates themselves, not the merged state of the account_state step: in the same
-            # stream as the account's other records, so a new account's first login or deposit
-            # sees its holder's name (the engine merges them the same way)
-            account = record.account_key
-        else:
-            return None
-        return shard_key(record.tenant, "account", account, shards), record
-
-    return route
 
 
 def _natural_key(kind: KeyKind, record: Deal | BalanceOperation | Login) -> str:

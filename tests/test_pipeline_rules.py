@@ -21,8 +21,9 @@ from brokerstream.publish import publish, write_envelopes
 from connectors.registry import Normaliser, Record, readers_for
 from connectors.routing import Router
 from devtools.simulator.brokerage import Brokerage
+from pipelines.account_stage import account_router
 from pipelines.config import Settings, load_settings
-from pipelines.rules_step import AccountRulesStep, LinkedRulesStep, load_rule_resources, rules_input
+from pipelines.rules_step import AccountRulesStep, LinkedRulesStep, load_rule_resources
 from pipelines.store import Store
 from pipelines.topics import ensure_kafka_topics
 from risk_rules.alerts import Alert
@@ -117,13 +118,13 @@ def test_a_restored_snapshot_continues_as_if_never_stopped(
 
     def run(items: list[Record], states: dict[str, Any]) -> list[str]:
         stage1, stage2 = AccountRulesStep(res, None), LinkedRulesStep(res, None)
-        route = rules_input(res)
+        route = account_router(res.servers, res.shards)  # the dataflow's account shards
         ids: list[str] = []
         for record in items:
-            keyed = route(record)
-            if keyed is None:
+            shard = route(record)
+            if shard is None:
                 continue
-            states[keyed[0]], out = stage1(states.get(keyed[0]), keyed[1])
+            states[shard], out = stage1(states.get(shard), record)
             for item in out:
                 if isinstance(item, Alert):
                     ids.append(item.alert_id)

@@ -357,7 +357,7 @@ def _deal(event: pb.ProtoOAExecutionEvent, login: int, ctx: _Context) -> Deal | 
     if lots >= DECIMAL_18_8_LIMIT:
         raise Rejected(f"filledVolume {filled} is {lots} lots of {symbol.name}: out of range")
     symbol_name, platform_symbol = _platform_symbol(symbol.name)
-    return Deal.model_construct(
+    return Deal.from_checked(
         deal_key=f"{PLATFORM}:{ctx.server}:{deal_id}",
         tenant=ctx.info.tenant,
         platform=PLATFORM,
@@ -402,7 +402,7 @@ def _balance(op: pb.ProtoOADepositWithdraw, login: int, ctx: _Context) -> Balanc
     # direction comes from the operation type, so a withdrawal is negative either way.
     amount = sign * abs(_money(_need(op, "delta"), _money_digits(op, DEFAULT_MONEY_DIGITS),
                                "ProtoOADepositWithdraw.delta"))
-    return BalanceOperation.model_construct(
+    return BalanceOperation.from_checked(
         op_key=f"{PLATFORM}:{ctx.server}:{op_id}",
         tenant=ctx.info.tenant,
         platform=PLATFORM,
@@ -471,7 +471,7 @@ def _quote(spot: pb.ProtoOASpotEvent, ctx: _Context) -> list[CTraderRecord]:
     symbol_name, platform_symbol = _platform_symbol(symbol.name)
     time = _epoch(spot, "timestamp") if spot.HasField("timestamp") else from_epoch_ms(ctx.env.timestamp_ms)
     return [
-        Quote.model_construct(
+        Quote.from_checked(
             tenant=ctx.info.tenant,
             platform=PLATFORM,
             server=ctx.server,

@@ -245,6 +245,11 @@ def plausible_times(first: datetime | None = None, ahead_days: int | None = None
     return _window
 
 
+def plausible_ms_bounds() -> tuple[int, float]:
+    """The UTC epoch ms range `check_time_ms` accepts now (for checks over whole columns)."""
+    return _first_ms, time.time() * 1000 + _window.ahead_days * DAY_MS
+
+
 def check_time_ms(ms: int, name: str) -> int:
     """UTC epoch ms of an event time, if plausible; Rejected otherwise."""
     if _first_ms <= ms and ms <= time.time() * 1000 + _window.ahead_days * DAY_MS:

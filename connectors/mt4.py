@@ -242,7 +242,7 @@ def _deals(doc: dict[str, Any], cmd: int, state: int, common: dict[str, Any]) ->
     close_at = _utc(close_time, info, "close_time") if close_time > 0 else open_at
 
     def deal(entry: Entry, side: Side, price: Decimal, at: datetime, money: bool, why: str) -> Deal:
-        return Deal.model_construct(
+        return Deal.from_checked(
             deal_key=f"mt4:{info.server.name}:{order}:{entry}",
             tenant=info.tenant,
             platform=PLATFORM,
@@ -292,7 +292,7 @@ def _deals(doc: dict[str, Any], cmd: int, state: int, common: dict[str, Any]) ->
 def _balance(doc: dict[str, Any], cmd: int, common: dict[str, Any]) -> BalanceOperation:
     info: ServerInfo = common["info"]
     order = common["order"]
-    return BalanceOperation.model_construct(
+    return BalanceOperation.from_checked(
         op_key=f"mt4:{info.server.name}:{order}",
         tenant=info.tenant,
         platform=PLATFORM,
@@ -508,7 +508,7 @@ def read_mt4_online(env: Envelope, router: Router) -> Login:
     time_ms = info.clock.to_utc_ms(seconds * 1000)
     counter = doc.get("counter")
     session_id = "" if counter in (None, "") else str(as_id(counter, "counter", zero=True))
-    return Login.model_construct(
+    return Login.from_checked(
         login_key=f"mt4:{info.server.name}:{login}:{time_ms}:{kind}",
         tenant=info.tenant,
         platform=PLATFORM,
@@ -547,7 +547,7 @@ def read_mt4_tick(env: Envelope, router: Router) -> Quote:
     platform_symbol = str(required(doc, "symbol")).strip()
     if not platform_symbol:
         raise Rejected("missing field 'symbol'")
-    return Quote.model_construct(
+    return Quote.from_checked(
         tenant=info.tenant,
         platform=PLATFORM,
         server=info.server.name,

@@ -41,7 +41,7 @@ def readers_for(settings: Any) -> dict[str, Reader]:
 
 
 def dead_letter(env: Envelope, reason: str, stage: Stage, tenant: str = "") -> DeadLetter:
-    return DeadLetter.model_construct(
+    return DeadLetter.from_checked(
         dl_key=env.source,
         tenant=tenant,
         topic=env.topic,

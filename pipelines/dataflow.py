@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import Any, cast
 
 import bytewax.operators as op
+import pyarrow as pa
 from bytewax._bytewax import RecoveryConfig, cli_main, init_db_dir
 from bytewax.dataflow import Dataflow, Stream
 
 from commissions import CommissionConfigError, FixedRates, load_commissions
 from commissions.engine import CommissionStep, Issue
 from commissions.rows import CommissionRow
+from connectors.mt5_columns import DealColumns, Mt5DealColumns
 from connectors.registry import Normaliser, Record, readers_for
 from connectors.routing import Router
 from pipelines.account_stage import AccountOutputs, AccountStage, account_router
@@ -100,30 +102,65 @@ def consumed_topics(settings: Settings) -> list[str]:
     return sorted(readers_for(settings))
 
 
+ColumnarReader = Callable[[Sequence[Envelope]], DealColumns]
+
+
+@dataclass(frozen=True)
+class StoredRows:
+    """Rows a columnar reader built for a table (an Arrow table in its column order): they
+    travel with the batch's records and go to the sink as they are."""
+
+    table: str
+    rows: pa.Table
+
+
 class BatchNormaliser:
     """The `normalise` step: one consumed batch of raw envelopes -> its canonical records, in
-    read order (per-event Python is the cost to watch: metrics are counted per batch)."""
+    read order (per-event Python is the cost to watch: metrics are counted per batch).
 
-    def __init__(self, normaliser: Normaliser, live: bool, progress: Progress | None = None) -> None:
+    With `columnar` readers (when nothing downstream needs their records as objects: see
+    `build_flow`), a topic's messages are read a batch at a time into `StoredRows`; the ones a
+    columnar reader leaves go through the normaliser one by one."""
+
+    def __init__(self, normaliser: Normaliser, live: bool, progress: Progress | None = None,
+                 columnar: dict[str, tuple[str, ColumnarReader]] | None = None) -> None:
         self._normalise = normaliser
         self._live = live
         self._progress = progress
+        self._columnar = columnar or {}
 
-    def __call__(self, items: list[FileItem]) -> list[Record]:
-        out: list[Record] = []
+    def __call__(self, items: list[FileItem]) -> list[Record | StoredRows]:
+        out: list[Record | StoredRows] = []
         topics: Counter[str] = Counter()
         normalise = self._normalise
+        columnar = self._columnar
+        held: dict[str, list[Envelope]] = {}
         for item in items:
             if isinstance(item, Envelope):
                 topics[item.topic] += 1
-                out.extend(normalise(item))
+                if item.topic in columnar:
+                    held.setdefault(item.topic, []).append(item)
+                else:
+                    out.extend(normalise(item))
             else:
                 out.append(item)
+        stored = 0
+        for topic, envs in held.items():
+            table, reader = columnar[topic]
+            read = reader(envs)
+            if read.table.num_rows:
+                out.append(StoredRows(table, read.table))
+                stored += read.table.num_rows
+            for i in read.left:
+                out.extend(normalise(envs[i]))
         kinds: Counter[type] = Counter(map(type, out))
         for topic, n in topics.items():
             EVENTS_IN.labels(topic).inc(n)
         for kind, n in kinds.items():
-            RECORDS_OUT.labels(kind.__name__).inc(n)
+            if kind is not StoredRows:
+                RECORDS_OUT.labels(kind.__name__).inc(n)
+        if stored:
+            RECORDS_OUT.labels("Deal").inc(stored)
         if kinds[DeadLetter]:
             for record in out:
                 if isinstance(record, DeadLetter):
@@ -135,7 +172,7 @@ class BatchNormaliser:
         return out
 
 
-TableBatch = tuple[str, list[tuple[Any, ...]]]  # (table, rows in its column order)
+TableBatch = tuple[str, list[tuple[Any, ...]] | pa.Table]  # (table, rows in its column order)
 
 
 def table_batches(rows: Iterable[tuple[str, tuple[Any, ...]]]) -> list[TableBatch]:
@@ -150,9 +187,12 @@ def table_batches(rows: Iterable[tuple[str, tuple[Any, ...]]]) -> list[TableBatc
     return list(by_table.items())
 
 
-def _record_rows(records: list[Record]) -> list[TableBatch]:
+def _record_rows(records: list[Record | StoredRows]) -> list[TableBatch]:
     # account updates are stored as the merged accounts of the account stage
-    return table_batches(to_row(r) for r in records if not isinstance(r, AccountUpdate))
+    batches: list[TableBatch] = list(table_batches(
+        to_row(r) for r in records if not isinstance(r, AccountUpdate | StoredRows)))
+    batches.extend((r.table, r.rows) for r in records if isinstance(r, StoredRows))
+    return batches
 
 
 def _keyed_lists(key: Callable[[Any], str | None], items: Iterable[Any]) -> list[tuple[str, list[Any]]]:
@@ -193,7 +233,7 @@ def _commission_rows(kv: tuple[str, list[CommissionRow | Issue]]) -> list[TableB
     return table_batches(rows)
 
 
-def _quotes_by_tenant(records: list[Record]) -> list[tuple[str, list[Any]]]:
+def _quotes_by_tenant(records: list[Record | StoredRows]) -> list[tuple[str, list[Any]]]:
     return _keyed_lists(lambda r: r.tenant if isinstance(r, Quote) else None, records)
 
 
@@ -258,17 +298,21 @@ def build_flow(
     progress = None
     if isinstance(source, FileInput) and source.progress_every:
         progress = Progress(source.progress_every)
-    normaliser = BatchNormaliser(Normaliser(Router(settings), readers_for(settings)), live=live,
-                                 progress=progress)
+    exposure = settings.exposure if settings.exposure.enabled else None
+    updates_only = exposure is None and commissions is None and rules is None
+    router = Router(settings)
+    columnar: dict[str, tuple[str, ColumnarReader]] | None = None
+    if updates_only:  # nothing but the store reads the deals
+        columnar = {"mt5.deals": ("deals_store", Mt5DealColumns(router))}
+    normaliser = BatchNormaliser(Normaliser(router, readers_for(settings)), live=live,
+                                 progress=progress, columnar=columnar)
     records = op.map("normalise", batches, normaliser)
     streams: list[Stream[TableBatch]] = [op.flat_map("record_rows", records, _record_rows)]
 
     # One ordered stream per account: updates, deals, balance operations, payments and logins
     # of an account reach one shard of the account stage in the order they were read.
-    exposure = settings.exposure if settings.exposure.enabled else None
     servers = {name: cfg.platform for name, (_, cfg) in settings.server_index().items()}
-    route = account_router(servers, settings.rules.shards,
-                           updates_only=exposure is None and commissions is None and rules is None)
+    route = account_router(servers, settings.rules.shards, updates_only=updates_only)
     shards = op.flat_map("to_accounts", records, partial(_keyed_lists, route))
     stage = AccountStage(exposure, commissions is not None, rules,
                          AccountRulesStep(rules, wall_clock if live else None) if rules else None)

@@ -9,12 +9,15 @@ ReplacingMergeTree tables collapse.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import pyarrow as pa
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import KafkaError, KafkaException, Producer
 
@@ -38,42 +41,120 @@ log = logging.getLogger(__name__)
 Row = tuple[Any, ...]
 
 
-class _TableWriter(StatefulSinkPartition[list[Row], None]):
-    def __init__(self, store: Store, table: str, batch_rows: int, flush_s: float) -> None:
-        self._store = store
+class _Writer:
+    """The process's ClickHouse writer: one thread and one store connection that insert every
+    table's batches in the order they were handed over, while the dataflow goes on reading.
+
+    At most `pending` batches wait (then `submit` blocks: back-pressure, bounded memory).
+    `wait` returns once everything handed over is written: the sinks call it at every epoch
+    snapshot, so a recovery snapshot never counts rows that are not in the store yet."""
+
+    def __init__(self, store: Store, pending: int = 4) -> None:
+        self.store = store
+        self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=pending)
+        self._error: BaseException | None = None
+        self._users = 0
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="clickhouse-writer", daemon=True)
+        self._thread.start()
+
+    def attach(self) -> _Writer:
+        with self._lock:
+            self._users += 1
+        return self
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self._check()
+        self._jobs.put(job)
+
+    def wait(self) -> None:
+        self._jobs.join()
+        self._check()
+
+    def release(self) -> bool:
+        """A table writer is done; the last one stops the thread. True when it was the last."""
+        with self._lock:
+            self._users -= 1
+            last = self._users == 0
+        if last:
+            self._jobs.put(None)
+            self._thread.join()
+            self.store.close()
+            self._check()
+        return last
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            try:
+                if job is None:
+                    return
+                job()
+            except BaseException as exc:  # the store waits out outages: this is a bug, raised
+                self._error = exc         # in the dataflow's thread at the next write or snapshot
+            finally:
+                self._jobs.task_done()
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise RuntimeError(f"the ClickHouse writer failed: {self._error!r}") from self._error
+
+
+class _TableWriter(StatefulSinkPartition[list[Row] | pa.Table, None]):
+    def __init__(self, writer: _Writer, table: str, batch_rows: int, flush_s: float) -> None:
+        self._writer = writer.attach()
+        self._store = writer.store
         self._table = table
         self._columns = COLUMNS_BY_TABLE[table]
         self._batch_rows = batch_rows
         self._flush_s = flush_s
         self._rows: list[Row] = []
+        self._arrow: list[pa.Table] = []  # rows a columnar reader built (StoredRows)
+        self._held = 0
         self._oldest = 0.0  # monotonic time the oldest buffered row arrived
 
-    def write_batch(self, values: list[list[Row]]) -> None:
-        if not self._rows:
+    def write_batch(self, values: list[list[Row] | pa.Table]) -> None:
+        if not self._held:
             self._oldest = time.monotonic()
         for rows in values:  # Bytewax routed each (table, rows) here by table
-            self._rows.extend(rows)
+            if isinstance(rows, pa.Table):
+                self._arrow.append(rows)
+                self._held += rows.num_rows
+            else:
+                self._rows.extend(rows)
+                self._held += len(rows)
         # full, or held long enough: rows become visible well before the epoch (the recovery
         # snapshot interval) ends; a resume may write them again, which the tables collapse
-        if len(self._rows) >= self._batch_rows or time.monotonic() - self._oldest >= self._flush_s:
+        if self._held >= self._batch_rows or time.monotonic() - self._oldest >= self._flush_s:
             self._flush()
 
     def _flush(self) -> None:
-        if not self._rows:
+        if not self._held:
             return
         rows, self._rows = self._rows, []
-        started = time.perf_counter()
-        self._store.insert_rows(self._table, self._columns, rows)
-        SINK_FLUSH_SECONDS.labels(self._table).observe(time.perf_counter() - started)
-        SINK_BATCH_ROWS.labels(self._table).observe(len(rows))
-        SINK_ROWS.labels(self._table).inc(len(rows))
+        arrow, self._arrow = self._arrow, []
+        n, self._held = self._held, 0
+        store, table, columns = self._store, self._table, self._columns
+
+        def write() -> None:
+            started = time.perf_counter()
+            if rows:
+                store.insert_rows(table, columns, rows)
+            if arrow:
+                store.insert_table(table, pa.concat_tables(arrow))
+            SINK_FLUSH_SECONDS.labels(table).observe(time.perf_counter() - started)
+            SINK_BATCH_ROWS.labels(table).observe(n)
+            SINK_ROWS.labels(table).inc(n)
+
+        self._writer.submit(write)
 
     def snapshot(self) -> None:
         self._flush()
+        self._writer.wait()
 
     def close(self) -> None:
         self._flush()
-        self._store.close()
+        self._writer.release()
 
 
 @dataclass
@@ -98,6 +179,7 @@ class ClickHouseSink(FixedPartitionedSink[list[Row], None]):
     def __init__(self, store_factory: Callable[[], Store], batch_rows: int, flush_s: float = 0.5,
                  *, every_process_writes: bool = False) -> None:
         self._store_factory = store_factory
+        self._writer: _Writer | None = None  # shared by this process's table partitions
         self._batch_rows = batch_rows
         self._flush_s = flush_s
         self.every_process_writes = every_process_writes
@@ -125,7 +207,12 @@ class ClickHouseSink(FixedPartitionedSink[list[Row], None]):
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _TableWriter:
         table = for_part.rsplit("#", 1)[0]
-        return _TableWriter(self._store_factory(), table, self._batch_rows, self._flush_s)
+        if self._writer is None or self._writer_closed():
+            self._writer = _Writer(self._store_factory())
+        return _TableWriter(self._writer, table, self._batch_rows, self._flush_s)
+
+    def _writer_closed(self) -> bool:
+        return self._writer is not None and not self._writer._thread.is_alive()
 
 
 Message = tuple[bytes | None, bytes, list[tuple[str, str | bytes | None]]]  # key, value, headers

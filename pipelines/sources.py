@@ -14,7 +14,7 @@ from typing import Any
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from connectors.registry import dead_letter
-from schemas.envelope import Envelope, EnvelopeError, envelope_from_json_line
+from schemas.envelope import Envelope, EnvelopeError, envelope_from_json_line_fast
 from schemas.events import DeadLetter
 
 FileItem = Envelope | DeadLetter
@@ -48,7 +48,7 @@ class _JsonlPartition(StatefulSourcePartition[FileItem, tuple[int, int]]):
             if not line.strip():
                 continue
             try:
-                out.append(envelope_from_json_line(line, self._line, self._name))
+                out.append(envelope_from_json_line_fast(line, self._line, self._name))
             except EnvelopeError as exc:
                 env = Envelope(topic=f"file:{self._name}", value=line.rstrip(b"\n"),
                                timestamp_ms=0, offset=self._line, file=self._name)

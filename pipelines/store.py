@@ -291,6 +291,17 @@ class Store:
             self._write_set_aside(bad)
         return bad
 
+    def insert_table(self, table: str, arrow: pa.Table) -> list[SetAside]:
+        """Insert an Arrow table built in the table's column order (a columnar reader's rows),
+        with the same setting aside of refused rows as `insert_rows`."""
+        if arrow.num_rows == 0:
+            return []
+        bad: list[SetAside] = []
+        self._insert(table, arrow, [SPLIT_BUDGET], bad, arrow.column_names)
+        if bad:
+            self._write_set_aside(bad)
+        return bad
+
     def _arrow(self, schema: pa.Schema, columns: Sequence[str], rows: Sequence[Sequence[Any]]
                ) -> pa.Table:
         arrays = []

@@ -12,6 +12,7 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import orjson
 
 
@@ -107,3 +108,35 @@ def envelope_from_json_line(line: bytes, line_no: int, file: str = "") -> Envelo
         offset=line_no,
         file=file,
     )
+
+
+class _Line(msgspec.Struct):
+    """The common shape of a replay-file line, decoded without building a dict."""
+
+    topic: str
+    value: Any
+    timestamp: int
+    key: Any = None
+    headers: dict[str, str] | None = None
+    encoding: Any = None
+
+
+_LINE = msgspec.json.Decoder(_Line)
+
+
+def envelope_from_json_line_fast(line: bytes, line_no: int, file: str = "") -> Envelope:
+    """`envelope_from_json_line` for the common line (a text value, a valid timestamp) at a
+    third of the cost; any other line goes to it, for its handling or its reason."""
+    try:
+        doc = _LINE.decode(line)
+        value = doc.value
+        if (type(value) is not str or doc.encoding is not None or not doc.topic
+                or not 0 <= doc.timestamp < TIMESTAMP_END_MS):
+            raise ValueError
+        raw = value.encode("utf-8")
+    except (msgspec.DecodeError, ValueError):  # UnicodeEncodeError is a ValueError
+        return envelope_from_json_line(line, line_no, file)
+    key = doc.key
+    return Envelope(topic=doc.topic, value=raw, timestamp_ms=doc.timestamp,
+                    key="" if key is None else str(key), headers=doc.headers or {},
+                    partition=-1, offset=line_no, file=file)

@@ -8,9 +8,10 @@ whatever is replayed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,6 +35,22 @@ def event_version(timestamp_ms: int, event: str) -> int:
 
 
 _FIELD_NAMES: dict[type, set[str]] = {}
+# per class: (fixed defaults, (name, default factory) pairs, required names), built once
+_DEFAULTS: dict[type, tuple[dict[str, Any], list[tuple[str, Callable[[], Any]]], set[str]]] = {}
+
+
+def _defaults(cls: type[BaseModel]) -> tuple[dict[str, Any], list[tuple[str, Callable[[], Any]]], set[str]]:
+    fixed: dict[str, Any] = {}
+    factories: list[tuple[str, Callable[[], Any]]] = []
+    required: set[str] = set()
+    for name, info in cls.model_fields.items():
+        if info.default_factory is not None:
+            factories.append((name, cast(Callable[[], Any], info.default_factory)))
+        elif info.is_required():
+            required.add(name)
+        else:
+            fixed[name] = info.default
+    return fixed, factories, required
 
 
 class Canonical(BaseModel):
@@ -60,6 +77,25 @@ class Canonical(BaseModel):
         # Pickled as the class and a tuple of plain values: a third of the bytes and time of
         # pydantic's default (a dict plus its bookkeeping). Recovery snapshots hold many.
         return pickling.unpack, (type(self), pickling.pack(self))
+
+    @classmethod
+    def from_checked(cls, **values: Any) -> Self:
+        """`trusted` with the model's defaults for the fields not given: for connectors that
+        build records from checked values (a fifth of the cost of `model_construct`)."""
+        plan = _DEFAULTS.get(cls)
+        if plan is None:
+            plan = _DEFAULTS[cls] = _defaults(cls)
+        fixed, factories, required = plan
+        merged = {**fixed, **values}
+        for name, factory in factories:
+            if name not in values:
+                merged[name] = factory()
+        if len(merged) != len(cls.model_fields):
+            unknown = merged.keys() - cls.model_fields.keys()
+            missing = required - values.keys()
+            raise TypeError(f"{cls.__name__}.from_checked: missing {sorted(missing)}, "
+                            f"unknown {sorted(unknown)}")
+        return cls.trusted(merged)
 
     @classmethod
     def _field_names(cls) -> set[str]:
@@ -237,7 +273,7 @@ def account_update(*, platform: str, server: str, login: int, tenant: str, event
                    origin: Literal["platform", "crm"] = "platform", **says: Any) -> AccountUpdate:
     """An `AccountUpdate` that says only `says` (every other account field None: "says nothing"),
     built unvalidated like the connectors' other records."""
-    return AccountUpdate.model_construct(
+    return AccountUpdate.from_checked(
         account_key=f"{platform}:{server}:{login}", tenant=tenant, platform=platform, server=server,
         login=login, origin=origin, event=event, **{**_SAYS_NOTHING, **says}, time=time,
         version=version, source=source)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import orjson
@@ -9,6 +10,13 @@ import orjson
 from schemas.envelope import Envelope
 
 T0 = 1_732_406_400_000  # 2024-11-24 00:00:00 UTC
+
+
+def bound(seconds: float) -> float:
+    """A hang bound of `seconds` on a quiet machine, stretched by how busy this one is now
+    (load per core, at least 1; times BROKERSTREAM_TEST_TIMEOUT_SCALE): a bound, never a speed check."""
+    busy = max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+    return seconds * busy * float(os.environ.get("BROKERSTREAM_TEST_TIMEOUT_SCALE", "1"))
 
 
 def mt5_deal(**fields: Any) -> dict[str, str]:

@@ -30,6 +30,7 @@ from brokerstream.cli import build_parser
 from services.dashboard.definitions import Dashboard, load_dashboards
 from services.dashboard.server import bound_port, create_app, is_single_select, start_dashboard_thread
 from tests.dashboard_logins import ADMIN, PASSWORDS, VIEWER, auth_for, log_in, with_logins
+from tests.helpers import bound
 
 if TYPE_CHECKING:
     from tests.conftest import SimulatedStore
@@ -304,7 +305,7 @@ def _chromium(url: str, screenshot: Path, user: str | None = ADMIN) -> _DomRepor
          "--disable-dev-shm-usage", "--hide-scrollbars", "--virtual-time-budget=15000",
          "--window-size=1600,2400", f"--screenshot={screenshot}", "--dump-dom",
          _login_url(url, user) if user else url],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True, text=True, timeout=bound(60), check=False,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     report = _DomReport()

@@ -23,7 +23,7 @@ from pipelines.sinks import DEFAULT_MAX_MESSAGE_BYTES
 from pipelines.topics import ensure_topics
 from schemas.envelope import Envelope
 from tests import batch_reference
-from tests.helpers import T0, mt5_deal
+from tests.helpers import T0, bound, mt5_deal
 from tests.test_kafka_pipeline import SERVERS, Engine, _free_port, _metric
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -46,7 +46,7 @@ def _dead_letter_topic(bootstrap: str, topic: str, expect: int) -> list[tuple[di
                          "fetch.message.max.bytes": 2_000_000, "auto.offset.reset": "earliest"})
     consumer.assign([TopicPartition(topic, 0, 0)])
     got: list[tuple[dict[str, bytes], int]] = []
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + bound(60)
     while len(got) < expect and time.monotonic() < deadline:
         msg = consumer.poll(1)
         if msg is None or msg.error():
@@ -97,7 +97,7 @@ def test_broker_outage_mid_stream_is_waited_out(tmp_path: Path) -> None:
             time.sleep(2)  # an epoch or two: every sink flushed
         finally:
             proc.send_signal(signal.SIGTERM)
-            proc.wait(60)
+            proc.wait(bound(60))
         log = (engine.root / "engine.log").read_text(errors="replace")
         assert "Traceback" not in log, log[-3000:]
         assert log.count("waiting for the broker") <= 20, "an outage must be logged once per interval"
@@ -141,7 +141,7 @@ def test_dead_letters_of_two_replay_files_have_their_own_keys(tmp_path: Path) ->
     env = {**os.environ, "BROKERSTREAM_HOME": str(tmp_path / "home")}
     done = subprocess.run([sys.executable, "-m", "brokerstream.cli", "replay", str(tmp_path / "a.jsonl"),
                            str(tmp_path / "b.jsonl"), "--config", str(engine.config)],
-                          env=env, capture_output=True, text=True, timeout=300, check=False)
+                          env=env, capture_output=True, text=True, timeout=bound(300), check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = engine.sql("SELECT dl_key, stage, reason FROM dead_letters ORDER BY dl_key")
     assert len(rows) == 6 == len({r["dl_key"] for r in rows}), rows
@@ -183,7 +183,7 @@ def test_producer_waits_out_a_stopped_broker_without_raising(tmp_path: Path) -> 
                              "auto.offset.reset": "earliest"})
         consumer.assign([TopicPartition("waits", 0, 0)])
         values: list[bytes] = []
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + bound(30)
         while len(values) < 200 and time.monotonic() < deadline:
             msg = consumer.poll(1)
             if msg is not None and not msg.error():

@@ -28,6 +28,7 @@ from brokerstream.publish import publish, read_envelopes, write_envelopes
 from devtools.simulator.mt5 import Mt5DealSimulator
 from tests import batch_reference
 from tests.conftest import TEST_CONFIG
+from tests.helpers import bound
 from tests.test_replay import assert_same
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -54,9 +55,9 @@ class Engine:
     def cmd(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "brokerstream.cli", *args, "--config", str(self.config)]
 
-    def run(self, *args: str, timeout: float = 300) -> str:
+    def run(self, *args: str, timeout: float = 600) -> str:
         done = subprocess.run(self.cmd(*args), env=self.env, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+                              timeout=bound(timeout), check=False)
         assert done.returncode == 0, done.stderr[-3000:]
         return done.stdout
 
@@ -165,7 +166,7 @@ def test_sigkill_mid_stream_then_resume_loses_and_doubles_nothing(
 
     port = _free_port()
     proc = engine.start("run", "--exit-at-end", "--metrics-port", str(port))
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + bound(120)
     written = 0.0
     while time.monotonic() < deadline and proc.poll() is None:
         written = _metric(port, "brokerstream_sink_rows_total")
@@ -174,7 +175,7 @@ def test_sigkill_mid_stream_then_resume_loses_and_doubles_nothing(
         time.sleep(0.05)
     assert proc.poll() is None, "the engine finished before it could be killed: raise n"
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(30)
+    proc.wait(bound(30))
     assert 0 < written < n, f"killed after {written} rows"
 
     resumed = engine.run("run", "--exit-at-end")  # resumes from the last snapshot

@@ -28,6 +28,7 @@ from services.dashboard.definitions import load_dashboards, quote
 from services.dashboard.server import create_app
 from tests.conftest import SimulatedStore
 from tests.dashboard_logins import ADMIN, OTHER, PASSWORDS, SECRET, USERS, VIEWER, auth_for, log_in
+from tests.helpers import bound
 
 REPO = Path(__file__).resolve().parent.parent
 DASHBOARDS = load_dashboards()
@@ -386,7 +387,7 @@ def test_hash_password_cli_reads_stdin() -> None:
         input="a-long-enough-password\n",
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=bound(60),
     )
     assert out.returncode == 0, out.stderr
     made = out.stdout.strip()
@@ -396,7 +397,7 @@ def test_hash_password_cli_reads_stdin() -> None:
         input="short\n",
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=bound(60),
     )
     assert short.returncode == 2 and "12 characters" in short.stderr
 

@@ -599,14 +599,14 @@ def build_ops(env: Envelope, ctx: PspContext, p: Payment) -> list[BalanceOperati
         "time": p.time, "event": "add", "version": version, "is_deleted": False,
         "source": env.source,
     }
-    ops = [BalanceOperation.model_construct(
+    ops = [BalanceOperation.from_checked(
         op_key=f"psp:{p.provider}:{p.txn_id}{p.key_suffix}", kind=p.kind, amount=signed, **common
     )]
     if (p.book_reversal and p.status in ("chargeback", "refunded")
             and p.kind in ("deposit", "withdrawal")):
         kind = "chargeback" if p.status == "chargeback" else "refund"
         reversed_ = p.amount if p.reversal_amount is None else p.reversal_amount
-        ops.append(BalanceOperation.model_construct(
+        ops.append(BalanceOperation.from_checked(
             op_key=f"psp:{p.provider}:{p.txn_id}:{kind}", kind=kind,
             amount=-reversed_ * SIGN[p.kind], **common,
         ))

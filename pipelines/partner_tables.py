@@ -31,7 +31,12 @@ class TreeRow:
     plan_id: str  # '' = no plan
     path: str  # the chain from the top, "IB-1>IB-2>IB-3" (as ib_commissions.tier_chain)
     depth: int  # 0 = top level
+    agent_logins: tuple[str, ...]  # the IB's logins as the platforms' Agent field names them
     loaded_at: datetime
+
+    def values(self) -> tuple[object, ...]:
+        """The row in TREE_COLUMNS order (the agent logins as a list: an Array column)."""
+        return tuple(list(v) if isinstance(v, tuple) else v for v in astuple(self))
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class TierRow:
     from_lots: Decimal
     symbol_group: str
     per_lot: Decimal
+    set_at_tier: bool  # the tier itself sets this rate (the others carry over from below)
     currency: str
     loaded_at: datetime
 
@@ -60,6 +66,7 @@ TIER_COLUMNS = tuple(f.name for f in fields(TierRow))
 def tree_rows(config: CommissionConfig, loaded_at: datetime) -> list[TreeRow]:
     """The whole tree at every moment one of its links (a master, a plan) changes."""
     tree = config.build_tree()
+    agents = {ib.id: tuple(ib.agent_logins) for ib in config.ibs}
     moments = sorted({m for ib in tree.ibs for m, _ in tree.parent_links(ib) + tree.plan_links(ib)}
                      or {datetime(1970, 1, 1, tzinfo=UTC)})
     if moments[0] > datetime(1970, 1, 1, tzinfo=UTC):  # before any link: every IB at the top
@@ -70,7 +77,7 @@ def tree_rows(config: CommissionConfig, loaded_at: datetime) -> list[TreeRow]:
             chain = tree.chain(ib_id, moment)
             out.append(TreeRow(config.tenant, moment, ib_id, ib.name, tree.parent(ib_id, moment) or "",
                                tree.plan_of(ib_id, moment) or "", chain_text(chain), len(chain) - 1,
-                               loaded_at))
+                               agents.get(ib_id, ()), loaded_at))
     return out
 
 
@@ -81,10 +88,12 @@ def tier_rows(config: CommissionConfig, loaded_at: datetime) -> list[TierRow]:
         for version in plan.versions:
             starts = [Decimal(0)] + [t.from_lots for t in version.volume_tiers]
             for tier, from_lots in enumerate(starts):
+                own = version.per_lot if tier == 0 else version.volume_tiers[tier - 1].per_lot
                 for group, rate in sorted(version.rates_at_tier(tier).items()):
                     out.append(TierRow(config.tenant, plan.id, plan.name, version.version,
                                        version.effective_from, version.distribution, version.charge,
-                                       tier, from_lots, group, rate, config.currency, loaded_at))
+                                       tier, from_lots, group, rate, group in own, config.currency,
+                                       loaded_at))
     return out
 
 
@@ -94,6 +103,6 @@ def write_partner_tables(store: Store, configs: list[CommissionConfig],
     stamp = loaded_at or datetime.now(UTC)
     trees = [r for c in configs for r in tree_rows(c, stamp)]
     tiers = [r for c in configs for r in tier_rows(c, stamp)]
-    store.insert_rows("ib_tree_store", TREE_COLUMNS, [astuple(r) for r in trees])
+    store.insert_rows("ib_tree_store", TREE_COLUMNS, [r.values() for r in trees])
     store.insert_rows("ib_plan_tiers_store", TIER_COLUMNS, [astuple(r) for r in tiers])
     return len(trees), len(tiers)

@@ -17,6 +17,7 @@ CREATE TABLE IF NOT EXISTS ib_tree_store
     plan_id         String,
     path            String,
     depth           UInt8,
+    agent_logins    Array(String),
     loaded_at       DateTime64(3, 'UTC'),
     ingested_at     DateTime64(3, 'UTC') DEFAULT now64(3)
 )
@@ -39,7 +40,8 @@ WHERE (tenant, effective_from) IN (
     FROM ib_tree_history GROUP BY tenant);
 
 -- One row per plan version, volume tier (0 = the base rates) and symbol group: the per-lot rate
--- in force from `from_lots` lots in the IB's month (0 for the base). A tier lists only the groups
+-- in force from `from_lots` lots in the IB's month (0 for the base); `set_at_tier`: the tier
+-- itself sets this rate (every base rate does). A tier lists only the groups
 -- whose rate changes; the others keep the rate of the tier below, as in commissions/plans.py.
 CREATE TABLE IF NOT EXISTS ib_plan_tiers_store
 (
@@ -54,6 +56,7 @@ CREATE TABLE IF NOT EXISTS ib_plan_tiers_store
     from_lots       Decimal(18, 8),
     symbol_group    LowCardinality(String),
     per_lot         Decimal(38, 8),
+    set_at_tier     Bool,
     currency        LowCardinality(String),
     loaded_at       DateTime64(3, 'UTC'),
     ingested_at     DateTime64(3, 'UTC') DEFAULT now64(3)
@@ -64,3 +67,19 @@ ORDER BY (tenant, plan_id, plan_version, tier, symbol_group);
 CREATE VIEW IF NOT EXISTS ib_plan_tiers AS
 SELECT * FROM ib_plan_tiers_store FINAL
 WHERE (tenant, loaded_at) IN (SELECT tenant, max(loaded_at) FROM ib_plan_tiers_store GROUP BY tenant);
+
+-- Which accounts belong to which IB: those it was paid for as the direct IB (tier-1 commission
+-- rows: `paid`), and those whose platform Agent field names the IB or one of its agent logins
+-- (`agent`; an account may not have traded yet). An account moved between IBs is listed under both.
+CREATE VIEW IF NOT EXISTS ib_clients AS
+SELECT tenant, ib_id, account_key, arraySort(groupUniqArray(source)) AS sources
+FROM (
+    SELECT tenant, ib_id, account_key, 'paid' AS source FROM ib_commissions WHERE tier = 1
+    UNION ALL
+    SELECT a.tenant AS tenant, t.ib_id AS ib_id, a.account_key AS account_key, 'agent' AS source
+    FROM accounts AS a
+    INNER JOIN (SELECT tenant, ib_id, arrayJoin(arrayConcat([ib_id], agent_logins)) AS agent FROM ib_tree) AS t
+        ON t.tenant = a.tenant AND t.agent = a.agent
+    WHERE a.agent != ''
+)
+GROUP BY tenant, ib_id, account_key;

@@ -107,9 +107,14 @@ def test_dashboard_json_is_what_grafana_needs(name: str) -> None:
         tenant = variables["tenant"]
         assert tenant["type"] == "query" and tenant["multi"] and tenant["includeAll"]
         assert (tenant["datasource"]["type"], tenant["datasource"]["uid"]) in PROVISIONED
-    for v in variables.values():
+    before: set[str] = set()
+    for v in doc["templating"]["list"]:  # a query may use the variables before it (chained)
         if v["type"] == "query":
-            assert "$" not in v["query"], f"variable {v['name']}: its query must use no variable"
+            for token in _DOLLAR.findall(v["query"]):
+                name, _, fmt = token[2:-1].partition(":")
+                assert token.startswith("${") and name in before and fmt == "singlequote", (
+                    f"variable {v['name']}: {token} (only variables defined before it, quoted)")
+        before.add(v["name"])
 
 
 def _check_sql(sql: str, variables: dict[str, Any], where: str) -> None:
@@ -256,7 +261,9 @@ def test_render_sql_runs(simulated_store: SimulatedStore) -> None:
 def panel_variables(simulated_store: SimulatedStore) -> dict[str, dict[str, list[str]]]:
     """Per dashboard: every variable's values as Grafana would send them — the tenant
     variable's "All" resolved to its query's values; the account variable set to an account
-    with alerts, payments and logins."""
+    with alerts, payments and logins; a text box at its default; the client variable (the
+    client view) at a client of several accounts with positions, payments, alerts and logins;
+    the ib variable (the partner view) at the top IB of the tree with the most rows."""
     store, lo, hi = simulated_store.store, simulated_store.time_from, simulated_store.time_to
     account = store.scalar("""
         SELECT account_key FROM accounts
@@ -267,20 +274,57 @@ def panel_variables(simulated_store: SimulatedStore) -> dict[str, dict[str, list
                  account_key
         LIMIT 1""")
     assert account, "the simulated data has no account with alerts, payments and logins"
+    client, ib = _rich_client(store), _busy_ib(store)
     out: dict[str, dict[str, list[str]]] = {}
     for d in DASHBOARDS:
         chosen: dict[str, list[str]] = {}
         for v in d.variables:
-            sql = render_sql(v.query, time_from=lo, time_to=hi, variables={}, interval_s=60)
+            if v.type == "textbox":
+                chosen[v.name] = [v.current[0] if v.current else v.query]
+                continue
+            sql = render_sql(v.query, time_from=lo, time_to=hi, variables=chosen, interval_s=60)
             values = [str(r[0]) for r in store.query(sql)[1]]
             assert values, f"{d.uid}: variable {v.name} lists nothing"
             if v.name == "account":
                 assert account in values
                 chosen[v.name] = [account]
+            elif v.name == "client":
+                [picked] = [x for x in values if x.split(" — ")[0] == client]
+                chosen[v.name] = [picked]
+            elif v.name == "ib":
+                assert ib in values
+                chosen[v.name] = [ib]
             else:
                 chosen[v.name] = values
         out[d.uid] = chosen
     return out
+
+
+def _rich_client(store: Any) -> str:
+    """A CRM client with several accounts, open positions, payments, alerts and logins."""
+    client = store.scalar("""
+        SELECT if(client_id = '', account_key, client_id) AS client FROM accounts
+        GROUP BY client
+        HAVING count() > 1
+           AND countIf(account_key IN (SELECT subject FROM alerts)) > 0
+           AND countIf(account_key IN (SELECT account_key FROM positions)) > 0
+           AND countIf((server, login) IN (SELECT server, login FROM balance_operations WHERE provider != '')) > 0
+           AND countIf((server, login) IN (SELECT server, login FROM logins)) > 0
+        ORDER BY countIf(account_key IN (SELECT account_key FROM positions)) DESC, client
+        LIMIT 1""")
+    assert client, "the simulated data has no client with several accounts and all kinds of data"
+    return str(client)
+
+
+def _busy_ib(store: Any) -> str:
+    """The top-level IB whose tree has the most commission rows, with reversals."""
+    ib = store.scalar("""
+        SELECT t.ib_id FROM ib_tree AS t
+        INNER JOIN (SELECT ib_id, count() AS n FROM ib_commissions GROUP BY ib_id
+                    HAVING countIf(kind = 'reversal') > 0) AS c ON c.ib_id = t.ib_id
+        WHERE t.depth = 0 ORDER BY c.n DESC, t.ib_id LIMIT 1""")
+    assert ib, "the simulated data has no IB tree with commissions"
+    return str(ib)
 
 
 def _meaningful(value: Any) -> bool:

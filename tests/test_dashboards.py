@@ -23,6 +23,7 @@ from services.dashboard.definitions import (
     render_sql,
 )
 from tests.conftest import SimulatedStore
+from tests.view_picks import busy_ib, rich_client
 
 REPO = Path(__file__).resolve().parent.parent
 DIR = REPO / "dashboards"
@@ -274,7 +275,7 @@ def panel_variables(simulated_store: SimulatedStore) -> dict[str, dict[str, list
                  account_key
         LIMIT 1""")
     assert account, "the simulated data has no account with alerts, payments and logins"
-    client, ib = _rich_client(store), _busy_ib(store)
+    client, ib = rich_client(store), busy_ib(store)
     out: dict[str, dict[str, list[str]]] = {}
     for d in DASHBOARDS:
         chosen: dict[str, list[str]] = {}
@@ -298,33 +299,6 @@ def panel_variables(simulated_store: SimulatedStore) -> dict[str, dict[str, list
                 chosen[v.name] = values
         out[d.uid] = chosen
     return out
-
-
-def _rich_client(store: Any) -> str:
-    """A CRM client with several accounts, open positions, payments, alerts and logins."""
-    client = store.scalar("""
-        SELECT if(client_id = '', account_key, client_id) AS client FROM accounts
-        GROUP BY client
-        HAVING count() > 1
-           AND countIf(account_key IN (SELECT subject FROM alerts)) > 0
-           AND countIf(account_key IN (SELECT account_key FROM positions)) > 0
-           AND countIf((server, login) IN (SELECT server, login FROM balance_operations WHERE provider != '')) > 0
-           AND countIf((server, login) IN (SELECT server, login FROM logins)) > 0
-        ORDER BY countIf(account_key IN (SELECT account_key FROM positions)) DESC, client
-        LIMIT 1""")
-    assert client, "the simulated data has no client with several accounts and all kinds of data"
-    return str(client)
-
-
-def _busy_ib(store: Any) -> str:
-    """The top-level IB whose tree has the most commission rows, with reversals."""
-    ib = store.scalar("""
-        SELECT t.ib_id FROM ib_tree AS t
-        INNER JOIN (SELECT ib_id, count() AS n FROM ib_commissions GROUP BY ib_id
-                    HAVING countIf(kind = 'reversal') > 0) AS c ON c.ib_id = t.ib_id
-        WHERE t.depth = 0 ORDER BY c.n DESC, t.ib_id LIMIT 1""")
-    assert ib, "the simulated data has no IB tree with commissions"
-    return str(ib)
 
 
 def _meaningful(value: Any) -> bool:

@@ -236,7 +236,8 @@ class _Page:
         self.scrape_s = 5.0  # how often the history samples the registry
         self._readonly = True
         self._variables: dict[tuple[str, str, str, tuple[str, ...] | None, str], tuple[float, list[str]]] = {}
-        self._extent: dict[tuple[tuple[str, ...] | None, str], tuple[float, tuple[datetime, datetime] | None]] = {}
+        self._extent: dict[tuple[tuple[str, ...] | None, str],
+                           tuple[float, tuple[datetime, datetime] | None]] = {}
         self.partners = partners.PartnerScopes()  # partner logins: their trees (partners.py)
 
     @property
@@ -440,7 +441,8 @@ class _Page:
             if var.name == partners.IB_VARIABLE and partners.is_partner(who):
                 foreign = [v for v in asked if v not in allowed and v not in (ALL_VALUE, "All", "all")]
                 if foreign:
-                    raise ApiError(403, f"{var.name}: not in your partner tree: {', '.join(map(repr, foreign))}")
+                    raise ApiError(403, f"{var.name}: not in your partner tree: "
+                                        f"{', '.join(map(repr, foreign))}")
             if not asked:  # the definition's default selection
                 asked = [v for v in var.current if v == ALL_VALUE or v in allowed]
                 if not asked:

@@ -6,6 +6,7 @@ import logging
 import os
 from pathlib import Path
 
+from commissions import load_commissions
 from pipelines.config import Settings, home_dir
 from pipelines.dataflow import (
     FileInput,
@@ -16,6 +17,7 @@ from pipelines.dataflow import (
     recovery_config,
     run_flow,
 )
+from pipelines.partner_tables import write_partner_tables
 from pipelines.store import Store, open_store
 from pipelines.topics import ensure_kafka_topics
 
@@ -43,6 +45,8 @@ def kafka_bootstrap(settings: Settings) -> str:
 
 def prepare_store(settings: Settings) -> Store:
     store = open_store(settings.clickhouse_dsn(), settings.clickhouse.database)
+    if settings.commissions:  # the partner view's tree and tiers (docs/client-partner-views.md)
+        write_partner_tables(store, [load_commissions(path) for path in settings.commissions])
     return store
 
 

@@ -74,9 +74,24 @@ def demo_logins(settings: Settings) -> tuple[Settings, dict[str, str]]:
     users = [DashboardUser(name="admin", password_hash=hash_password(passwords["admin"]), role="admin")]
     users += [DashboardUser(name=name, password_hash=hash_password(passwords[name]), tenants=[tenant])
               for name, tenant in viewers.items()]
+    # issue 16: one partner login per tenant, the first top-level IB of its commissions file
+    from commissions import load_commissions
+
+    for path in settings.commissions:
+        config = load_commissions(path)
+        top = next((ib.id for ib in config.ibs if ib.parent is None), None)
+        if top is not None:
+            name = f"{config.tenant}-partner"
+            passwords[name] = secrets.token_urlsafe(12)
+            users.append(DashboardUser(name=name, password_hash=hash_password(passwords[name]),
+                                       role="partner", tenants=[config.tenant], ib=top))
     # sessions last as long as this run: a random secret, said so, not warned about
     page = DashboardConfig(users=users, session_secret=secrets.token_urlsafe(32))
     return settings.model_copy(update={"dashboard": page}), passwords
+
+
+def _partner_ib(settings: Settings, name: str) -> str:
+    return next((u.ib or "" for u in settings.dashboard.users if u.name == name), "")
 
 
 def _start_dashboard(settings: Settings, port: int, metrics: CollectorRegistry) -> str:
@@ -148,7 +163,9 @@ def run_demo(settings: Settings, *, events: int, rate: float, seed: int, duratio
         page_settings, passwords = demo_logins(settings)
         url = _start_dashboard(page_settings, dashboard_port, receiver_metrics)
         print(f"[demo] dashboards: {url} — log in as " + ", ".join(
-            f"{name} / {password}" + (" (every tenant)" if name == "admin" else f" ({name} only)")
+            f"{name} / {password}" + (" (every tenant)" if name == "admin" else
+                                      f" ({_partner_ib(page_settings, name)}'s partner tree)"
+                                      if name.endswith("-partner") else f" ({name} only)")
             for name, password in passwords.items()), flush=True)
     print(f"[demo] simulated brokerage: {accounts:,} accounts, seed {seed}, "
           f"{f'{events:,} events' if events else 'endless'} at {rate:,.0f}/s; Ctrl-C stops",

@@ -143,7 +143,9 @@ class DashboardUser(Strict):
     password_hash: str = Field(pattern=r"^\$argon2(id|i|d)\$")
     # the tenants this user sees; an admin sees every tenant and the engine's own metrics
     tenants: list[str] = Field(default_factory=list)
-    role: Literal["viewer", "admin"] = "viewer"
+    role: Literal["viewer", "admin", "partner"] = "viewer"
+    # issue 16, partner logins: the IB (commissions file `ibs[].id`) whose tree a partner sees
+    ib: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
     @model_validator(mode="after")
     def _tenants_match_role(self) -> DashboardUser:
@@ -151,6 +153,11 @@ class DashboardUser(Strict):
             raise ValueError(f"user {self.name!r}: a viewer needs at least one tenant")
         if self.role == "admin" and self.tenants:
             raise ValueError(f"user {self.name!r}: an admin sees every tenant; leave `tenants` out")
+        if self.role == "partner" and (self.ib is None or len(self.tenants) != 1):
+            raise ValueError(f"user {self.name!r}: a partner needs `ib` (its IB id) and exactly one "
+                             "tenant (the IB's)")
+        if self.role != "partner" and self.ib is not None:
+            raise ValueError(f"user {self.name!r}: `ib` is for role: partner only")
         return self
 
 

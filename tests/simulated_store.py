@@ -109,3 +109,9 @@ def data_time_range(store: Store) -> tuple[datetime, datetime]:
 
 def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def simulated_partner_configs(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The commissions configuration (per tenant) that `fill_simulated_store` wrote for the
+    simulated brokerage of `settings`: the same seed gives the same IB trees and plans."""
+    return _brokerage(settings).partner_configs()

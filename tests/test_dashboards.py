@@ -23,6 +23,7 @@ from services.dashboard.definitions import (
     render_sql,
 )
 from tests.conftest import SimulatedStore
+from tests.view_picks import busy_ib, rich_client
 
 REPO = Path(__file__).resolve().parent.parent
 DIR = REPO / "dashboards"
@@ -107,9 +108,14 @@ def test_dashboard_json_is_what_grafana_needs(name: str) -> None:
         tenant = variables["tenant"]
         assert tenant["type"] == "query" and tenant["multi"] and tenant["includeAll"]
         assert (tenant["datasource"]["type"], tenant["datasource"]["uid"]) in PROVISIONED
-    for v in variables.values():
+    before: set[str] = set()
+    for v in doc["templating"]["list"]:  # a query may use the variables before it (chained)
         if v["type"] == "query":
-            assert "$" not in v["query"], f"variable {v['name']}: its query must use no variable"
+            for token in _DOLLAR.findall(v["query"]):
+                name, _, fmt = token[2:-1].partition(":")
+                assert token.startswith("${") and name in before and fmt == "singlequote", (
+                    f"variable {v['name']}: {token} (only variables defined before it, quoted)")
+        before.add(v["name"])
 
 
 def _check_sql(sql: str, variables: dict[str, Any], where: str) -> None:
@@ -256,7 +262,9 @@ def test_render_sql_runs(simulated_store: SimulatedStore) -> None:
 def panel_variables(simulated_store: SimulatedStore) -> dict[str, dict[str, list[str]]]:
     """Per dashboard: every variable's values as Grafana would send them — the tenant
     variable's "All" resolved to its query's values; the account variable set to an account
-    with alerts, payments and logins."""
+    with alerts, payments and logins; a text box at its default; the client variable (the
+    client view) at a client of several accounts with positions, payments, alerts and logins;
+    the ib variable (the partner view) at the top IB of the tree with the most rows."""
     store, lo, hi = simulated_store.store, simulated_store.time_from, simulated_store.time_to
     account = store.scalar("""
         SELECT account_key FROM accounts
@@ -267,16 +275,26 @@ def panel_variables(simulated_store: SimulatedStore) -> dict[str, dict[str, list
                  account_key
         LIMIT 1""")
     assert account, "the simulated data has no account with alerts, payments and logins"
+    client, ib = rich_client(store), busy_ib(store)
     out: dict[str, dict[str, list[str]]] = {}
     for d in DASHBOARDS:
         chosen: dict[str, list[str]] = {}
         for v in d.variables:
-            sql = render_sql(v.query, time_from=lo, time_to=hi, variables={}, interval_s=60)
+            if v.type == "textbox":
+                chosen[v.name] = [v.current[0] if v.current else v.query]
+                continue
+            sql = render_sql(v.query, time_from=lo, time_to=hi, variables=chosen, interval_s=60)
             values = [str(r[0]) for r in store.query(sql)[1]]
             assert values, f"{d.uid}: variable {v.name} lists nothing"
             if v.name == "account":
                 assert account in values
                 chosen[v.name] = [account]
+            elif v.name == "client":
+                [picked] = [x for x in values if x.split(" — ")[0] == client]
+                chosen[v.name] = [picked]
+            elif v.name == "ib":
+                assert ib in values
+                chosen[v.name] = [ib]
             else:
                 chosen[v.name] = values
         out[d.uid] = chosen

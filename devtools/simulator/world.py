@@ -521,12 +521,25 @@ _PLANS: tuple[tuple[str, str, str, dict[str, float]], ...] = (
 )
 
 
+# Monthly volume tiers (issue 16: the partner view shows the progress to the next one): FX
+# majors pay more from 500 and 1,500 lots of the IB's month (its whole downline's deals).
+_TIERS: dict[str, list[dict[str, object]]] = {
+    "sim-master": [{"from_lots": 500, "per_lot": {"fx_major": 11}},
+                   {"from_lots": 1500, "per_lot": {"fx_major": 12}}],
+    "sim-sub": [{"from_lots": 500, "per_lot": {"fx_major": 7.5}},
+                {"from_lots": 1500, "per_lot": {"fx_major": 8}}],
+    "sim-introducer": [{"from_lots": 500, "per_lot": {"fx_major": 5.5}},
+                       {"from_lots": 1500, "per_lot": {"fx_major": 6}}],
+}
+
+
 def partner_config(world: World, tenant: str, currency: str, since: str = "2020-01-01") -> dict[str, object]:
     """The tenant's IB tree as a commissions configuration (docs/commissions.md): plans by
     level, each IB under its master, and the accounts the world starts with assigned to their
     IBs. IB `IB-<n>` is the platform Agent login `<n>`."""
     plans = [{"id": pid, "name": name, "versions": [{
-        "version": 1, "effective_from": since, "distribution": dist, "per_lot": rates}]}
+        "version": 1, "effective_from": since, "distribution": dist, "per_lot": rates,
+        "volume_tiers": _TIERS[pid]}]}
         for pid, name, dist, rates in _PLANS]
     level_plan = {1: "sim-master", 2: "sim-sub"}
     ibs = [{"id": ib.ib_id, "name": ib.name, "agent_logins": [str(ib.number)],

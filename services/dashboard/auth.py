@@ -54,13 +54,17 @@ class Identity:
     name: str
     role: str
     tenants: tuple[str, ...]
+    ib: str = ""  # a partner's IB (services/dashboard/partners.py); '' for everyone else
 
     @property
     def admin(self) -> bool:
         return self.role == "admin"
 
     def public(self) -> dict[str, object]:
-        return {"name": self.name, "role": self.role, "tenants": list(self.tenants)}
+        out: dict[str, object] = {"name": self.name, "role": self.role, "tenants": list(self.tenants)}
+        if self.ib:
+            out["ib"] = self.ib
+        return out
 
 
 class Throttled(Exception):
@@ -104,7 +108,7 @@ class Authenticator:
 
     def identity_of(self, user: DashboardUser) -> Identity:
         tenants = self.all_tenants if user.role == "admin" else tuple(user.tenants)
-        return Identity(user.name, user.role, tenants)
+        return Identity(user.name, user.role, tenants, user.ib or "")
 
     # -- passwords ---------------------------------------------------------------------------
 

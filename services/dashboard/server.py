@@ -47,7 +47,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from pipelines.store import Store
-from services.dashboard import promql
+from services.dashboard import partners, promql
 from services.dashboard.auth import COOKIE, Authenticator, Identity, Throttled
 from services.dashboard.definitions import (
     ALL_VALUE,
@@ -83,6 +83,7 @@ _RELATIVE = re.compile(r"^now(?:-(\d+)([smhdwMy]))?(?:/([smhdwMy]))?$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "M": 2592000, "y": 31536000}
 _LEADING_COMMENTS = re.compile(r"^(?:\s+|--[^\n]*\n?|/\*.*?\*/)*", re.S)
 TENANT_VARIABLE = "tenant"  # the dashboards' tenant selector: only the user's own tenants pass
+TEXTBOX_MAX = 200  # characters of a text box variable (the client view's search)
 # Every object of the page's database and whether it has a tenant column: what a viewer's
 # queries are filtered on. Read again before each of their queries, so a table created while
 # the page runs is never read unfiltered.
@@ -234,8 +235,10 @@ class _Page:
         self.lock = threading.Lock()
         self.scrape_s = 5.0  # how often the history samples the registry
         self._readonly = True
-        self._variables: dict[tuple[str, str, str, tuple[str, ...] | None], tuple[float, list[str]]] = {}
-        self._extent: dict[tuple[str, ...] | None, tuple[float, tuple[datetime, datetime] | None]] = {}
+        self._variables: dict[tuple[str, str, str, tuple[str, ...] | None, str], tuple[float, list[str]]] = {}
+        self._extent: dict[tuple[tuple[str, ...] | None, str],
+                           tuple[float, tuple[datetime, datetime] | None]] = {}
+        self.partners = partners.PartnerScopes()  # partner logins: their trees (partners.py)
 
     @property
     def store(self) -> Store:
@@ -264,15 +267,25 @@ class _Page:
                    for name, has_tenant in rows]
         return "{" + ", ".join(entries) + "}"
 
+    def partner_scope(self, who: Identity) -> partners.PartnerScope:
+        """A partner's tree and clients, read with their tenant's filters."""
+        viewer = Identity(who.name, "viewer", who.tenants)
+        return self.partners.scope(who, lambda sql: self.run(sql, viewer)[1])
+
     def run(self, sql: str, who: Identity) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Run one of the definitions' SELECTs for `who`: a viewer's with their tenant filters."""
+        """Run one of the definitions' SELECTs for `who`: a viewer's with their tenant filters,
+        a partner's with their tree's (partners.py)."""
         if not is_single_select(sql):
             raise ApiError(400, "the panel's SQL is not a single SELECT; it is not run")
         tenants = self.scope(who)
+        tree = self.partner_scope(who) if partners.is_partner(who) else None
         with self.lock:
             client = self.store.client
             settings: dict[str, Any] = dict(QUERY_SETTINGS) if self._readonly else {}
-            if tenants is not None:
+            if tree is not None:
+                settings["additional_table_filters"] = partners.table_filters(
+                    self.store.database, self.store.client.query(OBJECTS_SQL).result_rows, tree)
+            elif tenants is not None:
                 settings["additional_table_filters"] = self.table_filters(tenants)
             try:
                 result = client.query(sql, settings=settings or None)
@@ -298,15 +311,19 @@ class _Page:
             raise ApiError(404, f"no dashboard {uid!r}")
         if not who.admin and _prometheus_only_for_admins(found):
             raise ApiError(403, f"{found.title}: the engine's own metrics are for admins")
+        if partners.is_partner(who) and uid != partners.PARTNER_DASHBOARD:
+            raise ApiError(403, f"{found.title}: a partner login sees its partner dashboard only")
         return found
 
     def visible(self, who: Identity) -> list[Dashboard]:
+        if partners.is_partner(who):
+            return [d for d in self.dashboards.values() if d.uid == partners.PARTNER_DASHBOARD]
         return [d for d in self.dashboards.values() if who.admin or not _prometheus_only_for_admins(d)]
 
     def extent(self, who: Identity) -> tuple[datetime, datetime] | None:
         """The event-time span ("all data") of `who`'s tenants' data, cached a few seconds."""
         now = time.monotonic()
-        key = self.scope(who)
+        key = (self.scope(who), who.ib)
         cached = self._extent.get(key)
         if cached is not None and now - cached[0] < 5:
             return cached[1]
@@ -345,18 +362,23 @@ class _Page:
         return start, end
 
     def variable_values(self, dashboard: Dashboard, var: Variable, start: datetime,
-                        end: datetime, who: Identity) -> list[str]:
-        """The values a variable offers `who` (cached 30 s per rendered query and tenant
-        scope): also the only values a request may choose. The tenant variable offers only
-        `who`'s tenants."""
-        values = self._variable_values(dashboard, var, start, end, who)
+                        end: datetime, who: Identity,
+                        earlier: dict[str, list[str]] | None = None) -> list[str]:
+        """The values a variable offers `who` (cached 30 s per rendered query and scope): also
+        the only values a request may choose. `earlier`: the chosen values of the variables
+        before it, which its query may use (a chained variable, as in Grafana). The tenant
+        variable offers only `who`'s tenants; the ib variable a partner only its tree."""
+        values = self._variable_values(dashboard, var, start, end, who, earlier or {})
         tenants = self.scope(who)
         if var.name == TENANT_VARIABLE and tenants is not None:
             values = [v for v in values if v in tenants]
+        if var.name == partners.IB_VARIABLE and partners.is_partner(who):
+            tree = self.partner_scope(who).tree
+            values = [v for v in tree if v in values]
         return values
 
     def _variable_values(self, dashboard: Dashboard, var: Variable, start: datetime,
-                         end: datetime, who: Identity) -> list[str]:
+                         end: datetime, who: Identity, earlier: dict[str, list[str]]) -> list[str]:
         values: list[str]
         if var.type == "custom":
             return [v.strip() for v in var.query.split(",") if v.strip()]
@@ -364,8 +386,8 @@ class _Page:
             return [var.query]
         if var.datasource_type == "prometheus":
             return self.label_values(var.query)
-        sql = render_sql(var.query, time_from=start, time_to=end, variables={}, interval_s=60)
-        key = (dashboard.uid, var.name, sql, self.scope(who))
+        sql = render_sql(var.query, time_from=start, time_to=end, variables=earlier, interval_s=60)
+        key = (dashboard.uid, var.name, sql, self.scope(who), who.ib)
         cached = self._variables.get(key)
         if cached is not None and time.monotonic() - cached[0] < 30:
             return cached[1]
@@ -391,21 +413,36 @@ class _Page:
         return sorted({dict(k)[label] for k in found if dict(k).get(label)})
 
     def chosen_variables(self, dashboard: Dashboard, request: Request, start: datetime,
-                         end: datetime, who: Identity) -> dict[str, list[str]]:
+                         end: datetime, who: Identity, until: str | None = None) -> dict[str, list[str]]:
         """Each variable's values from `var-<name>` (Grafana's URL) or `<name>`; every value
-        must be one the variable's query returns; none or `$__all`/`All` means all (of
-        `who`'s). A tenant that is not `who`'s is refused with 403, whether it exists or not."""
+        must be one the variable's query returns (a text box takes any text); none or
+        `$__all`/`All` means all (of `who`'s). A tenant that is not `who`'s is refused with 403,
+        whether it exists or not, and so is an IB outside a partner's tree. `until`: stop
+        before that variable (the values its query may use)."""
         chosen: dict[str, list[str]] = {}
         tenants = self.scope(who)
         for var in dashboard.variables:
-            allowed = self.variable_values(dashboard, var, start, end, who)
+            if var.name == until:
+                break
             asked = request.query_params.getlist(f"var-{var.name}") or request.query_params.getlist(var.name)
+            if var.type == "textbox":  # free text, used quoted (render_sql): never split, never listed
+                text = asked[0] if asked else (var.current[0] if var.current else var.query)
+                if len(text) > TEXTBOX_MAX:
+                    raise ApiError(400, f"{var.name}: at most {TEXTBOX_MAX} characters")
+                chosen[var.name] = [text]
+                continue
+            allowed = self.variable_values(dashboard, var, start, end, who, chosen)
             # `tenant=acme,zenith` too, unless the comma is part of a value
             asked = [v for a in asked for v in ([a] if a in allowed else a.split(",")) if v]
             if var.name == TENANT_VARIABLE and tenants is not None:
                 foreign = [v for v in asked if v not in tenants and v not in (ALL_VALUE, "All", "all")]
                 if foreign:
                     raise ApiError(403, f"{var.name}: not your tenant(s): {', '.join(map(repr, foreign))}")
+            if var.name == partners.IB_VARIABLE and partners.is_partner(who):
+                foreign = [v for v in asked if v not in allowed and v not in (ALL_VALUE, "All", "all")]
+                if foreign:
+                    raise ApiError(403, f"{var.name}: not in your partner tree: "
+                                        f"{', '.join(map(repr, foreign))}")
             if not asked:  # the definition's default selection
                 asked = [v for v in var.current if v == ALL_VALUE or v in allowed]
                 if not asked:
@@ -625,7 +662,8 @@ def create_app(store: Store | Callable[[], Store], *, auth: Authenticator,
             raise ApiError(404, f"dashboard {uid!r} has no variable {name!r}")
         start, end = page.time_range(d, request.query_params.get("from"), request.query_params.get("to"), who)
         try:
-            values = page.variable_values(d, var, start, end, who)
+            earlier = page.chosen_variables(d, request, start, end, who, until=name)
+            values = page.variable_values(d, var, start, end, who, earlier)
         except ApiError:
             raise
         except Exception as exc:
@@ -718,6 +756,9 @@ def authenticator(settings: Settings) -> Authenticator:
             "the dashboard page needs at least one login: add dashboard.users to the configuration "
             "(name, password_hash from `brokerstream dashboard hash-password`, tenants, role) — see "
             "docs/production.md, Tenant isolation")
+    problems = partners.check_partner_logins(settings)
+    if problems:
+        raise DashboardError("; ".join(problems))
     return Authenticator.from_config(settings.dashboard, [t.id for t in settings.tenants])
 
 

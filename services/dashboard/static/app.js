@@ -725,16 +725,25 @@
   async function setupVariables(dash, params) {
     const box = document.getElementById('variables');
     box.replaceChildren();
+    state.vars = {};
     for (const v of dash.variables) {
-      const asked = [...params.getAll(`var-${v.name}`), ...params.getAll(v.name)]
-        .flatMap((x) => x.split(',')).filter((x) => x);
+      const raw = [...params.getAll(`var-${v.name}`), ...params.getAll(v.name)];
+      if (v.type === 'textbox') { // free text (the client view's search): never split on commas
+        state.vars[v.name] = [raw.length ? raw[0] : ((v.current || [])[0] || '')];
+        box.append(textControl(dash, v));
+        continue;
+      }
+      let asked = raw.flatMap((x) => x.split(',')).filter((x) => x);
       let values = [];
       try {
-        const res = await getJSON(`/api/variables/${encodeURIComponent(dash.uid)}/${encodeURIComponent(v.name)}?${new URLSearchParams({ from: state.from, to: state.to })}`);
+        // the values chosen so far go along: a variable's query may use them (chained)
+        const res = await getJSON(`/api/variables/${encodeURIComponent(dash.uid)}/${encodeURIComponent(v.name)}?${queryParams()}`);
         values = res.values;
       } catch (e) {
         values = [];
       }
+      // a value the list no longer offers (the search changed) gives way to the default
+      asked = asked.filter((x) => values.includes(x) || ['All', 'all', '$__all'].includes(x));
       if (!asked.length) { // the definition's default, as Grafana would start
         const current = (v.current || []).filter((x) => x === '$__all' || values.includes(x));
         if (current.length) asked.push(...current);
@@ -744,6 +753,23 @@
       state.vars[v.name] = all ? null : (v.multi ? asked : asked.slice(0, 1));
       box.append(variableControl(v, values));
     }
+  }
+
+  function textControl(dash, v) {
+    const wrap = el('div', { class: 'control variable', 'data-variable': v.name });
+    const input = el('input', {
+      type: 'search', class: 'variable-text', value: state.vars[v.name][0], placeholder: v.description || v.label || v.name,
+      title: v.description || '', maxlength: '200', 'aria-label': v.label || v.name,
+    });
+    input.onchange = async () => { // Enter or leaving the box: the variables after it are listed again
+      state.vars[v.name] = [input.value];
+      writeUrl();
+      await setupVariables(dash, new URLSearchParams(location.search));
+      writeUrl();
+      loadPanels();
+    };
+    wrap.append(el('span', { class: 'control-label', text: v.label || v.name }), input);
+    return wrap;
   }
 
   function variableControl(v, values) {

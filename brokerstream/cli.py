@@ -119,16 +119,30 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_sql(args: argparse.Namespace) -> int:
     from brokerstream.output import FORMATS
-    from pipelines.store import open_store
+    from pipelines.store import open_reader
 
     settings = _settings(args)
-    store = open_store(settings.clickhouse_dsn(), args.database or settings.clickhouse.database)
+    store = open_reader(settings.clickhouse_dsn(), args.database or settings.clickhouse.database)
     try:
         columns, rows = store.query(args.query)
+    except Exception as exc:  # the server's answer to the query (syntax, unknown table...)
+        raise QueryError(_server_message(exc)) from None
     finally:
         store.close()
     print(FORMATS[args.format](columns, rows))
     return 0
+
+
+class QueryError(Exception):
+    """ClickHouse refused a query the user wrote."""
+
+
+def _server_message(exc: Exception) -> str:
+    """ClickHouse's own words, without the driver's wrapping: `Code: 62. ... (SYNTAX_ERROR)`."""
+    text = str(exc).strip()
+    start = text.find("Code: ")
+    text = text[start:] if start >= 0 else text
+    return " ".join(text.split())[:600]
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -537,11 +551,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     from brokerstream.engine import EngineError
     from commissions import CommissionConfigError
+    from pipelines.store import StoreUnavailable
     from risk_rules.engine import ConfigError as RulesConfigError
 
     try:
         return int(args.func(args))
-    except (ConfigError, CommissionConfigError, RulesConfigError, EngineError, FileNotFoundError) as exc:
+    except (ConfigError, CommissionConfigError, RulesConfigError, EngineError, FileNotFoundError,
+            StoreUnavailable, QueryError) as exc:
         print(f"brokerstream: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

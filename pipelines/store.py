@@ -12,6 +12,7 @@ is retried with backoff until it passes.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import re
@@ -166,6 +167,32 @@ def set_aside_row(item: SetAside, columns: Sequence[str]) -> tuple[Any, ...]:
             f"table {item.table}: {item.error}"[:2000], "store", moment)
 
 
+# Embedded stores this process has open (its own lock on them is not "another process").
+_OPENED_HERE: set[str] = set()
+
+
+def _held(directory: Path) -> bool:
+    """Whether another process has the embedded ClickHouse in `directory` open: ClickHouse
+    holds an exclusive lock on its `status` file while it runs."""
+    status = directory / "status"
+    if not status.exists():
+        return False
+    with status.open("rb") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
+
+
+class StoreUnavailable(Exception):
+    """The store a read asked for is not there or not reachable now (one line for the user)."""
+
+
+_SYSTEM_DATABASES = frozenset({"default", "system", "information_schema", "INFORMATION_SCHEMA"})
+
+
 def _database_in_dsn(dsn: str) -> str | None:
     if dsn.startswith("chdb:"):
         return None
@@ -177,19 +204,43 @@ class Store:
     """The configured ClickHouse: a client in the brokerstream database, schema up to date."""
 
     def __init__(self, dsn: str, database: str = "brokerstream", *,
-                 retry_for_s: float | None = None, log_every_s: float = 30.0) -> None:
+                 retry_for_s: float | None = None, log_every_s: float = 30.0,
+                 create: bool = True) -> None:
         """`retry_for_s`: how long a transient failure (connection refused, server busy) is
-        retried before it is raised; None = until it passes (the engine waits an outage out)."""
+        retried before it is raised; None = until it passes (the engine waits an outage out).
+        `create=False` (reads: the CLI, reports): a missing store or database is a
+        `StoreUnavailable`, never created."""
         self.dsn = dsn
         self.database = _database_in_dsn(dsn) or database
         self.retry_for_s = retry_for_s
         self.log_every_s = log_every_s
         if dsn.startswith("chdb:"):
-            Path(urlparse(dsn).path).mkdir(parents=True, exist_ok=True)
+            directory = Path(urlparse(dsn).path)
+            if not create and not directory.is_dir():
+                raise StoreUnavailable(f"no ClickHouse data in {directory} (nothing has been stored "
+                                       "there yet: run the engine, a replay or the demo first)")
+            directory.mkdir(parents=True, exist_ok=True)
 
         def connect() -> Client:
+            here = urlparse(dsn).path
+            if (not create and dsn.startswith("chdb:") and here not in _OPENED_HERE
+                    and _held(Path(here))):
+                raise StoreUnavailable(
+                    f"the embedded ClickHouse in {urlparse(dsn).path} is in use by another process "
+                    "(a running engine, replay or demo owns it): read it once that stops, or run "
+                    "the engine with a ClickHouse server (clickhouse.dsn: http://...)")
             bootstrap = clickhouse_connect.get_client(dsn=dsn, database="default")
-            bootstrap.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+            if dsn.startswith("chdb:"):
+                _OPENED_HERE.add(here)
+            if create:
+                bootstrap.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+            else:
+                known = [r[0] for r in bootstrap.query("SELECT name FROM system.databases").result_rows]
+                if self.database not in known:
+                    bootstrap.close()
+                    mine = sorted(d for d in known if d not in _SYSTEM_DATABASES)
+                    raise StoreUnavailable(f"no database {self.database!r} in {dsn} "
+                                           f"(databases there: {', '.join(mine) or 'none'})")
             bootstrap.close()
             return clickhouse_connect.get_client(dsn=dsn, database=self.database)
 
@@ -390,3 +441,10 @@ def open_store(dsn: str, database: str = "brokerstream") -> Store:
     store = Store(dsn, database)
     store.migrate()
     return store
+
+
+def open_reader(dsn: str, database: str = "brokerstream") -> Store:
+    """Connect to an existing store for reading: nothing is created or migrated, and a missing
+    or busy store is a `StoreUnavailable` saying so in one line. Transient failures (a server
+    restarting) are retried for a few seconds, not forever."""
+    return Store(dsn, database, retry_for_s=10.0, create=False)

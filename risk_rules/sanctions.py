@@ -323,28 +323,42 @@ class Screener:
         # one word like a listed token
         listed = np.zeros((_SLOTS, size), dtype=bool)
         query = np.zeros(size, dtype=np.int8)
+        by_pair = np.zeros(size, dtype=bool)  # a query token like two listed tokens joined
         for i, t in enumerate(full):
             keys = _keys(t)
-            found = self._tokens.get(keys) + self._pairs.get(keys)
+            as_pair = self._pairs.get(keys)
+            found = self._tokens.get(keys) + as_pair
+            names_found = [c >> _POS for c in found]
+            for codes in as_pair:
+                by_pair[codes >> _POS] = True
             if i > 0:
-                found += joined[i - 1]
+                names_found += [c >> _POS for c in joined[i - 1]]
             if i < len(joined):
-                found += joined[i]
-            if not found:
-                continue
-            codes = np.concatenate(found)
+                names_found += [c >> _POS for c in joined[i]]
+            if found:
+                codes = np.concatenate(found)
+                listed[codes & (_SLOTS - 1), codes >> _POS] = True
+            if names_found:
+                seen = np.zeros(size, dtype=bool)
+                seen[np.concatenate(names_found)] = True
+                query += seen
+        # by the query's own tokens: when it is the shorter name, its tokens take distinct
+        # listed tokens (two query tokens that both look like one listed "Andrei" are not two)
+        own = listed.sum(axis=0, dtype=np.int8)
+        by_joined = np.zeros(size, dtype=bool)
+        for codes in itertools.chain.from_iterable(joined):
             listed[codes & (_SLOTS - 1), codes >> _POS] = True
-            seen = np.zeros(size, dtype=bool)
-            seen[codes >> _POS] = True
-            query += seen
-        covered = listed.sum(axis=0, dtype=np.int8)
-        # the query's initials must find a token with their letter (when the query is the
-        # shorter name, each of its tokens is paired)
-        query_side = query >= n
+            by_joined[codes >> _POS] = True
+        covered = listed.sum(axis=0, dtype=np.int8) if by_joined.any() else own
+        query_side = (query >= n) & ((own >= np.minimum(self._need, n)) | by_joined)
+        # the query's initials must find a token with their letter
         for t in distinct:
             if t.initial:
                 query_side &= self._letters.get(t.text, False)
-        ok = self._multi & (covered > 0) & ((covered >= self._need) | query_side)
+        # and when the listed name is the shorter, its tokens take distinct query tokens (or
+        # two of them one query token written as one word)
+        listed_side = (covered >= self._need) & ((query >= np.minimum(self._need, n)) | by_pair)
+        ok = self._multi & (covered > 0) & (listed_side | query_side)
         out = set(np.flatnonzero(ok).tolist())
         # one-word listings: only against the query written as one word, either order
         for seq in (full, full[::-1]):

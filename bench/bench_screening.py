@@ -43,7 +43,8 @@ def queries(listed: list[nv.Listed], n: int, seed: int = 5) -> list[str]:
     out += [q for _, q, _ in nv.near_misses(listed, n // 10)]
     while len(out) < n:  # clients who are not listed
         given, surname = nv.person(rng)
-        out.append(" ".join([*given, surname]) if rng.random() < 0.7 else f"{surname.upper()}, {' '.join(given)}")
+        plain = rng.random() < 0.7
+        out.append(" ".join([*given, surname]) if plain else f"{surname.upper()}, {' '.join(given)}")
     rng.shuffle(out)
     return out[:n]
 

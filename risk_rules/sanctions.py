@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import itertools
 import re
 import sys
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
@@ -28,6 +29,7 @@ from pydantic import Field
 from risk_rules import names
 from risk_rules.aml.rules import P, psp_approved
 from risk_rules.engine import Hit, Rule, register
+from risk_rules.reference import read_text
 from schemas.events import Account, BalanceOperation
 
 _MONTHS = {
@@ -74,55 +76,52 @@ def load_ofac(
     sdn_path: str | Path, alt_path: str | Path | None = None, individuals_only: bool = True
 ) -> list[ListEntry]:
     entries: dict[str, ListEntry] = {}
-    with open(sdn_path, newline="", encoding="utf-8") as fh:
-        for row in csv.reader(fh):
-            if len(row) < 3:
-                continue
-            kind = _ofac_value(row[2]).lower()
-            if individuals_only and kind != "individual":
-                continue
-            remarks = _ofac_value(row[11]) if len(row) > 11 else ""
-            entries[row[0].strip()] = ListEntry(
-                row[0].strip(),
-                [_ofac_name(row[1])],
-                "OFAC",
-                _ofac_value(row[3]) if len(row) > 3 else "",
-                _dobs(remarks),
-            )
+    for row in csv.reader(io.StringIO(read_text(sdn_path), newline="")):
+        if len(row) < 3:
+            continue  # a blank line, or the DOS end-of-file mark OFAC ends the file with
+        kind = _ofac_value(row[2]).lower()
+        if individuals_only and kind != "individual":
+            continue
+        remarks = _ofac_value(row[11]) if len(row) > 11 else ""
+        entries[row[0].strip()] = ListEntry(
+            row[0].strip(),
+            [_ofac_name(row[1])],
+            "OFAC",
+            _ofac_value(row[3]) if len(row) > 3 else "",
+            _dobs(remarks),
+        )
     if alt_path is not None:
-        with open(alt_path, newline="", encoding="utf-8") as fh:
-            for row in csv.reader(fh):
-                if len(row) >= 4 and row[0].strip() in entries:
-                    entries[row[0].strip()].names.append(_ofac_name(row[3]))
+        for row in csv.reader(io.StringIO(read_text(alt_path), newline="")):
+            if len(row) >= 4 and row[0].strip() in entries:
+                entries[row[0].strip()].names.append(_ofac_name(row[3]))
     return list(entries.values())
 
 
 def load_eu(path: str | Path, individuals_only: bool = True) -> list[ListEntry]:
     """EU consolidated list CSV (semicolon separated, one row per name/birth-date detail)."""
     entries: dict[str, ListEntry] = {}
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        for row in csv.DictReader(fh, delimiter=";"):
+    for row in csv.DictReader(io.StringIO(read_text(path), newline=""), delimiter=";"):
 
-            def col(*names: str, row: dict[str, str] = row) -> str:
-                for n in names:
-                    if row.get(n):
-                        return row[n].strip()
-                return ""
+        def col(*names: str, row: dict[str, str] = row) -> str:
+            for n in names:
+                if row.get(n):
+                    return row[n].strip()
+            return ""
 
-            eid = col("Entity_LogicalId", "Entity_logical_id")
-            kind = col("Subject_type", "Entity_SubjectType", "Entity_SubjectType_ClassificationCode").lower()
-            if not eid or (individuals_only and kind and kind not in ("p", "person")):
-                continue
-            entry = entries.setdefault(
-                eid, ListEntry(eid, [], "EU", col("Entity_Regulation_Programme", "Leba_numtitle"))
-            )
-            name = col("NameAlias_WholeName", "Naal_wholename")
-            if name and name not in entry.names:
-                entry.names.append(name)
-            dob = col("BirthDate_BirthDate", "Birt_date")
-            if dob:
-                with contextlib.suppress(ValueError):
-                    entry.dobs.add(datetime.strptime(dob[:10], "%Y-%m-%d").date())
+        eid = col("Entity_LogicalId", "Entity_logical_id")
+        kind = col("Subject_type", "Entity_SubjectType", "Entity_SubjectType_ClassificationCode").lower()
+        if not eid or (individuals_only and kind and kind not in ("p", "person")):
+            continue
+        entry = entries.setdefault(
+            eid, ListEntry(eid, [], "EU", col("Entity_Regulation_Programme", "Leba_numtitle"))
+        )
+        name = col("NameAlias_WholeName", "Naal_wholename")
+        if name and name not in entry.names:
+            entry.names.append(name)
+        dob = col("BirthDate_BirthDate", "Birt_date")
+        if dob:
+            with contextlib.suppress(ValueError):
+                entry.dobs.add(datetime.strptime(dob[:10], "%Y-%m-%d").date())
     return [e for e in entries.values() if e.names]
 
 
@@ -441,24 +440,33 @@ class SanctionsScreening(Rule):
         self, m: Match, party: str, name: str, subject: str, tenant: str, evidence: list[str],
         t: datetime, cooldown_key: str = "",
     ) -> Hit:
-        return Hit(
-            subject,
-            tenant,
-            f"{party} '{name}' matches {m.entry.source} entry {m.entry.entry_id} "
-            f"'{m.listed_name}' (score {m.score:.0f} >= {self.p.min_score:.0f}"
-            f"{', date of birth matches' if m.dob_match else ''})",
-            {
-                "party": party,
-                "account_name" if party == "account holder" else "party_name": name,
-                "entry": m.entry.entry_id,
-                "list": m.entry.source,
-                "listed_name": m.listed_name,
-                "program": m.entry.program,
-                "score": round(m.score, 1),
-                "min_score": self.p.min_score,
-                "dob_match": m.dob_match,
-            },
-            evidence,
-            t,
-            cooldown_key=cooldown_key,
-        )
+        return sanctions_hit(m, party, name, subject, tenant, evidence, t, self.p.min_score,
+                             cooldown_key)
+
+
+def sanctions_hit(
+    m: Match, party: str, name: str, subject: str, tenant: str, evidence: list[str], t: datetime,
+    min_score: float, cooldown_key: str = "",
+) -> Hit:
+    """The hit of a screen (live, by the rule, or by `brokerstream sanctions rescreen`)."""
+    return Hit(
+        subject,
+        tenant,
+        f"{party} '{name}' matches {m.entry.source} entry {m.entry.entry_id} "
+        f"'{m.listed_name}' (score {m.score:.0f} >= {min_score:.0f}"
+        f"{', date of birth matches' if m.dob_match else ''})",
+        {
+            "party": party,
+            "account_name" if party == "account holder" else "party_name": name,
+            "entry": m.entry.entry_id,
+            "list": m.entry.source,
+            "listed_name": m.listed_name,
+            "program": m.entry.program,
+            "score": round(m.score, 1),
+            "min_score": min_score,
+            "dob_match": m.dob_match,
+        },
+        evidence,
+        t,
+        cooldown_key=cooldown_key,
+    )

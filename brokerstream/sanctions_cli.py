@@ -59,13 +59,13 @@ def parties(store: Store, settings: Settings, tenants: list[str] | None) -> tupl
     where, params = _tenant_filter(tenants)
     holders: dict[str, str] = {}
     out: list[Party] = []
-    _, rows = store.query(ACCOUNTS_SQL.format(where=where), params)
+    _, rows = store.query(ACCOUNTS_SQL.replace("{where}", where), params)
     for key, tenant, name, dob, updated in rows:
         holders[key] = name
         out.append(Party(tenant, key, HOLDER, name, _utc(updated), (key,),
                          dob if isinstance(dob, date) else None))
     servers = {name: cfg.platform for name, (_, cfg) in settings.server_index().items()}
-    _, rows = store.query(PAYERS_SQL.format(where=where), params)
+    _, rows = store.query(PAYERS_SQL.replace("{where}", where), params)
     payers = [Party(tenant, account_key("psp", server, int(login), servers), party, name,
                     _utc(last_time), (op,))
               for tenant, server, login, name, party, op, last_time in rows]
@@ -75,7 +75,7 @@ def parties(store: Store, settings: Settings, tenants: list[str] | None) -> tupl
 
 def known_hits(store: Store, tenants: list[str] | None) -> set[KnownKey]:
     where, params = _tenant_filter(tenants)
-    _, rows = store.query(KNOWN_SQL.format(where=where), {"rule": RULE_ID, **params})
+    _, rows = store.query(KNOWN_SQL.replace("{where}", where), {"rule": RULE_ID, **params})
     return {known_key(tenant, subject, orjson.loads(facts)) for tenant, subject, facts in rows}
 
 

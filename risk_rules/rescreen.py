@@ -56,14 +56,20 @@ class Result:
     alerts: list[Alert] = field(default_factory=list)
 
 
-def third_parties(parties: Iterable[Party], holders: dict[str, str]) -> Iterable[Party]:
+def third_parties(parties: Iterable[Party], holders: dict[str, str]) -> list[Party]:
     """Payers and beneficiaries whose name is not the holder's own (the holder is screened as
-    the holder), as the live rule does."""
+    the holder, as the live rule does), one per spelling that normalises alike ("AL-QARRADI" and
+    "Al Qarradi"): the last seen."""
+    latest: dict[tuple[str, str, str, str], Party] = {}
     for p in parties:
+        norm = names.normalise(p.name)
         holder = holders.get(p.subject)
-        if p.party != HOLDER and holder and names.normalise(holder) == names.normalise(p.name):
+        if p.party != HOLDER and holder and names.normalise(holder) == norm:
             continue
-        yield p
+        key = (p.tenant, p.subject, p.party, norm)
+        if key not in latest or p.event_time > latest[key].event_time:
+            latest[key] = p
+    return list(latest.values())
 
 
 def rescreen(

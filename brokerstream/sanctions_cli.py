@@ -55,7 +55,9 @@ def _rule(settings: Settings) -> RuleSettings:
     return found
 
 
-def parties(store: Store, settings: Settings, tenants: list[str] | None) -> tuple[list[Party], dict[str, str]]:
+def parties(
+    store: Store, settings: Settings, tenants: list[str] | None
+) -> tuple[list[Party], dict[str, str]]:
     where, params = _tenant_filter(tenants)
     holders: dict[str, str] = {}
     out: list[Party] = []

@@ -114,8 +114,8 @@ def load_geoip(rules: RulesSettings, home: Path | None = None) -> tuple[GeoLooku
             raise ConfigError(f"rules.geoip: installed, but no geo-IP file is installed in "
                               f"{reference_dir(home)} (brokerstream reference load --geoip FILE)")
     if path is None or spec == GEOIP_PACKAGED:
-        geo = PackagedGeoIP()
-        return geo, f"geo-IP: {geo.description}"
+        packaged = PackagedGeoIP()
+        return packaged, f"geo-IP: {packaged.description}"
     try:
         geo = open_geoip(path)
     except FileNotFoundError:

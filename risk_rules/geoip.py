@@ -103,21 +103,22 @@ class MmdbGeoIP:
             return None
         if not isinstance(record, dict):
             return None
-        country = record.get("country") or record.get("registered_country") or {}
+        rec: dict[str, Any] = dict(record)
+        country = rec.get("country") or rec.get("registered_country") or {}
         code = country.get("iso_code") if isinstance(country, dict) else None
-        code = code or record.get("country_code") or record.get("country")
+        code = code or rec.get("country_code") or rec.get("country")
         if not isinstance(code, str) or not code:
             return None
-        city = record.get("city") or {}
+        city = rec.get("city") or {}
         city_name = (city.get("names") or {}).get("en", "") if isinstance(city, dict) else str(city)
-        location = record.get("location") or {}
-        lat = location.get("latitude", record.get("latitude"))
-        lon = location.get("longitude", record.get("longitude"))
-        return GeoPoint(
-            code.upper(), city_name,
-            float(lat) if lat is not None else math.nan, float(lon) if lon is not None else math.nan,
-            _kind_of(record),
-        )
+        location = rec.get("location")
+        where: dict[str, Any] = location if isinstance(location, dict) else rec
+        return GeoPoint(code.upper(), city_name, _coordinate(where.get("latitude")),
+                        _coordinate(where.get("longitude")), _kind_of(rec))
+
+
+def _coordinate(value: Any) -> float:
+    return float(value) if isinstance(value, int | float | str) and value != "" else math.nan
 
 
 class CsvGeoIP:

@@ -213,7 +213,7 @@ def compare(
     b_pairs = [(j, _joined(b[j : j + 2])) for j in range(len(b) - 1)
                if not b[j].initial and not b[j + 1].initial]
     for i, x in enumerate(a):
-        ia = (i,)
+        ia: tuple[int, ...] = (i,)
         for j, y in enumerate(b):
             pairs.append((-token_sim(x, y), x.initial, 2, 0, ia, (j,)))
         if not x.initial:

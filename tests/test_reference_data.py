@@ -147,7 +147,7 @@ def test_geoip_in_force(tmp_path: Path) -> None:
     packaged, line = load_geoip(RulesSettings(), tmp_path)  # default: auto, nothing installed
     assert isinstance(packaged, PackagedGeoIP) and "iptocc" in line
     assert load_geoip(RulesSettings(geoip="none"), tmp_path)[0] is None
-    with pytest.raises(ValueError, match="rules.geoip: installed, but no geo-IP file is installed"):
+    with pytest.raises(ValueError, match="installed, but no geo-IP file is installed"):
         load_geoip(RulesSettings(geoip="installed"), tmp_path)
     reference_dir(tmp_path).mkdir(parents=True)
     shutil.copy(GEO, reference_dir(tmp_path) / "geoip.csv")

@@ -35,8 +35,8 @@ def config(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("BROKERSTREAM_HOME", str(tmp_path / "home"))
     assert main(["reference", "load", "--ofac-sdn", str(DATA / "ofac_sdn_sample.csv"),
                  "--ofac-alt", str(DATA / "ofac_alt_sample.csv"), "--eu", str(DATA / "eu_sample.csv")]) == 0
-    doc = {**TEST_CONFIG, "clickhouse": {"dsn": settings.clickhouse.dsn,
-                                         "database": settings.clickhouse.database}}
+    doc = {**TEST_CONFIG, "rules": {"geoip": "none"},  # the installed lists, the default
+           "clickhouse": {"dsn": settings.clickhouse.dsn, "database": settings.clickhouse.database}}
     path = tmp_path / "brokerstream.yaml"
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
     return path
@@ -68,7 +68,9 @@ def _alerts(store: Store) -> list[tuple[str, dict[str, object]]]:
     return [(subject, orjson.loads(facts)) for subject, facts in rows]
 
 
-def test_rescreen_raises_new_hits_once(store: Store, config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_rescreen_raises_new_hits_once(
+    store: Store, config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     _fill(store)
     # the live rule already alerted on the first holder
     live = Alert(alert_id="live-1", rule_id="sanctions_screening", rule_version=1, category="aml",

@@ -18,7 +18,7 @@ import re
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
@@ -28,8 +28,9 @@ from pydantic import Field
 
 from risk_rules import names
 from risk_rules.aml.rules import P, psp_approved
-from risk_rules.engine import Hit, Rule, register
+from risk_rules.engine import Context, Hit, Rule, register
 from risk_rules.reference import read_text
+from schemas.chunked import ChunkedDict
 from schemas.events import Account, BalanceOperation
 
 _MONTHS = {
@@ -321,7 +322,7 @@ class Screener:
         # token like it, two adjacent tokens written as it, or it and its neighbour written as
         # one word like a listed token
         listed = np.zeros((_SLOTS, size), dtype=bool)
-        query = np.zeros(size, dtype=np.int8)
+        query = np.zeros(size, dtype=np.int16)
         by_pair = np.zeros(size, dtype=bool)  # a query token like two listed tokens joined
         for i, t in enumerate(full):
             keys = _keys(t)
@@ -382,6 +383,9 @@ class Screener:
         return sorted(out, key=lambda m: (-m.score, m.entry.entry_id))
 
 
+PAYOUT_MEMORY = timedelta(days=60)  # a payout's statuses arrive within this
+
+
 class SanctionsParams(P):
     min_score: float = Field(default=88, ge=0, le=100)
 
@@ -394,14 +398,31 @@ def _party(op: BalanceOperation) -> str:
 @register
 class SanctionsScreening(Rule):
     """Screens the account holder's name when the account is first seen and when its name or date
-    of birth changes, and the payer (deposit) or beneficiary (withdrawal) name of every approved
-    PSP operation that names one. Repeated payments by the same listed payer fall in the rule's
-    cool-down per (account, entry, party)."""
+    of birth changes, the payer name of every approved PSP deposit that names one, and the
+    beneficiary name of every PSP payout when it is first seen (pending: before the money
+    leaves; else approved), once per payout. Repeated payments by the same listed payer fall in
+    the rule's cool-down per (account, entry, party)."""
 
     rule_id = "sanctions_screening"
     category = "aml"
     Params = SanctionsParams
     p: SanctionsParams
+
+    def __init__(self, params: SanctionsParams, ctx: Context) -> None:
+        super().__init__(params, ctx)
+        # payouts already screened (op key -> event time), forgotten after PAYOUT_MEMORY
+        self.payouts: ChunkedDict[str, datetime] = ChunkedDict(4096)
+        self._prune_at = 2 * 4096
+
+    def _first_payout(self, op: BalanceOperation) -> bool:
+        if op.op_key in self.payouts:
+            return False
+        self.payouts[op.op_key] = op.time
+        if len(self.payouts) >= self._prune_at:
+            horizon = op.time - PAYOUT_MEMORY
+            self.payouts = self.payouts.filtered(lambda _, t: t >= horizon)
+            self._prune_at = max(2 * 4096, 2 * len(self.payouts))
+        return True
 
     def on_account(self, account: Account, previous: Account | None) -> list[Hit]:
         screener = self.ctx.screener
@@ -421,7 +442,12 @@ class SanctionsScreening(Rule):
 
     def on_op(self, op: BalanceOperation, account: str) -> list[Hit]:
         screener = self.ctx.screener
-        if screener is None or not op.payer_name or not psp_approved(op):
+        if screener is None or not op.payer_name or op.platform != "psp":
+            return []
+        if op.kind == "withdrawal":
+            if op.status not in ("pending", "approved") or not self._first_payout(op):
+                return []
+        elif not psp_approved(op):
             return []
         acc = self.ctx.accounts.get(account)
         if acc is not None and acc.name and names.normalise(acc.name) == names.normalise(op.payer_name):

@@ -14,7 +14,7 @@ import pytest
 
 from brokerstream.cli import main
 from pipelines.reference import load_geoip, load_screener, reference_dir, sanctions_files
-from risk_rules.geoip import CsvGeoIP, GeoIPError, PackagedGeoIP
+from risk_rules.geoip import CsvGeoIP, GeoIPError, PackagedGeoIP, open_geoip
 from risk_rules.reference import (
     ReferenceFormatError,
     check_eu,
@@ -133,6 +133,30 @@ def test_bad_geoip_row_is_one_line_naming_the_row(tmp_path: Path, row: str, reas
     with pytest.raises(GeoIPError) as err:
         CsvGeoIP(path)
     assert str(err.value).startswith(f"{path}: {reason}") and "\n" not in str(err.value)
+
+
+def test_mmdb_geoip_reads_city_coordinates_and_kind(tmp_path: Path) -> None:
+    from mmdb_writer import MMDBWriter
+    from netaddr import IPSet
+
+    writer = MMDBWriter(ip_version=6, database_type="GeoIP2-City", ipv4_compatible=True)
+    writer.insert_network(IPSet(["81.2.69.0/24"]), {
+        "country": {"iso_code": "GB"}, "city": {"names": {"en": "London"}},
+        "location": {"latitude": 51.51, "longitude": -0.13}, "traits": {"connection_type": "Cellular"}})
+    writer.insert_network(IPSet(["2001:db8::/32"]), {
+        "registered_country": {"iso_code": "DE"}, "traits": {"user_type": "hosting"}})
+    path = tmp_path / "city.mmdb"
+    writer.to_db_file(str(path))
+    assert check_geoip(path).counts["nodes"] > 0
+    geo = open_geoip(path)
+    london = geo("81.2.69.40")
+    assert london is not None and (london.country, london.city, london.kind) == ("GB", "London", "mobile")
+    assert london.located and london.latitude == 51.51
+    v6 = geo("2001:db8::7")
+    assert v6 is not None and (v6.country, v6.kind, v6.located) == ("DE", "hosting", False)
+    assert geo("8.8.8.8") is None and geo("nonsense") is None
+    with pytest.raises(ReferenceFormatError, match="not a readable MaxMind DB file"):
+        check_geoip(_write(tmp_path / "fake.mmdb", "not a database"))
 
 
 def test_packaged_geoip_knows_ipv4_and_ipv6() -> None:

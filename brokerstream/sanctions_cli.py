@@ -24,13 +24,14 @@ ACCOUNTS_SQL = (
     "SELECT account_key, tenant, name, date_of_birth, updated_at FROM accounts "
     "WHERE name != '' {where} ORDER BY tenant, account_key"
 )
-# the last approved PSP payment under each (account, party, name): the name a payer or
-# beneficiary used, and the payment that is its evidence
+# the last PSP payment under each (account, party, name) -- approved deposits, payouts pending
+# or approved -- the name a payer or beneficiary used, and the payment that is its evidence
 PAYERS_SQL = (
     "SELECT tenant, server, login, payer_name, "
     "if(kind = 'withdrawal' OR amount < 0, 'beneficiary', 'payer') AS party, "
     "argMax(op_key, time) AS last_op, max(time) AS last_time FROM balance_operations "
-    "WHERE platform = 'psp' AND status = 'approved' AND kind IN ('deposit', 'withdrawal') "
+    "WHERE platform = 'psp' AND (status = 'approved' AND kind = 'deposit' "
+    "OR status IN ('pending', 'approved') AND kind = 'withdrawal') "
     "AND payer_name != '' {where} GROUP BY tenant, server, login, payer_name, party "
     "ORDER BY tenant, server, login, payer_name"
 )
@@ -140,7 +141,8 @@ def cmd_rescreen(args: argparse.Namespace) -> int:
 
 
 RESCREEN_HELP = (
-    "Screen every account holder and every payer/beneficiary name of approved PSP payments "
+    "Screen every account holder, every payer name of approved PSP deposits and every "
+    "beneficiary name of pending or approved PSP payouts "
     "against the sanctions lists in force (rules.sanctions, else the installed lists) and write "
     "an alert (rule sanctions_screening) for each hit not alerted before: run it after every "
     "list update; a second run raises nothing new. Prints progress and a summary."

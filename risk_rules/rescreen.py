@@ -1,8 +1,8 @@
 """Screening the whole client base again after a list update (`brokerstream sanctions rescreen`).
 
-Everyone who moves money is screened: account holders (name and date of birth) and the payer
-of every approved PSP deposit or the beneficiary of every approved PSP payout that names one,
-unless that name is the holder's own. A hit is new unless an alert of `sanctions_screening`
+Everyone who moves money is screened: account holders (name and date of birth), the payer of
+every approved PSP deposit and the beneficiary of every pending or approved PSP payout that names
+one, unless that name is the holder's own. A hit is new unless an alert of `sanctions_screening`
 already names the same tenant, subject, party and list entry (raised live by the rule or by an
 earlier rescreen): only new hits become alerts, so a second run raises nothing.
 

@@ -57,6 +57,8 @@ def _fill(store: Store) -> None:
         psp(-300, at(4), login=103, payer="Mei Lin Zhouran"),  # listed beneficiary (7004)
         psp(900, at(5), login=103, payer="Juergen Mueller-Strauss", status="pending"),  # not approved
         psp(200, at(6), login=103, payer="Maria Lopez"),
+        psp(-900, at(7), login=101, payer="Anna Schmidt", status="pending"),  # a payout under way
+        psp(-100, at(8), login=101, payer="Mei Lin Zhouran", status="failed"),  # never paid
     ]
     for table, records in (("accounts_store", accounts), ("balance_operations_store", ops)):
         store.insert_rows(table, COLUMNS_BY_TABLE[table], [to_row(r)[1] for r in records])
@@ -81,10 +83,11 @@ def test_rescreen_raises_new_hits_once(
 
     assert main(["sanctions", "rescreen", "--config", str(config)]) == 0
     out = capsys.readouterr()
-    # 5 holders + 3 third-party names (the holder's own payment left out, the pending one unseen)
-    assert "client base in" in out.out and "5 account holders, 3 payer/beneficiary names" in out.out
-    assert "screened 8 names" in out.out and "3 new, 1 unchanged" in out.out
-    assert "screened          8 / 8 names (100%)" in out.err
+    # 5 holders + 4 third-party names (the holder's own payment, the pending deposit and the
+    # failed payout left out; the pending payout's beneficiary in)
+    assert "client base in" in out.out and "5 account holders, 4 payer/beneficiary names" in out.out
+    assert "screened 9 names" in out.out and "3 new, 1 unchanged" in out.out
+    assert "screened          9 / 9 names (100%)" in out.err
     expected = {  # written down from the lists and the clients above
         (acct(101), "account holder", "7001"),  # the live alert
         (acct(102), "payer", "7002"),

@@ -534,6 +534,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serve the dashboard page on 127.0.0.1:PORT (0 = off; a free port if taken)")
     _add_config(p)
     p.set_defaults(func=cmd_demo)
+
+    # ---- reference data and sanctions (brokerstream/reference_cli.py, sanctions_cli.py) ----
+    from brokerstream import reference_cli, sanctions_cli
+
+    reference_cli.add_parser(sub, _add_config)
+    sanctions_cli.add_parser(sub, _add_config)
     return parser
 
 

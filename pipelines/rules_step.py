@@ -14,6 +14,7 @@ replay of the same history writes the same alerts, ids included.
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,18 +24,18 @@ from typing import Any
 from pipelines.config import Settings
 from pipelines.exposure_step import facts_json
 from pipelines.metrics import ALERTS, RULE_RECORDS
+from pipelines.reference import load_geoip, load_screener
 from risk_rules.alerts import Alert
 from risk_rules.engine import (
     KEY_KINDS,
     ConfigError,
-    CsvGeoIP,
     GeoLookup,
     KeyKind,
     RuleEngine,
     RulesConfig,
     load_rules_config,
 )
-from risk_rules.sanctions import Screener, load_eu, load_ofac
+from risk_rules.sanctions import Screener
 from schemas.events import Account, AccountUpdate, BalanceOperation, Deal, Login
 
 RuleInput = Deal | BalanceOperation | Login | AccountUpdate
@@ -43,6 +44,7 @@ LinkedInput = tuple[KeyKind, Routed]
 Row = tuple[str, tuple[Any, ...]]
 Clock = Callable[[], datetime]
 LINKED_KINDS: tuple[KeyKind, ...] = tuple(k for k in KEY_KINDS if k != "account")
+log = logging.getLogger("brokerstream.rules")
 
 
 @dataclass(frozen=True)
@@ -73,23 +75,13 @@ def load_rule_resources(settings: Settings, rules_file: str | None = None) -> Ru
         config = load_rules_config(path)
     except FileNotFoundError:
         raise ConfigError(f"rules.file: {path} not found") from None
-    geo: GeoLookup | None = None
-    if rs.geoip:
-        try:
-            geo = CsvGeoIP(rs.geoip)
-        except (OSError, KeyError, ValueError) as exc:
-            raise ConfigError(f"rules.geoip: cannot read {rs.geoip}: {exc}") from None
-    entries = []
-    try:
-        if rs.sanctions.ofac_sdn:
-            entries += load_ofac(rs.sanctions.ofac_sdn, rs.sanctions.ofac_alt)
-        if rs.sanctions.eu:
-            entries += load_eu(rs.sanctions.eu)
-    except (OSError, KeyError, ValueError) as exc:
-        raise ConfigError(f"rules.sanctions: cannot read the lists: {exc}") from None
+    # reference data: named files, else installed ones, else the packaged geo-IP; no sanctions
+    # list is a loud warning (pipelines/reference.py)
+    geo, geo_line = load_geoip(rs)
+    screener, lists_line = load_screener(rs)
+    log.info("%s; %s", geo_line, lists_line)
     servers: dict[str, str] = {name: cfg.platform for name, (_, cfg) in settings.server_index().items()}
-    return RuleResources(config, geo, Screener(entries) if entries else None, servers, rs.shards,
-                         rs.dedup_days)
+    return RuleResources(config, geo, screener, servers, rs.shards, rs.dedup_days)
 
 
 def shard_key(tenant: str, kind: str, natural: str, shards: int) -> str:

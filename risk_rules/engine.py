@@ -8,9 +8,7 @@ per-(rule, subject) cool-down, and observe-only mode. Configuration is versioned
 
 from __future__ import annotations
 
-import csv
-import ipaddress
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,6 +18,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from risk_rules.alerts import Alert, Category, Mode, Severity, alert_id
+from risk_rules.geoip import CsvGeoIP as CsvGeoIP  # re-exported for callers of the engine
+from risk_rules.geoip import GeoLookup
+from risk_rules.geoip import GeoPoint as GeoPoint  # re-exported: the rules name it from the engine
 from schemas.account_state import AccountState, merge_account
 from schemas.chunked import ChunkedDict
 from schemas.events import Account, AccountUpdate, BalanceOperation, Deal, Login
@@ -101,48 +102,8 @@ def _errors(source: str, prefix: str, exc: ValidationError) -> str:
 # ----------------------------------------------------------------------------- geo-IP
 
 
-@dataclass(frozen=True)
-class GeoPoint:
-    country: str
-    city: str
-    latitude: float
-    longitude: float
-    kind: str = ""  # residential / mobile / hosting
-
-
-GeoLookup = Callable[[str], GeoPoint | None]
-
-
-class CsvGeoIP:
-    """Offline IP -> location from a CSV `network,country,city,latitude,longitude,kind`
-    (the simulator's `geoip_synthetic.csv`); any other offline source can be injected instead."""
-
-    def __init__(self, path: str | Path) -> None:
-        self._nets: dict[int, dict[ipaddress.IPv4Network, GeoPoint]] = {}
-        with open(path, newline="", encoding="utf-8") as fh:
-            for row in csv.DictReader(fh):
-                net = ipaddress.IPv4Network(row["network"], strict=False)
-                point = GeoPoint(
-                    row["country"],
-                    row.get("city", ""),
-                    float(row["latitude"]),
-                    float(row["longitude"]),
-                    row.get("kind", ""),
-                )
-                self._nets.setdefault(net.prefixlen, {})[net] = point
-        self._lens = sorted(self._nets, reverse=True)
-
-    def __call__(self, ip: str) -> GeoPoint | None:
-        try:
-            addr = ipaddress.IPv4Address(ip)
-        except ValueError:
-            return None
-        for plen in self._lens:
-            net = ipaddress.IPv4Network((int(addr) >> (32 - plen) << (32 - plen), plen))
-            point = self._nets[plen].get(net)
-            if point is not None:
-                return point
-        return None
+# GeoPoint, GeoLookup and the file source live in risk_rules/geoip.py (packaged, .mmdb, CSV);
+# imported here for the rules and callers that name them from the engine.
 
 
 # ----------------------------------------------------------------------------- rules

@@ -124,14 +124,9 @@ class Tok:
     skel: str
     cons: str
     vowelless: bool  # written without vowels ("mhmmd"): compare consonants only
-
-    @property
-    def initial(self) -> bool:
-        return len(self.text) == 1
-
-    @property
-    def weight(self) -> float:
-        return INITIAL_WEIGHT if self.initial else float(max(len(self.text), 3))
+    # derived from text, stored (not properties): `compare` reads them in its inner loops
+    initial: bool = False
+    weight: float = 3.0
 
 
 @lru_cache(maxsize=65536)
@@ -139,7 +134,9 @@ def make_tok(text: str) -> Tok:
     skel = skeleton(text)
     # the first letter is kept by those who drop vowels ("Oluwaseun" -> "Olwsn")
     vowelless = len(text) >= 2 and not any(c in VOWELS for c in text[1:])
-    return Tok(text, skel, consonants(skel), vowelless)
+    initial = len(text) == 1
+    weight = INITIAL_WEIGHT if initial else float(max(len(text), 3))
+    return Tok(text, skel, consonants(skel), vowelless, initial, weight)
 
 
 def words(name: str) -> list[str]:
@@ -161,8 +158,10 @@ def normalise(name: str) -> str:
     return " ".join(words(name))
 
 
+@lru_cache(maxsize=262_144)
 def token_sim(a: Tok, b: Tok) -> float:
-    """0..100 for two tokens; an initial scores 100 against any token with its letter."""
+    """0..100 for two tokens; an initial scores 100 against any token with its letter. Cached:
+    a screen compares the same few query tokens with names that share most of their tokens."""
     if a.text == b.text:
         return 100.0
     if a.initial or b.initial:
@@ -206,35 +205,38 @@ def compare(
             return token_sim(a[0], b[0])
         # a one-word name matches only the other written as one word, either order
         return max(token_sim(a[0], _joined(b)), token_sim(a[0], _joined(b[::-1])))
-    # candidate pairs: (score, a positions, b positions); a unit is a token or two adjacent joined
-    pairs: list[tuple[float, tuple[int, ...], tuple[int, ...]]] = []
+    # candidate pairs, as sort keys: (-score, a side is an initial, tokens in the pair, which
+    # side is joined, a positions, b positions); a unit is a token or two adjacent joined. Best
+    # first; on a tie prefer full tokens (an initial takes what is left) and one-to-one pairs
+    # (joining only when it helps).
+    pairs: list[tuple[float, bool, int, int, tuple[int, ...], tuple[int, ...]]] = []
+    b_pairs = [(j, _joined(b[j : j + 2])) for j in range(len(b) - 1)
+               if not b[j].initial and not b[j + 1].initial]
     for i, x in enumerate(a):
+        ia: tuple[int, ...] = (i,)
         for j, y in enumerate(b):
-            pairs.append((token_sim(x, y), (i,), (j,)))
+            pairs.append((-token_sim(x, y), x.initial, 2, 0, ia, (j,)))
         if not x.initial:
-            for j in range(len(b) - 1):
-                if not b[j].initial and not b[j + 1].initial:
-                    pairs.append((token_sim(x, _joined(b[j : j + 2])), (i,), (j, j + 1)))
+            for j, y in b_pairs:
+                pairs.append((-token_sim(x, y), False, 3, 0, ia, (j, j + 1)))
     for i in range(len(a) - 1):
         if a[i].initial or a[i + 1].initial:
             continue
         joined = _joined(a[i : i + 2])
         for j, y in enumerate(b):
             if not y.initial:
-                pairs.append((token_sim(joined, y), (i, i + 1), (j,)))
-    # best first; on a tie prefer full tokens (an initial takes what is left) and one-to-one
-    # pairs (joining is used only when it helps)
-    pairs.sort(key=lambda p: (-p[0], any(a[i].initial for i in p[1]), len(p[1]) + len(p[2])))
+                pairs.append((-token_sim(joined, y), False, 3, 1, (i, i + 1), (j,)))
+    pairs.sort()
     got = [0.0] * len(a)
     used_a: set[int] = set()
     used_b: set[int] = set()
-    for s, ia, jb in pairs:
+    for neg, _, _, _, ia, jb in pairs:
         if used_a.intersection(ia) or used_b.intersection(jb):
             continue
         used_a.update(ia)
         used_b.update(jb)
         for i in ia:
-            got[i] = s
+            got[i] = -neg
         if len(used_a) == len(a) or len(used_b) == len(b):
             break
     full = [i for i, t in enumerate(a) if not t.initial]

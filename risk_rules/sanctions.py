@@ -12,18 +12,25 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import itertools
 import re
+import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import Field
 
 from risk_rules import names
 from risk_rules.aml.rules import P, psp_approved
-from risk_rules.engine import Hit, Rule, register
+from risk_rules.engine import Context, Hit, Rule, register
+from risk_rules.reference import read_text
+from schemas.chunked import ChunkedDict
 from schemas.events import Account, BalanceOperation
 
 _MONTHS = {
@@ -70,55 +77,52 @@ def load_ofac(
     sdn_path: str | Path, alt_path: str | Path | None = None, individuals_only: bool = True
 ) -> list[ListEntry]:
     entries: dict[str, ListEntry] = {}
-    with open(sdn_path, newline="", encoding="utf-8") as fh:
-        for row in csv.reader(fh):
-            if len(row) < 3:
-                continue
-            kind = _ofac_value(row[2]).lower()
-            if individuals_only and kind != "individual":
-                continue
-            remarks = _ofac_value(row[11]) if len(row) > 11 else ""
-            entries[row[0].strip()] = ListEntry(
-                row[0].strip(),
-                [_ofac_name(row[1])],
-                "OFAC",
-                _ofac_value(row[3]) if len(row) > 3 else "",
-                _dobs(remarks),
-            )
+    for row in csv.reader(io.StringIO(read_text(sdn_path), newline="")):
+        if len(row) < 3:
+            continue  # a blank line, or the DOS end-of-file mark OFAC ends the file with
+        kind = _ofac_value(row[2]).lower()
+        if individuals_only and kind != "individual":
+            continue
+        remarks = _ofac_value(row[11]) if len(row) > 11 else ""
+        entries[row[0].strip()] = ListEntry(
+            row[0].strip(),
+            [_ofac_name(row[1])],
+            "OFAC",
+            _ofac_value(row[3]) if len(row) > 3 else "",
+            _dobs(remarks),
+        )
     if alt_path is not None:
-        with open(alt_path, newline="", encoding="utf-8") as fh:
-            for row in csv.reader(fh):
-                if len(row) >= 4 and row[0].strip() in entries:
-                    entries[row[0].strip()].names.append(_ofac_name(row[3]))
+        for row in csv.reader(io.StringIO(read_text(alt_path), newline="")):
+            if len(row) >= 4 and row[0].strip() in entries:
+                entries[row[0].strip()].names.append(_ofac_name(row[3]))
     return list(entries.values())
 
 
 def load_eu(path: str | Path, individuals_only: bool = True) -> list[ListEntry]:
     """EU consolidated list CSV (semicolon separated, one row per name/birth-date detail)."""
     entries: dict[str, ListEntry] = {}
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        for row in csv.DictReader(fh, delimiter=";"):
+    for row in csv.DictReader(io.StringIO(read_text(path), newline=""), delimiter=";"):
 
-            def col(*names: str, row: dict[str, str] = row) -> str:
-                for n in names:
-                    if row.get(n):
-                        return row[n].strip()
-                return ""
+        def col(*names: str, row: dict[str, str] = row) -> str:
+            for n in names:
+                if row.get(n):
+                    return row[n].strip()
+            return ""
 
-            eid = col("Entity_LogicalId", "Entity_logical_id")
-            kind = col("Subject_type", "Entity_SubjectType", "Entity_SubjectType_ClassificationCode").lower()
-            if not eid or (individuals_only and kind and kind not in ("p", "person")):
-                continue
-            entry = entries.setdefault(
-                eid, ListEntry(eid, [], "EU", col("Entity_Regulation_Programme", "Leba_numtitle"))
-            )
-            name = col("NameAlias_WholeName", "Naal_wholename")
-            if name and name not in entry.names:
-                entry.names.append(name)
-            dob = col("BirthDate_BirthDate", "Birt_date")
-            if dob:
-                with contextlib.suppress(ValueError):
-                    entry.dobs.add(datetime.strptime(dob[:10], "%Y-%m-%d").date())
+        eid = col("Entity_LogicalId", "Entity_logical_id")
+        kind = col("Subject_type", "Entity_SubjectType", "Entity_SubjectType_ClassificationCode").lower()
+        if not eid or (individuals_only and kind and kind not in ("p", "person")):
+            continue
+        entry = entries.setdefault(
+            eid, ListEntry(eid, [], "EU", col("Entity_Regulation_Programme", "Leba_numtitle"))
+        )
+        name = col("NameAlias_WholeName", "Naal_wholename")
+        if name and name not in entry.names:
+            entry.names.append(name)
+        dob = col("BirthDate_BirthDate", "Birt_date")
+        if dob:
+            with contextlib.suppress(ValueError):
+                entry.dobs.add(datetime.strptime(dob[:10], "%Y-%m-%d").date())
     return [e for e in entries.values() if e.names]
 
 
@@ -143,23 +147,96 @@ def _deletes(key: str) -> list[str]:
     return [key, *{key[:i] + key[i + 1 :] for i in range(len(key))}]
 
 
+@lru_cache(maxsize=65536)
+def _key(text: str) -> str:
+    """The skeleton taken to its fixed point, for index keys: a transliteration can leave a
+    digraph behind ("pkhiri" -> "phiri", whose "ph" the listed "Phiri" -> "firi" lost)."""
+    key = names.skeleton(text)
+    for _ in range(3):
+        again = names.skeleton(key)
+        if again == key:
+            break
+        key = again
+    return key
+
+
 def _keys(tok: names.Tok) -> list[str]:
-    keys = _deletes(tok.skel)
-    if tok.vowelless or len(tok.cons) >= 3:  # vowel-stripped and vowel-changed spellings
+    """A query token's keys: its skeleton's deletions, and its consonants for vowel-stripped
+    and vowel-changed spellings."""
+    keys = _deletes(_key(tok.text))
+    if tok.vowelless or len(tok.cons) >= 3:
         keys.append("c:" + tok.cons)
     return keys
 
 
+def _listed_keys(tok: names.Tok) -> set[str]:
+    """A listed token's keys: its skeleton's deletions and its consonants, also as the
+    vowel-stripped spelling would have them ("Tehrani" written "THRN" has skeleton "trn"; the
+    leading vowel of a word inside a hyphenated name goes too: "OZTURK" -> "ZTRK")."""
+    rest = "".join(c for c in tok.text[1:] if c not in names.VOWELS)
+    keys = {*_deletes(_key(tok.text)), "c:" + tok.cons, "c:" + names.make_tok(tok.text[0] + rest).cons}
+    if tok.text[0] in names.VOWELS and len(rest) >= 2:
+        keys.add("c:" + names.make_tok(rest).cons)
+    return keys
+
+
+_SLOTS = 8  # token positions told apart per listed name (later ones share the last slot)
+_POS = 3  # postings are name index << _POS | token slot
+Posting = npt.NDArray[np.int32]
+
+
+class _Postings:
+    """Key -> codes, all in one int32 array; a key maps to (start << 24 | count) in it, a plain
+    int rather than an array object per key (most keys of joined forms name one name)."""
+
+    def __init__(self, index: dict[str, list[int]]) -> None:
+        self.flat = np.fromiter(itertools.chain.from_iterable(index.values()), dtype=np.int32,
+                                count=sum(map(len, index.values())))
+        self.at: dict[str, int] = {}
+        start = 0
+        for k, v in index.items():
+            self.at[k] = start << 24 | len(v)
+            start += len(v)
+
+    def get(self, keys: list[str]) -> list[Posting]:
+        out = []
+        for packed in map(self.at.get, keys):
+            if packed is not None:
+                start = packed >> 24
+                out.append(self.flat[start : start + (packed & 0xFFFFFF)])
+        return out
+
+    def nbytes(self) -> int:
+        return self.flat.nbytes + sys.getsizeof(self.at) + sum(
+            sys.getsizeof(k) + sys.getsizeof(v) for k, v in self.at.items())
+
+
 class Screener:
-    """Screens a name against the lists through an index: every listed token is filed under its
-    skeleton and the skeleton's one-letter deletions (adjacent tokens also joined, and the
-    consonants for vowel-less spellings); a query gathers the names that share keys with at least
-    two of its tokens (one, for one-word names), and only those are scored."""
+    """Screens a name against the lists through an index, so that one screen scores only the
+    few names that could reach the threshold.
+
+    Every distinct listed token is filed under its skeleton, the skeleton's one-letter deletions
+    and its consonants (`_tokens`), adjacent tokens joined under the same keys (`_pairs`, for a
+    query that writes them as one word), and a name of two or more tokens written as one word
+    (`_whole`, for one-word queries). A posting names the name and its token's slot. A query
+    token covers the listed tokens it shares a key with; two adjacent query tokens joined cover
+    what they share a key with too. `compare` pairs every token of the shorter name with a close
+    counterpart (a weak pair sinks the name), so a name is scored only when the query covers
+    all of its tokens, or all of the query's tokens find one in it: a name that shares only a
+    common given name with the query is not scored. A one-word query scores one-word listings
+    and names written as one word; a one-word listing is scored only against the query written
+    as one word. The counting is done on numpy arrays over all names (a few microseconds each)."""
 
     def __init__(self, entries: list[ListEntry]) -> None:
         self.entries = entries
         self._names: list[tuple[int, str, list[names.Tok]]] = []
-        self._index: dict[str, list[int]] = defaultdict(list)
+        full_counts: list[int] = []  # per name: its distinct non-initial tokens
+        singles: list[bool] = []  # names of one distinct token
+        letters: dict[str, list[int]] = defaultdict(list)  # first letter -> names with a token
+        tokens: dict[str, list[int]] = defaultdict(list)
+        exact: dict[str, list[int]] = defaultdict(list)  # skeleton -> the tokens that are it
+        pairs: dict[str, list[int]] = defaultdict(list)
+        whole: dict[str, list[int]] = defaultdict(list)
         for ei, e in enumerate(entries):
             e.tokens = []
             for listed in e.names:
@@ -169,36 +246,123 @@ class Screener:
                     continue
                 ni = len(self._names)
                 self._names.append((ei, listed, toks))
-                keys: set[str] = set()
-                for t in toks:
-                    if not t.initial:
-                        keys.update(_deletes(t.skel))
-                        keys.add("c:" + t.cons)
+                distinct = names._dedupe(toks)
+                full = [t for t in distinct if not t.initial]
+                full_counts.append(min(len(full), _SLOTS))
+                singles.append(len(distinct) == 1)
+                for letter in {t.text[0] for t in distinct}:
+                    letters[letter].append(ni)
+                code = {t.text: ni << _POS | min(pos, _SLOTS - 1) for pos, t in enumerate(full)}
+                for t in full:
+                    exact[t.skel].append(code[t.text])
+                    for k in _listed_keys(t):
+                        tokens[k].append(code[t.text])
+                if len(distinct) < 2:
+                    continue
                 for x, y in itertools.pairwise(toks):
-                    keys.update(_deletes(names.make_tok(x.text + y.text).skel))
-                if len(toks) > 2:
-                    keys.update(_deletes(names.make_tok("".join(t.text for t in toks)).skel))
-                for k in keys:
-                    self._index[k].append(ni)
+                    covered = [code[t.text] for t in (x, y) if not t.initial]
+                    for k in _deletes(_key(x.text + y.text)):
+                        pairs[k].extend(covered)
+                for k in _deletes(_key("".join(t.text for t in toks))):
+                    whole[k].append(ni << _POS)
+        self._tokens = _Postings(tokens)
+        self._exact = _Postings(exact)
+        self._pairs = _Postings(pairs)
+        self._whole = _Postings(whole)
+        self._need = np.asarray(full_counts, dtype=np.int8)
+        self._multi = ~np.asarray(singles, dtype=bool)
+        self._single_codes = {ni << _POS for ni, one in enumerate(singles) if one}
+        self._letters: dict[str, npt.NDArray[np.bool_]] = {}
+        for letter, found in letters.items():
+            mask = np.zeros(len(self._names), dtype=bool)
+            mask[found] = True
+            self._letters[letter] = mask
+
+    @property
+    def size(self) -> int:
+        """Names indexed (primary names and aliases)."""
+        return len(self._names)
+
+    def index_bytes(self) -> int:
+        """Memory of the index's arrays and key tables (not the names themselves)."""
+        masks = self._need.nbytes + self._multi.nbytes + sum(m.nbytes for m in self._letters.values())
+        return masks + sum(p.nbytes() for p in (self._tokens, self._exact, self._pairs, self._whole))
+
+    def _singles(self, keys: list[str]) -> set[int]:
+        """One-word listings with one of these keys."""
+        found: set[int] = set()
+        for p in self._tokens.get(keys):
+            found.update(c for c in p.tolist() if c in self._single_codes)
+        return {c >> _POS for c in found}
+
+    def _joined(self, x: names.Tok, y: names.Tok) -> list[Posting]:
+        """Listed tokens like `x` and `y` written as one word, less those that are `x` or `y`
+        (`compare` pairs the exact token first, so the joined form never takes them)."""
+        found = self._tokens.get(_deletes(_key(x.text + y.text)))
+        same = self._exact.get([x.skel, y.skel])
+        if not found or not same:
+            return found
+        return [np.setdiff1d(np.concatenate(found), np.concatenate(same), assume_unique=False)]
 
     def _candidates(self, toks: list[names.Tok]) -> set[int]:
-        full = [t for t in names._dedupe(toks) if not t.initial]
+        distinct = names._dedupe(toks)
+        full = [t for t in distinct if not t.initial]
         if not full:
             return set()
-        units = [_keys(t) for t in full]
-        units += [_deletes(names.make_tok(x.text + y.text).skel) for x, y in itertools.pairwise(full)]
-        if len(full) > 1:
-            units.append(_deletes(names.make_tok("".join(t.text for t in full)).skel))
-        idx = self._index
-        hits = [set().union(*(idx.get(k, ()) for k in keys)) for keys in units]
-        if len(full) == 1:
-            return hits[0]
-        # a name found through a joined unit, or through two different tokens of the query
-        out: set[int] = set().union(*hits[len(full) :])
-        singles = hits[: len(full)]
-        for i in range(len(singles)):
-            for j in range(i + 1, len(singles)):
-                out |= singles[i] & singles[j]
+        if len(distinct) == 1:
+            keys = _keys(full[0])
+            whole = self._whole.get(keys)
+            out = self._singles(keys)
+            if whole:
+                out.update((np.unique(np.concatenate(whole)) >> _POS).tolist())
+            return out
+        joined = [self._joined(x, y) for x, y in itertools.pairwise(full)]
+        n, size = len(full), len(self._names)
+        # which listed token slots the query covers, and which query tokens find each name: a
+        # token like it, two adjacent tokens written as it, or it and its neighbour written as
+        # one word like a listed token
+        listed = np.zeros((_SLOTS, size), dtype=bool)
+        query = np.zeros(size, dtype=np.int16)
+        by_pair = np.zeros(size, dtype=bool)  # a query token like two listed tokens joined
+        for i, t in enumerate(full):
+            keys = _keys(t)
+            as_pair = self._pairs.get(keys)
+            found = self._tokens.get(keys) + as_pair
+            names_found = [c >> _POS for c in found]
+            for codes in as_pair:
+                by_pair[codes >> _POS] = True
+            if i > 0:
+                names_found += [c >> _POS for c in joined[i - 1]]
+            if i < len(joined):
+                names_found += [c >> _POS for c in joined[i]]
+            if found:
+                codes = np.concatenate(found)
+                listed[codes & (_SLOTS - 1), codes >> _POS] = True
+            if names_found:
+                seen = np.zeros(size, dtype=bool)
+                seen[np.concatenate(names_found)] = True
+                query += seen
+        # by the query's own tokens: when it is the shorter name, its tokens take distinct
+        # listed tokens (two query tokens that both look like one listed "Andrei" are not two)
+        own = listed.sum(axis=0, dtype=np.int8)
+        by_joined = np.zeros(size, dtype=bool)
+        for codes in itertools.chain.from_iterable(joined):
+            listed[codes & (_SLOTS - 1), codes >> _POS] = True
+            by_joined[codes >> _POS] = True
+        covered = listed.sum(axis=0, dtype=np.int8) if by_joined.any() else own
+        query_side = (query >= n) & ((own >= np.minimum(self._need, n)) | by_joined)
+        # the query's initials must find a token with their letter
+        for t in distinct:
+            if t.initial:
+                query_side &= self._letters.get(t.text, False)
+        # and when the listed name is the shorter, its tokens take distinct query tokens (or
+        # two of them one query token written as one word)
+        listed_side = (covered >= self._need) & ((query >= np.minimum(self._need, n)) | by_pair)
+        ok = self._multi & (covered > 0) & (listed_side | query_side)
+        out = set(np.flatnonzero(ok).tolist())
+        # one-word listings: only against the query written as one word, either order
+        for seq in (full, full[::-1]):
+            out |= self._singles(_deletes(_key("".join(t.text for t in seq))))
         return out
 
     def screen(self, name: str, dob: date | None = None, threshold: float = 88) -> list[Match]:
@@ -219,6 +383,9 @@ class Screener:
         return sorted(out, key=lambda m: (-m.score, m.entry.entry_id))
 
 
+PAYOUT_MEMORY = timedelta(days=60)  # a payout's statuses arrive within this
+
+
 class SanctionsParams(P):
     min_score: float = Field(default=88, ge=0, le=100)
 
@@ -231,14 +398,31 @@ def _party(op: BalanceOperation) -> str:
 @register
 class SanctionsScreening(Rule):
     """Screens the account holder's name when the account is first seen and when its name or date
-    of birth changes, and the payer (deposit) or beneficiary (withdrawal) name of every approved
-    PSP operation that names one. Repeated payments by the same listed payer fall in the rule's
-    cool-down per (account, entry, party)."""
+    of birth changes, the payer name of every approved PSP deposit that names one, and the
+    beneficiary name of every PSP payout when it is first seen (pending: before the money
+    leaves; else approved), once per payout. Repeated payments by the same listed payer fall in
+    the rule's cool-down per (account, entry, party)."""
 
     rule_id = "sanctions_screening"
     category = "aml"
     Params = SanctionsParams
     p: SanctionsParams
+
+    def __init__(self, params: SanctionsParams, ctx: Context) -> None:
+        super().__init__(params, ctx)
+        # payouts already screened (op key -> event time), forgotten after PAYOUT_MEMORY
+        self.payouts: ChunkedDict[str, datetime] = ChunkedDict(4096)
+        self._prune_at = 2 * 4096
+
+    def _first_payout(self, op: BalanceOperation) -> bool:
+        if op.op_key in self.payouts:
+            return False
+        self.payouts[op.op_key] = op.time
+        if len(self.payouts) >= self._prune_at:
+            horizon = op.time - PAYOUT_MEMORY
+            self.payouts = self.payouts.filtered(lambda _, t: t >= horizon)
+            self._prune_at = max(2 * 4096, 2 * len(self.payouts))
+        return True
 
     def on_account(self, account: Account, previous: Account | None) -> list[Hit]:
         screener = self.ctx.screener
@@ -258,7 +442,12 @@ class SanctionsScreening(Rule):
 
     def on_op(self, op: BalanceOperation, account: str) -> list[Hit]:
         screener = self.ctx.screener
-        if screener is None or not op.payer_name or not psp_approved(op):
+        if screener is None or not op.payer_name or op.platform != "psp":
+            return []
+        if op.kind == "withdrawal":
+            if op.status not in ("pending", "approved") or not self._first_payout(op):
+                return []
+        elif not psp_approved(op):
             return []
         acc = self.ctx.accounts.get(account)
         if acc is not None and acc.name and names.normalise(acc.name) == names.normalise(op.payer_name):
@@ -277,24 +466,33 @@ class SanctionsScreening(Rule):
         self, m: Match, party: str, name: str, subject: str, tenant: str, evidence: list[str],
         t: datetime, cooldown_key: str = "",
     ) -> Hit:
-        return Hit(
-            subject,
-            tenant,
-            f"{party} '{name}' matches {m.entry.source} entry {m.entry.entry_id} "
-            f"'{m.listed_name}' (score {m.score:.0f} >= {self.p.min_score:.0f}"
-            f"{', date of birth matches' if m.dob_match else ''})",
-            {
-                "party": party,
-                "account_name" if party == "account holder" else "party_name": name,
-                "entry": m.entry.entry_id,
-                "list": m.entry.source,
-                "listed_name": m.listed_name,
-                "program": m.entry.program,
-                "score": round(m.score, 1),
-                "min_score": self.p.min_score,
-                "dob_match": m.dob_match,
-            },
-            evidence,
-            t,
-            cooldown_key=cooldown_key,
-        )
+        return sanctions_hit(m, party, name, subject, tenant, evidence, t, self.p.min_score,
+                             cooldown_key)
+
+
+def sanctions_hit(
+    m: Match, party: str, name: str, subject: str, tenant: str, evidence: list[str], t: datetime,
+    min_score: float, cooldown_key: str = "",
+) -> Hit:
+    """The hit of a screen (live, by the rule, or by `brokerstream sanctions rescreen`)."""
+    return Hit(
+        subject,
+        tenant,
+        f"{party} '{name}' matches {m.entry.source} entry {m.entry.entry_id} "
+        f"'{m.listed_name}' (score {m.score:.0f} >= {min_score:.0f}"
+        f"{', date of birth matches' if m.dob_match else ''})",
+        {
+            "party": party,
+            "account_name" if party == "account holder" else "party_name": name,
+            "entry": m.entry.entry_id,
+            "list": m.entry.source,
+            "listed_name": m.listed_name,
+            "program": m.entry.program,
+            "score": round(m.score, 1),
+            "min_score": min_score,
+            "dob_match": m.dob_match,
+        },
+        evidence,
+        t,
+        cooldown_key=cooldown_key,
+    )

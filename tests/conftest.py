@@ -31,6 +31,9 @@ TEST_CONFIG = {
         ]},
     ],
     "pipeline": {"batch_rows": 5000, "epoch_s": 0.5},
+    # no reference data unless a test names it (the simulator's, explicitly): not the packaged
+    # geo-IP, not lists a developer installed under their brokerstream home
+    "rules": {"geoip": "none", "sanctions": {"installed": False}},
 }
 
 

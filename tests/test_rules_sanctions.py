@@ -128,3 +128,21 @@ def test_issue_repros() -> None:
     assert ids("Guangming Chen") == ["EU-4"]
     assert ids("Suharto") == ["EU-5"] and ids("FNU Suharto") == ["EU-5"]  # a one-word listing
     assert ids("Budi Suharto") == []  # ... is not hit by everyone with that surname
+
+
+def test_payout_beneficiary_screened_before_the_money_leaves(screener: Screener) -> None:
+    from tests.test_rules_builders import psp
+
+    eng = engine("sanctions_screening", screener=screener, cooldown_hours=0)
+    pending = psp(-300, at(1), payer="Dmitar VORANKO", status="pending", key="psp:praxis:WD-1")
+    approved = pending.model_copy(update={"status": "approved", "time": at(2), "version": 2})
+    deposit = psp(500, at(3), payer="Samir Fawwaz AL-QADIRAH", status="pending", key="psp:praxis:D-1")
+    alerts = feed(eng, [account(name="Peter Novak"), pending, approved, deposit])
+    # the payout once, when first seen pending; a deposit only once approved
+    assert [(a.facts["party"], a.facts["entry"], a.event_time) for a in alerts] == [
+        ("beneficiary", "90001", at(1))]
+    later = feed(eng, [deposit.model_copy(update={"status": "approved", "time": at(4), "version": 2})])
+    assert [(a.facts["party"], a.facts["entry"]) for a in later] == [("payer", "90002")]
+    # a payout first seen approved is screened then
+    direct = psp(-200, at(5), payer="Dmitar Voranko", key="psp:praxis:WD-2")
+    assert [a.facts["party"] for a in feed(eng, [direct])] == ["beneficiary"]

@@ -21,7 +21,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from risk_rules.settings import RulesSettings
+from risk_rules.settings import GEOIP_AUTO, RulesSettings
 
 # package data (a wheel install has it too); the files are plain files in site-packages
 DATA = Path(str(resources.files("devtools.simulator").joinpath("data")))
@@ -222,9 +222,11 @@ def with_simulated_reference(rules: RulesSettings) -> RulesSettings:
     """`rules` with the simulator's synthetic geo-IP plan and sanctions lists wherever it names
     none: the simulated world's addresses and sanctioned names are only found in these."""
     sanctions = rules.sanctions
-    if sanctions.ofac_sdn is None and sanctions.eu is None:
+    if not sanctions.named:
         sanctions = sanctions.model_copy(update={"ofac_sdn": str(SDN_FILE), "ofac_alt": str(ALT_FILE)})
-    return rules.model_copy(update={"geoip": rules.geoip or str(GEOIP_FILE), "sanctions": sanctions})
+    named_geoip = rules.geoip not in (None, GEOIP_AUTO)  # a file or a source chosen on purpose
+    return rules.model_copy(update={"geoip": rules.geoip if named_geoip else str(GEOIP_FILE),
+                                    "sanctions": sanctions})
 
 
 def simulated_rules_section() -> dict[str, object]:

@@ -126,7 +126,7 @@ class ImpossibleTravel(Rule):
         if login.kind != "login" or not login.ip or geo is None:
             return []
         point = geo(login.ip)
-        if point is None or (self.p.ignore_hosting and point.kind == "hosting"):
+        if point is None or not point.located or (self.p.ignore_hosting and point.kind == "hosting"):
             return []
         prev = self.last.get(account)
         self.last[account] = (login.time, point, login.login_key, login.ip)

@@ -279,32 +279,38 @@ class Cashier:
                               if txn.psp.name == "coinspaid" else
                               ("missing_on_platform", "amount_mismatch", "duplicate_credit",
                                "missing_at_psp"))
+        # An injected break changes what the platform books, never the simulated world: the
+        # client's modelled balance moves as if booked right, so everything after is the same.
         if inject == "missing_on_platform":  # the cashier never books it
-            txn.booked = 0.0
+            txn.acc.balance = round(txn.acc.balance + txn.amount, 2)
             self._truth(inject, tenant, txn.op_key, txn.op_key, "")
             return
         amount = txn.amount
         if inject == "amount_mismatch":  # booked off by some cents or units
             amount = round(amount + self.recon_rng.choice((-1, 1)) * self.recon_rng.choice(
                 (0.01, 0.1, 1.0, 5.0)), 2)
-            txn.booked = amount
         eid = self.platform_balance(txn.acc, amount, comment, case=txn.case)
         if txn.recon == "currency_mismatch":
             self._truth("currency_mismatch", tenant, txn.op_key, txn.op_key, eid)
         elif inject == "amount_mismatch":
+            txn.acc.balance = round(txn.acc.balance - amount + txn.amount, 2)
             self._truth(inject, tenant, txn.op_key, txn.op_key, eid)
         elif inject == "duplicate_credit":  # booked twice
-            second = self.platform_balance(txn.acc, amount, comment, case=txn.case)
+            second = self._book_extra(txn, amount, comment)
             self._truth(inject, tenant, txn.op_key, txn.op_key, second)
         elif inject == "missing_at_psp":  # and a booking naming a payment the provider never had
             fake = f"{self.recon_rng.randint(1_000_000, 9_999_999)}"
-            ghost = self.platform_balance(txn.acc, amount, f"Deposit {txn.psp.name} X{fake}",
-                                          case=txn.case)
+            ghost = self._book_extra(txn, amount, f"Deposit {txn.psp.name} X{fake}")
             self._truth(inject, tenant, ghost, "", ghost)
 
+    def _book_extra(self, txn: Txn, amount: float, comment: str) -> str:
+        """A platform booking the simulated world does not know of (an injected break)."""
+        eid = self.platform_balance(txn.acc, amount, comment, case=txn.case)
+        txn.acc.balance = round(txn.acc.balance - amount, 2)
+        return eid
+
     def _credit_declined(self, txn: Txn) -> None:
-        eid = self.platform_balance(txn.acc, txn.amount,
-                                    f"Deposit {txn.psp.name} {self.reference(txn)}", case=txn.case)
+        eid = self._book_extra(txn, txn.amount, f"Deposit {txn.psp.name} {self.reference(txn)}")
         self._truth("status_mismatch", txn.acc.server.tenant, txn.op_key, txn.op_key, eid)
 
     def _credit_wire(self, arg: tuple[Account, float, str, Case | None]) -> None:
@@ -315,8 +321,10 @@ class Cashier:
         """A chargeback or refund of a deposit: the provider's notice, then the broker's debit."""
         txn, status = arg
         sim = self.sim
+        injected = txn.recon == "reversal_not_booked"  # a refund the simulated world never had
         if status == "refunded" and txn.psp.name == "praxis":
-            txn.ids["refund_tid"] = str(int(txn.ids["tid"]) + sim.rng.randint(1_000, 90_000))
+            draw = self.recon_rng if injected else sim.rng
+            txn.ids["refund_tid"] = str(int(txn.ids["tid"]) + draw.randint(1_000, 90_000))
         if status == "refunded" and txn.psp.name not in ("praxis", "nuvei", "stripe", "skrill"):
             return
         if status == "refunded" and txn.psp.name == "skrill":
@@ -333,13 +341,21 @@ class Cashier:
             reversal = f"psp:praxis:{txn.ids['refund_tid']}"
         else:
             reversal = f"psp:{txn.psp.name}:{txn.txn_id}:refund"
-        if txn.psp.name != "nuvei" and (txn.recon == "reversal_not_booked"
-                                        or self._inject(("reversal_not_booked",), 3.0)):
+        if injected:
             self._truth("reversal_not_booked", txn.acc.server.tenant, reversal, reversal, "")
-            sim.rng.randint(10 * MINUTE, 20 * HOUR)  # the world's draws as if it were booked
+            return
+        if txn.psp.name != "nuvei" and self._inject(("reversal_not_booked",), 3.0):
+            self._truth("reversal_not_booked", txn.acc.server.tenant, reversal, reversal, "")
+            # the world goes on as if it were booked, when it would have been
+            sim.at(sim.now + sim.rng.randint(10 * MINUTE, 20 * HOUR), self._unbooked,
+                   (txn.acc, -txn.amount))
             return
         sim.at(sim.now + sim.rng.randint(10 * MINUTE, 20 * HOUR), self._debit_reversal,
                (txn, -txn.amount, f"{word} {txn.psp.name} {ref}"))
+
+    def _unbooked(self, arg: tuple[Account, float]) -> None:
+        acc, amount = arg
+        acc.balance = round(acc.balance + amount, 2)
 
     def _debit_reversal(self, arg: tuple[Txn, float, str]) -> None:
         txn, amount, comment = arg

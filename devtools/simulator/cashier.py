@@ -259,8 +259,8 @@ class Cashier:
         sim.at(credit, self._credit, txn)
         if not chargeback_after and txn.instrument.kind == "card" and rng.random() < 0.004:
             refund_after = refund_after or rng.randint(2 * DAY, 12 * DAY)
-        if (not chargeback_after and not refund_after and txn.psp.name in ("praxis", "stripe")
-                and self._inject(("reversal_not_booked",))):
+        if (not chargeback_after and not refund_after and not txn.recon
+                and txn.psp.name in ("praxis", "stripe") and self._inject(("reversal_not_booked",))):
             # refunded within hours, and the cashier never debits the platform for it
             txn.recon = "reversal_not_booked"
             refund_after = self.recon_rng.randint(HOUR, 12 * HOUR)
@@ -275,10 +275,10 @@ class Cashier:
         comment = f"Deposit {txn.psp.name} {self.reference(txn)}"
         tenant = txn.acc.server.tenant
         # CoinsPaid reports the coin amount: no amount to compare with the platform's
-        inject = self._inject(("missing_on_platform", "duplicate_credit", "missing_at_psp")
-                              if txn.psp.name == "coinspaid" else
-                              ("missing_on_platform", "amount_mismatch", "duplicate_credit",
-                               "missing_at_psp"))
+        inject = "" if txn.recon else self._inject(
+            ("missing_on_platform", "duplicate_credit", "missing_at_psp")
+            if txn.psp.name == "coinspaid" else
+            ("missing_on_platform", "amount_mismatch", "duplicate_credit", "missing_at_psp"))
         # An injected break changes what the platform books, never the simulated world: the
         # client's modelled balance moves as if booked right, so everything after is the same.
         if inject == "missing_on_platform":  # the cashier never books it
@@ -351,15 +351,17 @@ class Cashier:
                    (txn.acc, -txn.amount))
             return
         sim.at(sim.now + sim.rng.randint(10 * MINUTE, 20 * HOUR), self._debit_reversal,
-               (txn, -txn.amount, f"{word} {txn.psp.name} {ref}"))
+               (txn, -txn.amount, f"{word} {txn.psp.name} {ref}", reversal))
 
     def _unbooked(self, arg: tuple[Account, float]) -> None:
         acc, amount = arg
         acc.balance = round(acc.balance + amount, 2)
 
-    def _debit_reversal(self, arg: tuple[Txn, float, str]) -> None:
-        txn, amount, comment = arg
+    def _debit_reversal(self, arg: tuple[Txn, float, str, str]) -> None:
+        txn, amount, comment, reversal = arg
         eid = self.platform_balance(txn.acc, amount, comment, case=txn.case)
+        if txn.recon == "currency_mismatch" and txn.psp.name != "nuvei":  # reversed in it too
+            self._truth("currency_mismatch", txn.acc.server.tenant, reversal, reversal, eid)
         if txn.psp.name == "nuvei":  # reversed on the platform, never reported by a DMN we read
             self._truth("missing_at_psp", txn.acc.server.tenant, eid, txn.op_key, eid,
                         injected=False)

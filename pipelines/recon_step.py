@@ -64,14 +64,16 @@ def recon_inputs(records: Iterable[Any]) -> list[tuple[str, list[ReconInput]]]:
     with the latest event time of its deals, balance operations and logins."""
     ops: dict[str, list[ReconInput]] = {}
     latest: dict[str, datetime] = {}
-    for r in records:
-        if isinstance(r, BalanceOperation):
+    for r in records:  # every record of the batch passes here: type identity, no isinstance
+        kind = type(r)
+        if kind is BalanceOperation:
             ops.setdefault(r.tenant, []).append(r)
-        elif not isinstance(r, Deal | Login):
+        elif kind is not Deal and kind is not Login:
             continue
-        t = latest.get(r.tenant)
-        if t is None or r.time > t:
-            latest[r.tenant] = r.time
+        tenant, time = r.tenant, r.time
+        t = latest.get(tenant)
+        if t is None or time > t:
+            latest[tenant] = time
     return [(tenant, [*ops.get(tenant, []), Tick(tenant, t)]) for tenant, t in latest.items()]
 
 

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from reconciliation.breaks import Break, BreakEvent, BreakKind
@@ -144,6 +145,23 @@ class _Want:
 
 def _klass(status: str) -> str:
     return "moved" if status in MOVED else "failed" if status in FAILED else "pending"
+
+
+def _unbooked_text(s: Side) -> str:
+    return f"{s.kind} {_money(s)} {s.status} at {s.provider}, nothing booked on the platform"
+
+
+def _unreported_text(s: Side, p: Side) -> str:
+    return (f"platform booked {_money(p)} against {s.kind} {s.op_key}, which {s.provider} "
+            f"reports {s.status} with no reversal")
+
+
+def _status_text(s: Side, b: Side, net: Decimal) -> str:
+    return f"booked {net} {b.currency} on the platform, {s.kind} {s.status} at {s.provider}"
+
+
+def _unknown_text(p: Side) -> str:
+    return f"platform booked {_money(p)} naming {p.provider} {p.ref}, which {p.provider} never reported"
 
 
 def _iso(currency: str) -> bool:
@@ -311,9 +329,10 @@ class Matcher:
         deadlines: list[int] = []
 
         def later(kind: BreakKind, anchor: Side, psp: Side | None, plat: Side | None, due: int,
-                  basis: int, detail: str) -> None:
+                  basis: int, detail: Callable[[], str]) -> None:
+            # the text is built only for a break: matching stays a few look-ups per event
             if now >= due:
-                want[f"{kind}:{anchor.op_key}"] = _Want(kind, psp, plat, basis, detail)
+                want[f"{kind}:{anchor.op_key}"] = _Want(kind, psp, plat, basis, detail())
             else:
                 deadlines.append(due)
 
@@ -326,8 +345,7 @@ class Matcher:
                     kind: BreakKind = "reversal_not_booked" if s.kind in REVERSALS \
                         else "missing_on_platform"
                     later(kind, s, s, None, s.basis_ms + tol, s.basis_ms,
-                          f"{s.kind} {_money(s)} {s.status} at {s.provider}, "
-                          "nothing booked on the platform")
+                          partial(_unbooked_text, s))
                 else:
                     p = booked[0]
                     basis = min(s.basis_ms, p.time_ms)
@@ -348,19 +366,16 @@ class Matcher:
                             f"difference {p.amount - s.amount}")
                 for p in returned:  # the platform reversed what the PSP says stands
                     later("missing_at_psp", p, s, p, p.time_ms + self._tolerance(p), p.time_ms,
-                          f"platform booked {_money(p)} against {s.kind} {s.op_key}, which "
-                          f"{s.provider} reports {s.status} with no reversal")
+                          partial(_unreported_text, s, p))
             elif klass == "failed" and booked:
                 net = sum((b.amount for b in booked + returned), Decimal(0))
                 if net:
                     later("status_mismatch", s, s, booked[0], s.basis_ms + tol,
                           min(s.basis_ms, booked[0].time_ms),
-                          f"booked {net} {booked[0].currency} on the platform, "
-                          f"{s.kind} {s.status} at {s.provider}")
+                          partial(_status_text, s, booked[0], net))
         for p in loose:
             later("missing_at_psp", p, None, p, p.time_ms + self._tolerance(p), p.time_ms,
-                  f"platform booked {_money(p)} naming {p.provider} {p.ref}, "
-                  f"which {p.provider} never reported")
+                  partial(_unknown_text, p))
         return want, deadlines
 
     def _evaluate(self, acct: str, book: AccountBook, group: Group, trigger: str,

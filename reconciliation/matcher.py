@@ -120,6 +120,10 @@ class Group:
 class AccountBook:
     groups: dict[str, Group] = field(default_factory=dict)
     alias: dict[str, str] = field(default_factory=dict)  # reference -> group id
+    # op_key -> when its settled group was forgotten: a later version of that deposit or payout
+    # (a chargeback months later) is not taken for a new, unbooked payment
+    settled: dict[str, int] = field(default_factory=dict)
+    prune_ms: int = 0  # when the oldest `settled` entry is due to go (0: none queued)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +187,7 @@ class Matcher:
         self.tol_debit = settings.withdrawal_tolerance_s * 1000
         self.alert_after = settings.alert_after_s * 1000
         self.keep = int(settings.keep_days * 86_400_000)
+        self.remember = int(settings.settled_days * 86_400_000)
         self.clock_ms = 0
         self.accounts: dict[str, AccountBook] = {}
         self.heap: list[tuple[int, int, str, str]] = []  # (due ms, seq, account, group)
@@ -213,6 +218,9 @@ class Matcher:
             if book is None:
                 book = self.accounts[acct] = AccountBook()
             self._dirty.add(acct)
+            if side.psp and side.op_key in book.settled:  # matched long ago, then forgotten
+                out.extend(self._due())
+                return out
             keys = psp_keys(op) if side.psp else [side.ref]
             group = self._group(book, keys, op, side)
             deleted = op.is_deleted or op.event == "delete"
@@ -284,6 +292,11 @@ class Matcher:
             book = self.accounts.get(acct)
             if book is None:
                 continue
+            if not gid:
+                if book.prune_ms == due:
+                    self._dirty.add(acct)
+                    self._prune(acct, book)
+                continue
             group = book.groups.get(gid)
             if group is None or group.due_ms != due:
                 continue  # gone, or a newer deadline replaced this one
@@ -291,6 +304,21 @@ class Matcher:
             self._dirty.add(acct)
             self._evaluate(acct, book, group, "", out)
         return out
+
+    def _prune(self, acct: str, book: AccountBook) -> None:
+        """Forget settled ids older than `settled_days`; drop the account when nothing is left."""
+        now = self.clock_ms
+        book.settled = {k: t for k, t in book.settled.items() if t + self.remember > now}
+        if book.settled:
+            due = min(book.settled.values()) + self.remember
+            if due != book.prune_ms:  # one queued entry per account
+                book.prune_ms = due
+                self._seq += 1
+                heapq.heappush(self.heap, (due, self._seq, acct, ""))
+            return
+        book.prune_ms = 0
+        if not book.groups:
+            del self.accounts[acct]
 
     def _schedule(self, acct: str, group: Group, due: int) -> None:
         if group.due_ms and group.due_ms <= due and group.due_ms > self.clock_ms:
@@ -411,8 +439,10 @@ class Matcher:
                 for k in group.keys:
                     if book.alias.get(k) == group.gid:
                         del book.alias[k]
-                if not book.groups:
-                    del self.accounts[acct]
+                for side in group.psp.values():
+                    if side.kind in ("deposit", "withdrawal") and _klass(side.status) != "pending":
+                        book.settled[side.op_key] = now
+                self._prune(acct, book)
                 return
             deadlines.append(group.last_ms + self.keep)
         if deadlines:

@@ -23,6 +23,9 @@ class ReconSettings(BaseModel):
         "an open break older than this (from its age basis) raises a `recon.break_aged` alert"))
     keep_days: float = Field(default=35.0, gt=0, description=(
         "a settled payment (no open break) is forgotten this long after its last operation"))
+    settled_days: float = Field(default=180.0, gt=0, description=(
+        "a forgotten payment's id is remembered this long, so a late update of it (a chargeback "
+        "months later) is not taken for a new payment missing on the platform"))
     providers: list[str] = Field(default_factory=lambda: [
         "skrill", "praxis", "coinspaid", "nuvei", "stripe"], min_length=1, description=(
         "provider names a platform comment may name ('Deposit praxis 1234567')"))

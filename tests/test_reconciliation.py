@@ -114,7 +114,9 @@ def test_a_deposit_matched_in_time_makes_no_break() -> None:
            plat(9001, "100.00", "Deposit praxis 111", 60))
     r.tick(11 * 86_400)
     assert r.out == []
-    assert r.m.accounts == {}, "a settled payment is forgotten after keep_days"
+    [book] = r.m.accounts.values()
+    assert book.groups == {} and book.alias == {}, "a settled payment is forgotten after keep_days"
+    assert list(book.settled) == ["psp:praxis:111"], "only its id is remembered"
 
 
 def test_the_merchant_reference_matches_too() -> None:
@@ -291,6 +293,31 @@ def test_a_break_stays_until_it_resolves_but_settled_payments_leave() -> None:
     assert groups == ["praxis|1001"], "the matched payment is forgotten, the broken one kept"
 
 
+def test_a_chargeback_after_the_deposit_was_forgotten() -> None:
+    """keep_days (10 here) after a matched deposit its group is forgotten, its id remembered
+    (`settled_days`): a chargeback 60 days later is not taken for an unbooked deposit."""
+    r = Run()
+    r.feed(psp("1201", "deposit", "700", "approved", 0), plat(9030, "700", "Deposit praxis 1201", 5))
+    r.tick(11 * 86_400)
+    assert [list(b.settled) for b in r.m.accounts.values()] == [["psp:praxis:1201"]]
+    day60 = 60 * 86_400
+    r.feed(psp("1201", "deposit", "700", "chargeback", day60),
+           psp("1201", "chargeback", "-700", "chargeback", day60, suffix=":chargeback"),
+           plat(9031, "-700", "Chargeback praxis 1201", day60 + 3600))
+    r.tick(day60 + 3 * WTOL)
+    assert r.out == []
+    day64 = 64 * 86_400
+    r.feed(psp("1202", "deposit", "50", "approved", day64), plat(9032, "50", "Deposit praxis 1202", day64))
+    r.tick(day64 + 19 * 86_400)
+    r.feed(psp("1202", "deposit", "50", "chargeback", day64 + 20 * 86_400),
+           psp("1202", "chargeback", "-50", "chargeback", day64 + 20 * 86_400, suffix=":chargeback"))
+    r.tick(day64 + 20 * 86_400 + WTOL)
+    assert r.events() == [("reversal_not_booked", "opened")], "only the unbooked reversal"
+    r.feed(plat(9033, "-50", "Chargeback praxis 1202", day64 + 21 * 86_400 + 60))
+    r.tick(400 * 86_400)
+    assert r.m.accounts == {}, "settled ids leave after settled_days"
+
+
 def test_a_restored_snapshot_continues_as_if_never_stopped() -> None:
     ops = [psp("1101", "deposit", "10", "approved", 0), plat(9024, "11", "Deposit praxis 1101", 5),
            psp("1102", "deposit", "30", "approved", 10), plat(9025, "30", "Deposit praxis 1199", 20),
@@ -327,7 +354,7 @@ pair = st.tuples(
 @given(st.lists(pair, min_size=1, max_size=25))
 def test_clean_pairs_in_any_order_within_the_tolerance_never_break(pairs: list[Any]) -> None:
     same = ReconSettings(enabled=True, tolerance_s=TOL, withdrawal_tolerance_s=TOL,
-                         alert_after_s=TOL, keep_days=1)
+                         alert_after_s=TOL, keep_days=1, settled_days=2)
     arrivals: list[tuple[float, int, BalanceOperation]] = []
     for i, (kind, cents, provider, t, d, late_psp, late_plat, login) in enumerate(pairs):
         amount = Decimal(cents).scaleb(-2) * (1 if kind == "deposit" else -1)
@@ -342,7 +369,7 @@ def test_clean_pairs_in_any_order_within_the_tolerance_never_break(pairs: list[A
         r.feed(o)
     r.tick(40 * 86_400)
     assert r.out == []
-    assert r.m.accounts == {}
+    assert r.m.accounts == {} and r.m.heap == [], "nothing left after keep_days + settled_days"
 
 
 # -- the dataflow on a simulated history, against the simulator's ground truth -------------------

@@ -441,7 +441,7 @@ class Matcher:
                         del book.alias[k]
                 for side in group.psp.values():
                     if side.kind in ("deposit", "withdrawal") and _klass(side.status) != "pending":
-                        book.settled[side.op_key] = now
+                        book.settled[side.op_key] = group.last_ms + self.keep
                 self._prune(acct, book)
                 return
             deadlines.append(group.last_ms + self.keep)

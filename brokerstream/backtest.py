@@ -4,7 +4,8 @@ The same dataflow runs twice over the same history, once with the rules in force
 configured file, or `--baseline-rules`) and once with the candidate, each into a scratch
 database of its own. The report says, per rule, how many alerts each version raises and which
 subjects only one of them alerts on: what a threshold change would do before it goes live.
-Exposure and commissions are switched off in these runs: they do not change alerts.
+Exposure, commissions and reconciliation are switched off in these runs: they do not change
+the rules' alerts.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def _alerts(settings: Settings, rules_file: str, database: str, paths: list[Path
         "clickhouse": settings.clickhouse.model_copy(update={"database": database}),
         "rules": settings.rules.model_copy(update={"file": rules_file}),
         "exposure": settings.exposure.model_copy(update={"enabled": False}),
+        "recon": settings.recon.model_copy(update={"enabled": False}),
         "commissions": [],
     })
     admin = Store(scratch.clickhouse_dsn(), "default")

@@ -480,6 +480,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(s)
     s.set_defaults(func=cmd_commissions)
 
+    # -- reconciliation (issue 16): `recon report` lives in brokerstream/recon_cli.py --
+    from brokerstream.recon_cli import add_recon_parser
+    add_recon_parser(sub, _add_config)
+    # -- end reconciliation --
+
     p = sub.add_parser("webhooks", help="the payment providers' webhook receiver",
                        description="Receive PSP webhooks at /webhooks/<provider> (skrill, praxis, "
                        "coinspaid, nuvei, stripe), check each provider's signature, and answer "

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from connectors.psp.settings import PspSettings
 from connectors.server_time import ServerClock, resolve_zone
+from reconciliation.settings import ReconSettings
 from risk_rules.exposure.settings import ExposureSettings
 from risk_rules.settings import RulesSettings
 from schemas.events import Platform
@@ -207,6 +208,9 @@ class Settings(Strict):
     exposure: ExposureSettings = ExposureSettings()
     rules: RulesSettings = RulesSettings()
     dashboard: DashboardConfig = DashboardConfig()
+    # -- reconciliation (issue 16, docs/reconciliation.md) --
+    recon: ReconSettings = ReconSettings()
+    # -- end reconciliation --
     # IB commission files, one per tenant (docs/commissions.md); relative to this file.
     commissions: list[str] = Field(default_factory=list)
     # deals older than this (event time) leave the commission state; a later correction of one

@@ -43,6 +43,7 @@ from pipelines.metrics import (
     EVENTS_IN,
     RECORDS_OUT,
 )
+from pipelines.recon_step import recon_rows
 from pipelines.rules_step import (
     AccountRulesStep,
     LinkedRulesStep,
@@ -334,6 +335,10 @@ def build_flow(
         streams.append(op.flat_map("commission_rows", produced, _commission_rows))
     if rules is not None:
         streams.append(_rule_alerts(outputs, rules, live))
+    # -- reconciliation (issue 16): PSP payments against platform balance operations --
+    if settings.recon.enabled:
+        streams.append(recon_rows(records, settings))
+    # -- end reconciliation --
     all_rows = op.merge("all_rows", *streams)
     sink = ClickHouseSink(store_factory, settings.pipeline.batch_rows, settings.pipeline.flush_s,
                           every_process_writes=not settings.clickhouse_dsn().startswith("chdb:"))

@@ -16,6 +16,7 @@ from pipelines.exposure_step import (
     EXPOSURE_COLUMNS,
     POSITION_COLUMNS,
 )
+from reconciliation.breaks import BREAK_COLUMNS
 from schemas.events import Account, BalanceOperation, DeadLetter, Deal, Login, Quote
 
 # Account updates are not stored as such: the dataflow merges them into `Account` rows.
@@ -40,6 +41,8 @@ COLUMNS_BY_TABLE["exposure_history"] = EXPOSURE_COLUMNS
 COLUMNS_BY_TABLE["currency_exposure_store"] = CURRENCY_COLUMNS
 COLUMNS_BY_TABLE["alerts_store"] = ALERT_COLUMNS
 COLUMNS_BY_TABLE["correction_issues_store"] = CORRECTION_ISSUE_COLUMNS
+# -- reconciliation (issue 16): rows the recon step builds (pipelines/recon_step.py) --
+COLUMNS_BY_TABLE["reconciliation_breaks_store"] = BREAK_COLUMNS
 
 # Pydantic records keep their values in __dict__; the commission rows are slotted dataclasses.
 _GETTERS: dict[type, tuple[str, Any]] = {

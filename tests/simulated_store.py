@@ -9,7 +9,9 @@ page's tests).
 Kept small so that it takes seconds (~15 s): 300 accounts, 45,000 events spread over about 20
 simulated days (so that chargebacks, which come days after the deposit, and two months of IB
 payouts exist), suspicious cases injected 30 times more often than in real life (so that AML
-and fraud alerts exist), and exposure limits set low (so that limit breaches exist).
+and fraud alerts exist), exposure limits set low (so that limit breaches exist), and
+reconciliation on with breaks injected into 5 % of payments (so that the finance dashboard's
+break and match-rate panels have something to show).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ ACCOUNTS = 300
 EVENTS = 45_000
 DAYS = 20.0
 TYPOLOGY_RATE = 30.0
+RECON_BREAKS = 0.05
 
 # The example configuration's tenants (MT4, MT5 and cTrader; USD and EUR), no `psp` section
 # (the simulator brings its own merchant accounts), and exposure limits low enough for a
@@ -56,6 +59,7 @@ BASE_CONFIG: dict[str, Any] = {
     "fx_fixing": {"EUR": "1.0850", "GBP": "1.2650", "JPY": "0.0066", "CHF": "1.1300",
                   "AUD": "0.6550"},
     "pipeline": {"batch_rows": 20_000, "epoch_s": 5.0},
+    "recon": {"enabled": True},
 }
 
 
@@ -69,7 +73,7 @@ def simulated_settings(chdb_dir: Path, database: str) -> Settings:
 
 def _brokerage(settings: Settings) -> Brokerage:
     return Brokerage(settings, SEED, accounts=ACCOUNTS, events=EVENTS, days=DAYS,
-                     typology_rate=TYPOLOGY_RATE)
+                     typology_rate=TYPOLOGY_RATE, recon_breaks=RECON_BREAKS)
 
 
 def fill_simulated_store(settings: Settings, tmp_path: Path) -> None:

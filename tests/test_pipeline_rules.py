@@ -34,7 +34,8 @@ from tests.conftest import EXAMPLE_CONFIG
 RULE_ALERTS = ("SELECT alert_id, rule_id, rule_version, category, severity, tenant, subject, summary, "
                "facts, evidence, event_time, detected_at, mode FROM alerts "
                "WHERE rule_id NOT LIKE 'limit.%' AND rule_id NOT LIKE 'margin.%' "
-               "AND rule_id NOT LIKE 'correction.%' ORDER BY alert_id")  # the exposure step's alerts
+               "AND rule_id NOT LIKE 'correction.%' AND rule_id NOT LIKE 'recon.%' "
+               "ORDER BY alert_id")  # the exposure step's and the reconciliation's alerts
 
 
 @pytest.fixture(scope="module")

@@ -130,6 +130,7 @@ class Brokerage:
         events: int | None = None,
         quote_share: float = DEFAULT_QUOTE_SHARE,
         typology_rate: float = 1.0,
+        recon_breaks: float = 0.0,
     ) -> None:
         """`settings_or_servers`: the engine Settings, or {tenant: [ServerConfig | dict]}, or
         (tenant, server) pairs. `accounts`: trading accounts in the world. `events` and `days`
@@ -137,7 +138,9 @@ class Brokerage:
         messages span about `days`; with `events` only, clients keep their natural pace and the
         span follows; without `events` the first call that asks for n events plans with n.
         `quote_share`: the share of the traffic that is price ticks (0..0.9).
-        `typology_rate`: multiplies how often suspicious cases are injected."""
+        `typology_rate`: multiplies how often suspicious cases are injected.
+        `recon_breaks`: the chance that a payment's booking is given a reconciliation break
+        (0: none; see cashier.py and `recon_truth`)."""
         tenants = _tenants_of(settings_or_servers)
         if not tenants or not any(servers for _, servers in tenants):
             raise ValueError("the simulated brokerage needs at least one tenant with a server")
@@ -166,6 +169,7 @@ class Brokerage:
         self.servers = self.world.servers
         self.trading = Trading(self)
         self.cashier = Cashier(self)
+        self.cashier.recon_rate = recon_breaks
         self.logins = Logins(self)
         self.lifecycle = Lifecycle(self)
         self.typologies = Typologies(self)
@@ -601,6 +605,12 @@ class Brokerage:
     def truth(self) -> list[dict[str, Any]]:
         """The injected cases seen so far (events not yet handed out are left out)."""
         return self.typologies.truth(self.yielded)
+
+    def recon_truth(self, every: bool = False) -> list[dict[str, Any]]:
+        """The reconciliation breaks the simulation made (injected, and the natural ones: Nuvei
+        reversals), each {kind, break_id, tenant, psp_op_key, platform_op_key, basis, injected};
+        those whose events have not been handed out yet are left out unless `every`."""
+        return [t for i, t in self.cashier.recon_truth if every or i < self.yielded]
 
     def write_files(self, out: Path, truth: Path, n: int,
                     progress: Callable[[int], None] | None = None) -> Stats:

@@ -8,10 +8,25 @@ back later. Withdrawal: the back office approves the client's request after hour
 platform balance, then pays out through the provider (pending -> approved). Bank wires go
 straight to the platform (no provider notification). Now and then a provider notification is
 published twice (the receiver restarted and forgot it had acknowledged it).
+
+The platform comment says what a cashier integration writes there, within MT4/MT5's 31
+characters: the word, the provider and the payment's reference - the provider's transaction id
+where it fits (Praxis tid, CoinsPaid id, Nuvei PPP_TransactionID), else the broker's own order
+reference that the provider echoes back (Skrill transaction_id, Stripe description; every
+withdrawal: the platform is debited before the payout exists at the provider). The
+reconciliation matches on it (docs/reconciliation.md).
+
+Reconciliation breaks (`recon_breaks` > 0, off by default so nothing else changes): the
+cashier now and then skips, doubles or mis-books a platform booking, books a payment the
+provider never reported, credits a declined deposit, leaves a refund/chargeback unbooked or has
+the provider report another currency - each recorded with its ground truth (`recon_truth`).
+Nuvei refunds and chargebacks are booked on the platform without a notification the engine
+reads (their DMNs are refused, see docs/payments.md): a real break, recorded as natural truth.
 """
 
 from __future__ import annotations
 
+import random
 from typing import TYPE_CHECKING
 
 from connectors.ctrader_proto import openapi_subset_pb2 as pb
@@ -32,6 +47,7 @@ if TYPE_CHECKING:
     from devtools.simulator.typologies import Case
 
 MINUTE = 60_000
+RECON_SEED = 16_016  # the break injector's own random stream: the world's draws stay the same
 HOUR = 3_600_000
 DAY = 86_400_000
 
@@ -48,6 +64,34 @@ class Cashier:
         self.deposits = 0
         self.withdrawals = 0
         self.webhooks = 0
+        self.recon_rate = 0.0  # set by the brokerage (`recon_breaks`)
+        self.recon_rng = random.Random(sim.seed * 1_000_003 + RECON_SEED)
+        # ground truth of reconciliation breaks: (emit index, record)
+        self.recon_truth: list[tuple[int, dict[str, object]]] = []
+
+    # -- reconciliation ground truth --------------------------------------------------------------
+
+    def _inject(self, kinds: tuple[str, ...], weight: float = 1.0) -> str:
+        """A break kind to inject at this point (chance `recon_rate` x `weight`), or ''."""
+        if self.recon_rate <= 0 or self.recon_rng.random() >= self.recon_rate * weight:
+            return ""
+        return self.recon_rng.choice(kinds)
+
+    def _truth(self, kind: str, tenant: str, anchor: str, psp_op_key: str, platform_op_key: str,
+               injected: bool = True) -> None:
+        """One expected break, stamped with the emission index of the event that makes it."""
+        self.recon_truth.append((self.sim.emitted - 1, {
+            "kind": kind, "break_id": f"{kind}:{anchor}", "tenant": tenant,
+            "psp_op_key": psp_op_key, "platform_op_key": platform_op_key,
+            "basis": emit.iso(self.sim.now), "injected": injected,
+        }))
+
+    @staticmethod
+    def reference(txn: Txn) -> str:
+        """What the cashier writes after the provider's name in the platform comment."""
+        if txn.kind == "deposit" and txn.psp.name in ("praxis", "coinspaid", "nuvei"):
+            return txn.txn_id
+        return txn.ref.rsplit(":", 1)[-1]
 
     # -- choosing how to pay --------------------------------------------------------------------
 
@@ -176,6 +220,9 @@ class Cashier:
         txn.case = case
         if psp.name == "coinspaid":
             txn.coin_amount = self.coin_amount(instrument.coin or "USDT", amount, acc.server.currency)
+        elif self._inject(("currency_mismatch",), 0.3):  # the provider settles in another currency
+            txn.currency = "GBP" if txn.currency != "GBP" else "CHF"
+            txn.recon = "currency_mismatch"
         kind = instrument.kind
         if not outcome:
             fail = {"card": 0.08, "ewallet": 0.03, "crypto": 0.01}.get(kind, 0.04)
@@ -202,6 +249,9 @@ class Cashier:
         txn.status = outcome
         self.send((txn, outcome, ""))
         if outcome != "approved":
+            # credited although the provider declined (declines are few: a higher chance)
+            if self._inject(("status_mismatch",), 3.0):
+                sim.at(sim.now + self.recon_rng.randint(2_000, 90_000), self._credit_declined, txn)
             return
         if txn.psp.name == "stripe":  # the charge follows the payment intent
             sim.at(sim.now + rng.randint(50, 2_000), self.send, (txn, "approved", "charge.succeeded"))
@@ -209,16 +259,59 @@ class Cashier:
         sim.at(credit, self._credit, txn)
         if not chargeback_after and txn.instrument.kind == "card" and rng.random() < 0.004:
             refund_after = refund_after or rng.randint(2 * DAY, 12 * DAY)
+        if (not chargeback_after and not refund_after and not txn.recon
+                and txn.psp.name in ("praxis", "stripe") and self._inject(("reversal_not_booked",))):
+            # refunded within hours, and the cashier never debits the platform for it
+            txn.recon = "reversal_not_booked"
+            refund_after = self.recon_rng.randint(HOUR, 12 * HOUR)
         if chargeback_after:
             sim.at(sim.now + chargeback_after, self._reverse, (txn, "chargeback"))
         elif refund_after:
             sim.at(sim.now + refund_after, self._reverse, (txn, "refunded"))
 
     def _credit(self, txn: Txn) -> None:
-        short = txn.ref.rsplit(":", 1)[-1]
         txn.credited_ms = self.sim.now
         txn.booked = txn.amount
-        self.platform_balance(txn.acc, txn.amount, f"Deposit {txn.psp.name} {short}", case=txn.case)
+        comment = f"Deposit {txn.psp.name} {self.reference(txn)}"
+        tenant = txn.acc.server.tenant
+        # CoinsPaid reports the coin amount: no amount to compare with the platform's
+        inject = "" if txn.recon else self._inject(
+            ("missing_on_platform", "duplicate_credit", "missing_at_psp")
+            if txn.psp.name == "coinspaid" else
+            ("missing_on_platform", "amount_mismatch", "duplicate_credit", "missing_at_psp"))
+        # An injected break changes what the platform books, never the simulated world: the
+        # client's modelled balance moves as if booked right, so everything after is the same.
+        if inject == "missing_on_platform":  # the cashier never books it
+            txn.acc.balance = round(txn.acc.balance + txn.amount, 2)
+            self._truth(inject, tenant, txn.op_key, txn.op_key, "")
+            return
+        amount = txn.amount
+        if inject == "amount_mismatch":  # booked off by some cents or units
+            amount = round(amount + self.recon_rng.choice((-1, 1)) * self.recon_rng.choice(
+                (0.01, 0.1, 1.0, 5.0)), 2)
+        eid = self.platform_balance(txn.acc, amount, comment, case=txn.case)
+        if txn.recon == "currency_mismatch":
+            self._truth("currency_mismatch", tenant, txn.op_key, txn.op_key, eid)
+        elif inject == "amount_mismatch":
+            txn.acc.balance = round(txn.acc.balance - amount + txn.amount, 2)
+            self._truth(inject, tenant, txn.op_key, txn.op_key, eid)
+        elif inject == "duplicate_credit":  # booked twice
+            second = self._book_extra(txn, amount, comment)
+            self._truth(inject, tenant, txn.op_key, txn.op_key, second)
+        elif inject == "missing_at_psp":  # and a booking naming a payment the provider never had
+            fake = f"{self.recon_rng.randint(1_000_000, 9_999_999)}"
+            ghost = self._book_extra(txn, amount, f"Deposit {txn.psp.name} X{fake}")
+            self._truth(inject, tenant, ghost, "", ghost)
+
+    def _book_extra(self, txn: Txn, amount: float, comment: str) -> str:
+        """A platform booking the simulated world does not know of (an injected break)."""
+        eid = self.platform_balance(txn.acc, amount, comment, case=txn.case)
+        txn.acc.balance = round(txn.acc.balance - amount, 2)
+        return eid
+
+    def _credit_declined(self, txn: Txn) -> None:
+        eid = self._book_extra(txn, txn.amount, f"Deposit {txn.psp.name} {self.reference(txn)}")
+        self._truth("status_mismatch", txn.acc.server.tenant, txn.op_key, txn.op_key, eid)
 
     def _credit_wire(self, arg: tuple[Account, float, str, Case | None]) -> None:
         acc, amount, ref, case = arg
@@ -228,18 +321,50 @@ class Cashier:
         """A chargeback or refund of a deposit: the provider's notice, then the broker's debit."""
         txn, status = arg
         sim = self.sim
+        injected = txn.recon == "reversal_not_booked"  # a refund the simulated world never had
         if status == "refunded" and txn.psp.name == "praxis":
-            txn.ids["refund_tid"] = str(int(txn.ids["tid"]) + sim.rng.randint(1_000, 90_000))
+            draw = self.recon_rng if injected else sim.rng
+            txn.ids["refund_tid"] = str(int(txn.ids["tid"]) + draw.randint(1_000, 90_000))
         if status == "refunded" and txn.psp.name not in ("praxis", "nuvei", "stripe", "skrill"):
             return
         if status == "refunded" and txn.psp.name == "skrill":
             return  # Skrill wallet payments are not refunded through status_url
         if txn.psp.name != "nuvei":  # Nuvei's Credit/Chargeback DMNs name the payment only
             self.send((txn, status, ""))  # outside the checksum: the broker confirms them at Nuvei
-        short = txn.ref.rsplit(":", 1)[-1]
         word = "Chargeback" if status == "chargeback" else "Refund"
-        sim.at(sim.now + sim.rng.randint(10 * MINUTE, 20 * HOUR), self._debit,
-               (txn.acc, -txn.amount, f"{word} {txn.psp.name} {short}", txn.case))
+        ref = self.reference(txn)
+        if txn.psp.name == "praxis":  # the refund is a Praxis transaction of its own
+            ref = txn.ids["refund_tid"] if status == "refunded" else txn.txn_id
+        if status == "chargeback":
+            reversal = f"psp:{txn.psp.name}:{txn.txn_id}:chargeback"
+        elif txn.psp.name == "praxis":
+            reversal = f"psp:praxis:{txn.ids['refund_tid']}"
+        else:
+            reversal = f"psp:{txn.psp.name}:{txn.txn_id}:refund"
+        if injected:
+            self._truth("reversal_not_booked", txn.acc.server.tenant, reversal, reversal, "")
+            return
+        if txn.psp.name != "nuvei" and self._inject(("reversal_not_booked",), 3.0):
+            self._truth("reversal_not_booked", txn.acc.server.tenant, reversal, reversal, "")
+            # the world goes on as if it were booked, when it would have been
+            sim.at(sim.now + sim.rng.randint(10 * MINUTE, 20 * HOUR), self._unbooked,
+                   (txn.acc, -txn.amount))
+            return
+        sim.at(sim.now + sim.rng.randint(10 * MINUTE, 20 * HOUR), self._debit_reversal,
+               (txn, -txn.amount, f"{word} {txn.psp.name} {ref}", reversal))
+
+    def _unbooked(self, arg: tuple[Account, float]) -> None:
+        acc, amount = arg
+        acc.balance = round(acc.balance + amount, 2)
+
+    def _debit_reversal(self, arg: tuple[Txn, float, str, str]) -> None:
+        txn, amount, comment, reversal = arg
+        eid = self.platform_balance(txn.acc, amount, comment, case=txn.case)
+        if txn.recon == "currency_mismatch" and txn.psp.name != "nuvei":  # reversed in it too
+            self._truth("currency_mismatch", txn.acc.server.tenant, reversal, reversal, eid)
+        if txn.psp.name == "nuvei":  # reversed on the platform, never reported by a DMN we read
+            self._truth("missing_at_psp", txn.acc.server.tenant, eid, txn.op_key, eid,
+                        injected=False)
 
     def _debit(self, arg: tuple[Account, float, str, Case | None]) -> None:
         acc, amount, comment, case = arg
@@ -303,7 +428,7 @@ class Cashier:
         if outcome != "approved":  # the payout failed: the broker gives the money back
             short = txn.ref.rsplit(":", 1)[-1]
             self.sim.at(self.sim.now + self.sim.rng.randint(10 * MINUTE, 6 * HOUR), self._debit,
-                        (txn.acc, txn.amount, f"Withdrawal returned {short}", txn.case))
+                        (txn.acc, txn.amount, f"Returned {txn.psp.name} {short}", txn.case))
 
     # -- amounts --------------------------------------------------------------------------------
 

@@ -46,6 +46,9 @@ def build_parser(prog: str = "brokerstream simulate") -> argparse.ArgumentParser
                    help="share of the traffic that is price ticks (default 0.4)")
     p.add_argument("--typology-rate", type=float, default=1.0,
                    help="multiply how often suspicious cases are injected (default 1)")
+    p.add_argument("--recon-breaks", type=float, default=0.0, metavar="RATE",
+                   help="chance that a payment's platform booking is given a reconciliation "
+                   "break (0..1; ground truth in <out>.recon.jsonl, docs/reconciliation.md)")
     p.add_argument("--out", metavar="FILE", help="write envelopes to this JSON Lines file")
     p.add_argument("--truth", metavar="FILE",
                    help="ground truth, one case per line (default: next to --out)")
@@ -106,7 +109,7 @@ def main(argv: Sequence[str] | None = None, *, publish: Publish | None = None,
     kwargs: dict[str, Any] = {} if start is None else {"start_ms": start}
     sim = Brokerage(settings, args.seed, accounts=args.accounts, days=args.days,
                     events=args.events or None, quote_share=args.quote_share,
-                    typology_rate=args.typology_rate, **kwargs)
+                    typology_rate=args.typology_rate, recon_breaks=args.recon_breaks, **kwargs)
     truth = Path(args.truth) if args.truth else None
     if args.partners:
         folder = Path(args.partners)
@@ -125,6 +128,9 @@ def main(argv: Sequence[str] | None = None, *, publish: Publish | None = None,
                                 progress=lambda k: out(f"  {k:,} events"))
         _report(stats, out)
         out(f"ground truth: {truth} ({stats.cases} cases)")
+        recon = target.with_name(target.stem + ".recon.jsonl")
+        n = write_truth(recon, sim.recon_truth())
+        out(f"reconciliation breaks: {recon} ({n} made by the simulation)")
         return 0
     assert publish is not None
     address = bootstrap(settings) if callable(bootstrap) else (bootstrap or settings.kafka.bootstrap)

@@ -155,6 +155,7 @@ class Txn:
     status: str = "pending"
     credited_ms: int = 0
     booked: float = 0.0  # amount booked on the trading account (account currency)
+    recon: str = ""  # a reconciliation break injected into this payment (cashier.py)
 
     @property
     def op_key(self) -> str:

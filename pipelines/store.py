@@ -173,24 +173,39 @@ def _database_in_dsn(dsn: str) -> str | None:
     return path or None
 
 
+class NoDatabase(LookupError):
+    """A read found no database to read (reads never create one)."""
+
+
 class Store:
     """The configured ClickHouse: a client in the brokerstream database, schema up to date."""
 
     def __init__(self, dsn: str, database: str = "brokerstream", *,
-                 retry_for_s: float | None = None, log_every_s: float = 30.0) -> None:
+                 retry_for_s: float | None = None, log_every_s: float = 30.0,
+                 create: bool = True) -> None:
         """`retry_for_s`: how long a transient failure (connection refused, server busy) is
-        retried before it is raised; None = until it passes (the engine waits an outage out)."""
+        retried before it is raised; None = until it passes (the engine waits an outage out).
+        `create=False` (reads): nothing is created; a missing database raises NoDatabase."""
         self.dsn = dsn
         self.database = _database_in_dsn(dsn) or database
         self.retry_for_s = retry_for_s
         self.log_every_s = log_every_s
+        where = urlparse(dsn).path if dsn.startswith("chdb:") else dsn
         if dsn.startswith("chdb:"):
-            Path(urlparse(dsn).path).mkdir(parents=True, exist_ok=True)
+            if not create and not Path(where).is_dir():
+                raise NoDatabase(f"no database {self.database} in {where}")
+            Path(where).mkdir(parents=True, exist_ok=True)
 
         def connect() -> Client:
             bootstrap = clickhouse_connect.get_client(dsn=dsn, database="default")
-            bootstrap.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
-            bootstrap.close()
+            try:
+                if create:
+                    bootstrap.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+                elif str(bootstrap.command("EXISTS DATABASE {name:Identifier}",
+                                           parameters={"name": self.database})).strip() != "1":
+                    raise NoDatabase(f"no database {self.database} in {where}")
+            finally:
+                bootstrap.close()
             return clickhouse_connect.get_client(dsn=dsn, database=self.database)
 
         self.client: Client = self._retrying("connect", connect)
@@ -379,3 +394,9 @@ def open_store(dsn: str, database: str = "brokerstream") -> Store:
     store = Store(dsn, database)
     store.migrate()
     return store
+
+
+def open_existing_store(dsn: str, database: str = "brokerstream") -> Store:
+    """Connect for reading to a database that must exist: nothing is created (no directory,
+    no database, no migration). Raises NoDatabase("no database X in DIR")."""
+    return Store(dsn, database, retry_for_s=10.0, create=False)

@@ -18,7 +18,7 @@ from typing import NoReturn
 
 from pipelines.config import Settings, load_settings
 from pipelines.store import NoDatabase, Store, open_existing_store
-from reports.formats import FORMATS, Format, write
+from reports.formats import FORMATS, write
 from reports.statement import ReportError
 
 Command = Callable[[argparse.Namespace], int]
@@ -211,7 +211,7 @@ def cmd_payout_run(args: argparse.Namespace) -> int:
 
 # -- registration -------------------------------------------------------------------------------
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add `statement`, `report` and `commissions` to the CLI's subcommands."""
     p = _one_line_errors(sub.add_parser(
         "statement", help="statements clients receive (CSV, XLSX, PDF)",

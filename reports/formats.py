@@ -123,7 +123,7 @@ def write_xlsx(report: Report, path: Path) -> None:
 
         def cell(value: object, *, strong: bool = False, fmt: str | None = None,
                  align_right: bool = False, sheet: object = sheet) -> WriteOnlyCell:
-            out = WriteOnlyCell(sheet, value=value)  # type: ignore[arg-type]
+            out = WriteOnlyCell(sheet, value=value)
             if strong:
                 out.font = bold
             if fmt:

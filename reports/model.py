@@ -8,6 +8,7 @@ units (schemas/money.py), never through a binary float.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -59,7 +60,7 @@ class Section:
     key: str
     title: str
     columns: tuple[Column, ...]
-    rows: list[tuple[Cell, ...]]
+    rows: Sequence[tuple[Cell, ...]]
     queries: tuple[str, ...] = ()
     note: str = ""
 

@@ -155,12 +155,14 @@ def payout_run(reader: Reader, month: date, out_dir: Path, fmt: Format, tenant: 
     for i, (ib_tenant, ib_id) in enumerate(ibs, start=1):
         rows = by_ib.get((ib_tenant, ib_id), [])
         report = ib_statement(rows, ib_id, label, ib_tenant, now)
-        path = write(report, fmt, out_dir / f"ib-statement-{file_name(ib_tenant)}-{file_name(ib_id)}-{label}.{fmt}")
+        name = f"ib-statement-{file_name(ib_tenant)}-{file_name(ib_id)}-{label}.{fmt}"
+        path = write(report, fmt, out_dir / name)
         files.append(path)
         stated = {p.currency: p.total for p in payouts(unique(rows), by="month")}
         status = "OK"
         for line in lines:
-            if (line.tenant, line.ib_id) == (ib_tenant, ib_id) and stated.get(line.currency, ZERO) != line.total:
+            mine = (line.tenant, line.ib_id) == (ib_tenant, ib_id)
+            if mine and stated.get(line.currency, ZERO) != line.total:
                 status = "MISMATCH"
                 mismatches.append(f"{ib_tenant}/{ib_id} {line.currency}")
         checks[(ib_tenant, ib_id)] = status

@@ -121,8 +121,8 @@ def find_accounts(reader: Reader, tenant: str, *, client: str | None = None,
             where = f" on server {server}" if server else ""
             raise ReportError(f"no account {login}{where} in tenant {tenant}")
         if len(found) > 1:
-            raise ReportError(f"login {login} is on several servers ({', '.join(r['server'] for r in found)}): "
-                              "add --server")
+            servers = ", ".join(r["server"] for r in found)
+            raise ReportError(f"login {login} is on several servers ({servers}): add --server")
     return [Account(r["account_key"], r["platform"], r["server"], int(r["login"]), r["currency"],
                     r["name"], r["group"], r["client_id"]) for r in found]
 

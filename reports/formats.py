@@ -265,15 +265,16 @@ def _pdf_widths(columns: tuple[Column, ...], cells: list[list[str]],
         natural.append(widest + pad)
     if sum(natural) <= usable:
         return natural
-    fixed = [j for j, c in enumerate(columns) if c.numeric or natural[j] <= 28]
+    fixed = [j for j, c in enumerate(columns) if c.numeric or c.kind == "time" or natural[j] <= 40]
     flexible = [j for j in range(len(columns)) if j not in fixed]
     room = usable - sum(natural[j] for j in fixed)
     if not flexible or room < 18 * len(flexible):
         return None
     out = list(natural)
-    share = room / sum(natural[j] for j in flexible)
-    for j in flexible:
-        out[j] = natural[j] * share
+    # water-filling: the narrowest long columns whole while they fit a fair share, the rest cut
+    for i, j in enumerate(sorted(flexible, key=lambda j: natural[j])):
+        out[j] = min(natural[j], room / (len(flexible) - i))
+        room -= out[j]
     return out
 
 

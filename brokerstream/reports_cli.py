@@ -97,7 +97,7 @@ def _out_file(args: argparse.Namespace, default: str) -> Path:
 # -- statement client ---------------------------------------------------------------------------
 
 def cmd_statement_client(args: argparse.Namespace) -> int:
-    from reports.statement import Period, client_statement
+    from reports.statement import NotFound, Period, client_statement
 
     if (args.client is None) == (args.login is None):
         raise UsageError("give exactly one of --client ID and --login LOGIN")
@@ -114,7 +114,7 @@ def cmd_statement_client(args: argparse.Namespace) -> int:
                 found.append(client_statement(
                     store, tenant, period, client=args.client,
                     login=int(args.login) if args.login is not None else None, server=args.server))
-            except ReportError:
+            except NotFound:  # searched in every tenant: found in none is the error below
                 if args.tenant is not None:
                     raise
         if not found:

@@ -52,7 +52,7 @@ def read_csv(data: str) -> tuple[dict[str, str], dict[str, list[dict[str, str]]]
     """(header, {section key: rows as dicts}) of a report written by `to_csv`."""
     header: dict[str, str] = {}
     sections: dict[str, list[dict[str, str]]] = {}
-    lines = list(csv.reader(io.StringIO(data)))
+    lines = list(csv.reader(io.StringIO(data, newline="")))  # a cell may hold \r or \n
     i = 0
     while i < len(lines) and lines[i]:
         header[lines[i][0]] = lines[i][1]
@@ -283,7 +283,7 @@ def _pdf_widths(columns: tuple[Column, ...], cells: list[list[str]],
 def write(report: Report, fmt: Format, path: Path) -> Path:
     """Write `report` as `fmt` to `path` (its parent directory must exist)."""
     if fmt == "csv":
-        path.write_text(to_csv(report), encoding="utf-8")
+        path.write_text(to_csv(report), encoding="utf-8", newline="")
     elif fmt == "xlsx":
         write_xlsx(report, path)
     elif fmt == "pdf":

@@ -37,6 +37,10 @@ class ReportError(ValueError):
     """A request the data cannot answer (no such client, ambiguous login): one line, exit 2."""
 
 
+class NotFound(ReportError):
+    """No account of that client or login (in that tenant)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Period:
     """Whole UTC days, both included: [first 00:00, day after last 00:00)."""
@@ -111,7 +115,7 @@ def find_accounts(reader: Reader, tenant: str, *, client: str | None = None,
     if client is not None:
         found = rows_of(reader, q.CLIENT_ACCOUNTS, {"tenant": tenant, "client": client})
         if not found:
-            raise ReportError(f"no accounts of client {client!r} in tenant {tenant}")
+            raise NotFound(f"no accounts of client {client!r} in tenant {tenant}")
     else:
         if login is None:
             raise ReportError("give --client ID or --login LOGIN")
@@ -119,7 +123,7 @@ def find_accounts(reader: Reader, tenant: str, *, client: str | None = None,
                                                     "server": server or ""})
         if not found:
             where = f" on server {server}" if server else ""
-            raise ReportError(f"no account {login}{where} in tenant {tenant}")
+            raise NotFound(f"no account {login}{where} in tenant {tenant}")
         if len(found) > 1:
             servers = ", ".join(r["server"] for r in found)
             raise ReportError(f"login {login} is on several servers ({servers}): add --server")

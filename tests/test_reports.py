@@ -337,7 +337,7 @@ def test_payout_run_adds_up_to_ib_payouts_monthly(simulated_store: SimulatedStor
             raw_totals[c["currency"]] += c["amount"]
     assert run.totals() == dict(raw_totals)
     assert len(run.files) == sum(n for _, _, n in views) > 0 and not run.mismatches
-    header, sections = read_csv(run.summary_file.read_text())
+    header, sections = read_csv(run.summary_file.read_bytes().decode())
     assert header["period"].startswith(run.month)
     lines = sections["summary"]
     assert all(r["check"] == "OK" for r in lines if r["tenant"] != "TOTAL")
@@ -345,7 +345,7 @@ def test_payout_run_adds_up_to_ib_payouts_monthly(simulated_store: SimulatedStor
         shown = text(Money(total, currency))
         assert any(r["tenant"] == "TOTAL" and r["currency"] == currency and r["total"] == shown
                    for r in lines)
-    one = read_csv(run.files[0].read_text())[1]
+    one = read_csv(run.files[0].read_bytes().decode())[1]
     assert one["summary"][-1]["period"].startswith("month ")
 
 
@@ -378,7 +378,7 @@ def test_cli_writes_every_format(config: Path, statement: tuple[Report, str, str
                                    "--to", str(period.last), "--format", fmt, "--out", str(out),
                                    "--config", str(config)], capsys)
         assert code == 0 and "balance check OK" in stdout and out.stat().st_size > 0
-    _, sections = read_csv((tmp_path / "s.csv").read_text())
+    _, sections = read_csv((tmp_path / "s.csv").read_bytes().decode())
     assert [list(r.values()) for r in sections["summary"]] == [
         [text(v) for v in row] for row in report.sections[0].rows]
     code, stdout, _ = run_cli(["report", "daily", "--date", str(period.first), "--tenant", tenant,
@@ -449,3 +449,34 @@ def test_a_read_never_creates_a_database(config: Path, simulated_store: Simulate
     code, _, err = run_cli(["statement", "client", "--client", "C-1", "--from", "2024-12-01", "--to",
                             "2024-12-02", "--config", str(other)], capsys)
     assert code == 2 and f"in {tmp_path / 'no-such-dir'}" in err and not (tmp_path / "no-such-dir").exists()
+
+
+# -- properties of the model and the CSV --------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from reports.model import Column, Section  # noqa: E402
+from schemas.money import minor_digits  # noqa: E402
+
+amounts = st.decimals(min_value=Decimal("-1e12"), max_value=Decimal("1e12"), places=8, allow_nan=False)
+currencies = st.sampled_from(["USD", "EUR", "JPY", "KWD", "CLF", "USDT"])
+texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(texts, amounts, currencies), max_size=8))
+def test_csv_round_trips_and_money_has_the_minor_digits(rows: list[tuple[str, Decimal, str]]) -> None:
+    cells = [(label, Money(amount, currency)) for label, amount, currency in rows]
+    report = Report("r", "t", "p", datetime(2025, 1, 1, tzinfo=UTC), sections=(
+        Section("summary", "s", (Column("label"), Column("amount", "money")), cells),
+        Section("empty", "e", (Column("x"),), [])))
+    header, sections = read_csv(to_csv(report))
+    assert header["tenant"] == "t" and sections["empty"] == []
+    assert [(r["label"], r["amount"]) for r in sections["summary"]] == [
+        (label, text(m)) for label, m in cells]
+    for (_, amount, currency), row in zip(rows, sections["summary"], strict=True):
+        shown = Decimal(row["amount"])
+        digits = minor_digits(currency)
+        assert -shown.as_tuple().exponent == digits  # type: ignore[operator]
+        assert abs(shown - amount) <= Decimal(1).scaleb(-digits) / 2

@@ -36,7 +36,8 @@ FORMATS: tuple[Format, ...] = ("csv", "xlsx", "pdf")
 
 def to_csv(report: Report) -> str:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    # CRLF as RFC 4180 says: then a cell holding a lone CR or LF is quoted as well
+    writer = csv.writer(out, lineterminator="\r\n")
     for name, value in report.header:
         writer.writerow([name, value])
     for section in report.sections:

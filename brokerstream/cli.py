@@ -224,39 +224,6 @@ def cmd_produce(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_commissions(args: argparse.Namespace) -> int:
-    import re
-    from datetime import UTC
-
-    from commissions import ROW_COLUMNS, CommissionRow, statement
-    from pipelines.store import open_store
-
-    if not re.fullmatch(r"\d{4}-\d{2}", args.month):
-        print("brokerstream: --month must look like 2024-11", file=sys.stderr)
-        return 2
-    settings = _settings(args)
-    store = open_store(settings.clickhouse_dsn(), settings.clickhouse.database)
-    try:
-        columns, found = store.query(
-            f"SELECT {', '.join(ROW_COLUMNS)} FROM ib_commissions WHERE ib_id = {{ib:String}} "
-            "AND formatDateTime(deal_time, '%Y-%m') = {month:String} ORDER BY deal_time, commission_id",
-            {"ib": args.ib, "month": args.month},
-        )
-    finally:
-        store.close()
-    rows = []
-    for values in found:
-        row = dict(zip(columns, values, strict=True))
-        row["deal_time"] = row["deal_time"].replace(tzinfo=UTC)
-        rows.append(CommissionRow(**row))
-    csv_text, summary = statement(rows, args.ib, args.month)
-    out = Path(args.out or f"statement-{args.ib}-{args.month}.csv")
-    out.write_text(csv_text + ("" if csv_text.endswith("\n") else "\n"), encoding="utf-8")
-    print(summary)
-    print(f"{len(rows)} lines written to {out}")
-    return 0
-
-
 def cmd_webhooks(args: argparse.Namespace) -> int:
     from brokerstream.engine import kafka_bootstrap
     from services.webhooks import run_webhooks
@@ -467,18 +434,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.set_defaults(func=cmd_produce)
 
-    p = sub.add_parser("commissions", help="IB commission statements for finance",
-                       description="Write an IB's monthly statement: a CSV whose every line shows "
-                       "the deal, the plan version, the tier chain and the formula, and a summary "
-                       "with own and override earnings.")
-    csub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    s = csub.add_parser("statement", help="one IB, one month",
-                        description="Statement of one IB for one month (UTC), from ib_commissions.")
-    s.add_argument("--ib", required=True, help="IB id, e.g. IB-3")
-    s.add_argument("--month", required=True, help="YYYY-MM")
-    s.add_argument("--out", help="CSV file (default statement-<IB>-<month>.csv)")
-    _add_config(s)
-    s.set_defaults(func=cmd_commissions)
+    # -- reports: statement, report, commissions (brokerstream/reports_cli.py) --
+    from brokerstream.reports_cli import register as register_reports
+
+    register_reports(sub)
+    # -- end reports --
 
     # -- reconciliation (issue 16): `recon report` lives in brokerstream/recon_cli.py --
     from brokerstream.recon_cli import add_recon_parser

@@ -80,7 +80,9 @@ def statement(rows: Iterable[CommissionRow], ib_id: str, month: str) -> tuple[st
         writer.writerow([
             r.deal_time.strftime("%Y-%m-%d %H:%M:%S"), r.deal_key, r.login, r.symbol, f"{r.lots:f}",
             r.kind, r.reason, r.tier, r.tier_chain, r.plan_id, r.plan_version, f"{r.rate:f}",
-            f"{r.amount:f}", r.currency, f"{r.amount_usd:f}", r.capped, r.commission_id, r.reverses,
+            # rows are whole minor units; the store hands them back with 8 decimals
+            f"{r.amount.quantize(minor_unit(r.currency)):f}", r.currency,
+            f"{r.amount_usd.quantize(minor_unit('USD')):f}", r.capped, r.commission_id, r.reverses,
             r.basis,
         ])
     lines = [f"Commission statement for {ib_id}, {month}"]

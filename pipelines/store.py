@@ -239,7 +239,7 @@ class Store:
                 if self.database not in known:
                     bootstrap.close()
                     mine = sorted(d for d in known if d not in _SYSTEM_DATABASES)
-                    raise StoreUnavailable(f"no database {self.database!r} in {dsn} "
+                    raise StoreUnavailable(f"no database {self.database} in {dsn} "
                                            f"(databases there: {', '.join(mine) or 'none'})")
             bootstrap.close()
             return clickhouse_connect.get_client(dsn=dsn, database=self.database)

@@ -14,6 +14,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cases.settings import CasesSettings, NotifySettings
 from connectors.psp.settings import PspSettings
 from connectors.server_time import ServerClock, resolve_zone
 from risk_rules.exposure.settings import ExposureSettings
@@ -200,6 +201,9 @@ class Settings(Strict):
     exposure: ExposureSettings = ExposureSettings()
     rules: RulesSettings = RulesSettings()
     dashboard: DashboardConfig = DashboardConfig()
+    # -- alert cases and notifications (issue 16; cases/settings.py, docs/cases.md) --
+    cases: CasesSettings = CasesSettings()
+    notify: NotifySettings = NotifySettings()
     # IB commission files, one per tenant (docs/commissions.md); relative to this file.
     commissions: list[str] = Field(default_factory=list)
     # deals older than this (event time) leave the commission state; a later correction of one

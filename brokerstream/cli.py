@@ -520,6 +520,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serve the dashboard page on 127.0.0.1:PORT (0 = off; a free port if taken)")
     _add_config(p)
     p.set_defaults(func=cmd_demo)
+
+    # -- alert cases (issue 16): brokerstream/alerts_cli.py --
+    from brokerstream.alerts_cli import add_alerts_parser
+
+    add_alerts_parser(sub, _add_config)
     return parser
 
 

@@ -277,7 +277,8 @@ def add_alerts_parser(sub: Any, add_config: Callable[[argparse.ArgumentParser], 
                            "from the first alert).")
     q.add_argument("--status", default="open", help="open (default), closed or all")
     q.add_argument("--assignee", metavar="A", help="only cases assigned to A")
-    q.add_argument("--severity", metavar="S", help=f"only cases of this (highest) severity: {', '.join(SEVERITIES)}")
+    q.add_argument("--severity", metavar="S",
+                   help=f"only cases of this (highest) severity: {', '.join(SEVERITIES)}")
     q.add_argument("--limit", type=int, default=500, metavar="N", help="at most N cases (default 500)")
     common(q, acts=False)
     q = actions.add_parser("show", help="one case: its alerts, evidence and history")

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from cases.model import CaseAction, severity_rank
+from cases.model import ActionKind, CaseAction, severity_rank
 
 FILING_ACTOR = "system"  # the actor of open/link actions
 
@@ -66,7 +66,7 @@ def file_alerts(alerts: Iterable[AlertRef], open_cases: Mapping[tuple[str, str],
         raised = min(a.detected_at for a in members)
         existing = open_cases.get((tenant, client))
         case_id = existing or case_id_for(tenant, client, ids[0])
-        kind = "link" if existing else "open"
+        kind: ActionKind = "link" if existing else "open"
         actions.append(CaseAction(
             tenant=tenant, action_id=f"{kind}-{_digest(case_id, *sorted(ids))}", case_id=case_id,
             action=kind, actor=actor, at=at, alert_ids=ids, client=client, severity=severity,

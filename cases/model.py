@@ -168,27 +168,27 @@ def apply(state: CaseState | None, action: CaseAction) -> CaseState:
             alert_ids=tuple(dict.fromkeys(action.alert_ids)), severity=action.severity,
             opened_at=action.at, raised_at=action.alert_time or action.at,
             last_action_at=action.at, history=(entry,))
-    common = {"last_action_at": action.at, "history": (*state.history, entry)}
+    at, history = action.at, (*state.history, entry)
     kind = action.action
     if kind == "link":
         raised = action.alert_time or action.at
-        return replace(state, **common, status="open",
+        return replace(state, last_action_at=at, history=history, status="open",
                        alert_ids=tuple(dict.fromkeys((*state.alert_ids, *action.alert_ids))),
                        severity=_higher(state.severity, action.severity),
                        raised_at=min(state.raised_at, raised),
                        closed_at=None if state.status == "closed" else state.closed_at,
                        close_reason="" if state.status == "closed" else state.close_reason)
     if kind == "assign":
-        return replace(state, **common, assignee=action.assignee)
+        return replace(state, last_action_at=at, history=history, assignee=action.assignee)
     if kind == "acknowledge":
-        return replace(state, **common, acknowledged_by=action.actor, acknowledged_at=action.at)
+        return replace(state, last_action_at=at, history=history, acknowledged_by=action.actor, acknowledged_at=action.at)
     if kind == "note":
-        return replace(state, **common, notes=state.notes + 1)
+        return replace(state, last_action_at=at, history=history, notes=state.notes + 1)
     if kind == "close":
-        return replace(state, **common, status="closed", closed_at=action.at, close_reason=action.reason,
+        return replace(state, last_action_at=at, history=history, status="closed", closed_at=action.at, close_reason=action.reason,
                        notes=state.notes + (1 if action.note else 0))
     # reopen
-    return replace(state, **common, status="open", closed_at=None, close_reason="",
+    return replace(state, last_action_at=at, history=history, status="open", closed_at=None, close_reason="",
                    acknowledged_by="", acknowledged_at=None,
                    notes=state.notes + (1 if action.note else 0))
 

@@ -173,7 +173,8 @@ class CaseRepository:
         if status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}")
         self.file_new_alerts()
-        where, params = ["1"], {"limit": limit}
+        where: list[str] = ["1"]
+        params: dict[str, Any] = {"limit": limit}
         if status != "all":
             where.append("status = {status:String}")
             params["status"] = status
@@ -194,7 +195,7 @@ class CaseRepository:
     def resolve(self, ident: str, tenants: Sequence[str] | None = None) -> tuple[str, str]:
         """(tenant, case id) of a case id or of an alert id (its case)."""
         ident = ident.strip()
-        scope, params = "", {"id": ident}
+        scope, params = "", dict[str, Any](id=ident)
         if tenants is not None:
             scope = " AND has({tenants:Array(String)}, tenant)"
             params["tenants"] = list(tenants)

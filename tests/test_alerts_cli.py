@@ -41,7 +41,8 @@ def _config_file(dsn: str, database: str, path: Path) -> Path:
 @pytest.fixture
 def config(settings: Settings, store: Store, tmp_path: Path) -> Path:
     _fill(store)
-    return _config_file(settings.clickhouse_dsn(), settings.clickhouse.database, tmp_path / "brokerstream.yaml")
+    return _config_file(settings.clickhouse_dsn(), settings.clickhouse.database,
+                        tmp_path / "brokerstream.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +96,8 @@ def test_the_actions_are_recorded_with_their_actor(config: Path, capsys: pytest.
     assert "status     open" in out and "a11" in out and "psp:skrill:a0-1" in out
     history = out[out.index("history"):]
     for actor, action, detail in (("system", "open", "12 alert(s)"), ("lead", "assign", "to ana"),
-                                  ("ana", "close", "false_positive: salary"), ("bo", "reopen", "more deposits")):
+                                  ("ana", "close", "false_positive: salary"),
+                                  ("bo", "reopen", "more deposits")):
         assert any(actor in line and action in line and detail in line for line in history.splitlines())
     actors = store.query(f"SELECT actor, action FROM alert_actions WHERE case_id = '{case_id}' "
                          "ORDER BY at")[1]
@@ -163,7 +165,8 @@ def test_a_store_held_by_an_engine_is_one_line(tmp_path: Path) -> None:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
         path = tmp_path / "brokerstream.yaml"
         path.write_text(yaml.safe_dump({**TEST_CONFIG, "clickhouse": {"dsn": dsn}}), encoding="utf-8")
-        done = subprocess.run([sys.executable, "-m", "brokerstream.cli", "alerts", "list", "--config", str(path)],
+        done = subprocess.run([sys.executable, "-m", "brokerstream.cli", "alerts", "list",
+                               "--config", str(path)],
                               capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
     finally:
         holder.communicate("\n", timeout=60)

@@ -142,7 +142,7 @@ def test_accounts_of_one_crm_client_share_a_case() -> None:
 
 
 def test_a_new_alert_joins_the_open_case_and_after_a_close_opens_a_new_one() -> None:
-    action, s = _opened(_alert("a1"))
+    _, s = _opened(_alert("a1"))
     [link] = file_alerts([_alert("a2", minutes=10)], {("acme", s.client): s.case_id}, T0 + timedelta(hours=2))
     assert link.action == "link" and link.case_id == s.case_id
     s = apply(s, link)

@@ -33,7 +33,8 @@ def write_alert(store: Store, alert_id: str, subject: str, *, tenant: str = "acm
     at = T0 + timedelta(minutes=minutes)
     alert = Alert(alert_id=alert_id, rule_id="aml.structuring", rule_version=1, category=category,  # type: ignore[arg-type]
                   severity=severity, tenant=tenant, subject=subject,  # type: ignore[arg-type]
-                  summary=f"{alert_id}: 4 deposits of 9,500 USD in 24 h", facts={"deposits": 4, "limit": "10000"},
+                  summary=f"{alert_id}: 4 deposits of 9,500 USD in 24 h",
+                  facts={"deposits": 4, "limit": "10000"},
                   evidence=[f"psp:skrill:{alert_id}-1", f"psp:skrill:{alert_id}-2"], event_time=at,
                   detected_at=at, mode=mode)  # type: ignore[arg-type]
     table, row = alert_row(alert)

@@ -9,13 +9,16 @@ Transitions (`apply` raises `TransitionError` with a one-line reason otherwise):
 
 | action      | allowed when                      | effect                                          |
 |-------------|-----------------------------------|-------------------------------------------------|
-| open        | the case does not exist yet       | open, with its first alert(s) and client        |
+| open        | always (see below)                | open, with its first alert(s) and client        |
 | link        | the case exists                   | the alert(s) join; a closed case opens again    |
 | assign      | open; a new assignee              | assignee set (it survives close and reopen)     |
 | acknowledge | open and not yet acknowledged     | acknowledged by the actor                       |
 | note        | always (open or closed)           | a note in the history                           |
 | close       | open; a known reason              | closed; `other` needs a note                    |
 | reopen      | closed                            | open again, acknowledgement cleared             |
+
+A second `open` of the same case id (ids are deterministic: two filers raced on the same
+alerts) adds its alerts like a `link`.
 
 Order: actions fold by (`at`, `action_id`), the same order the SQL view `cases` uses, so the
 Python state and the view agree. An action that is invalid at its place in the log (two
@@ -119,18 +122,17 @@ def validate(state: CaseState | None, action: CaseAction) -> None:
     if len(action.note) > MAX_NOTE:
         raise TransitionError(f"a note is at most {MAX_NOTE} characters")
     if kind == "open":
-        if state is not None:
-            raise TransitionError(f"case {action.case_id} exists already")
         if not action.alert_ids:
             raise TransitionError("a case opens with at least one alert")
-        return
-    if state is None:
+        if state is None:
+            return
+    elif state is None:
         raise TransitionError(f"no case {action.case_id}")
     if state.tenant != action.tenant:
         raise TransitionError(f"case {state.case_id} belongs to another tenant")
-    if kind == "link":
+    if kind in ("open", "link"):
         if not action.alert_ids:
-            raise TransitionError("link needs at least one alert")
+            raise TransitionError(f"{kind} needs at least one alert")
     elif kind == "assign":
         if state.status != "open":
             raise TransitionError(f"case {state.case_id} is closed: reopen it first")
@@ -170,7 +172,7 @@ def apply(state: CaseState | None, action: CaseAction) -> CaseState:
             last_action_at=action.at, history=(entry,))
     at, history = action.at, (*state.history, entry)
     kind = action.action
-    if kind == "link":
+    if kind in ("open", "link"):  # a second open of one case: two filers raced; it adds its alerts
         raised = action.alert_time or action.at
         return replace(state, last_action_at=at, history=history, status="open",
                        alert_ids=tuple(dict.fromkeys((*state.alert_ids, *action.alert_ids))),
@@ -181,12 +183,13 @@ def apply(state: CaseState | None, action: CaseAction) -> CaseState:
     if kind == "assign":
         return replace(state, last_action_at=at, history=history, assignee=action.assignee)
     if kind == "acknowledge":
-        return replace(state, last_action_at=at, history=history, acknowledged_by=action.actor, acknowledged_at=action.at)
+        return replace(state, last_action_at=at, history=history, acknowledged_by=action.actor,
+                       acknowledged_at=action.at)
     if kind == "note":
         return replace(state, last_action_at=at, history=history, notes=state.notes + 1)
     if kind == "close":
-        return replace(state, last_action_at=at, history=history, status="closed", closed_at=action.at, close_reason=action.reason,
-                       notes=state.notes + (1 if action.note else 0))
+        return replace(state, last_action_at=at, history=history, status="closed", closed_at=action.at,
+                       close_reason=action.reason, notes=state.notes + (1 if action.note else 0))
     # reopen
     return replace(state, last_action_at=at, history=history, status="open", closed_at=None, close_reason="",
                    acknowledged_by="", acknowledged_at=None,

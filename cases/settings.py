@@ -16,6 +16,9 @@ class CasesSettings(_Strict):
 
     # risk alerts (limits, margin) are the risk desk's: not filed into compliance cases
     categories: list[str] = Field(default_factory=lambda: ["aml", "fraud"], min_length=1)
+    # the engine files new alerts into cases this often (0: only when the CLI or the page looks),
+    # so that the compliance dashboard's case panels are current in Grafana too
+    file_every_s: float = Field(default=30.0, ge=0, le=86400)
 
 
 class SmtpSettings(_Strict):

@@ -11,6 +11,9 @@ Cases view and the simulated store of the tests.
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -23,6 +26,8 @@ import orjson
 from cases import ANALYST_ACTIONS, AlertRef, CaseAction, CaseState, TransitionError, apply, file_alerts, fold
 from cases.model import ActionKind
 from pipelines.store import Store
+
+log = logging.getLogger(__name__)
 
 ACTION_TABLE = "alert_actions_store"
 ACTION_COLUMNS = ("tenant", "action_id", "case_id", "action", "actor", "at", "alert_ids", "client",
@@ -128,6 +133,34 @@ def open_existing(dsn: str, database: str) -> Store:
     store = Store(dsn, database, retry_for_s=10.0)
     store.migrate()
     return store
+
+
+def start_filing(store_factory: Callable[[], Store], categories: Iterable[str], every_s: float,
+                 stop: threading.Event | None = None) -> threading.Thread:
+    """File new alerts into cases every `every_s` from a daemon thread of the engine (the
+    process that holds an embedded store). A failure is logged (at most once per 10 minutes)
+    and tried again at the next round; it never stops the engine."""
+    halt = stop or threading.Event()
+
+    def run() -> None:
+        repo: CaseRepository | None = None
+        last_log = -1e18
+        while not halt.wait(every_s):
+            try:
+                if repo is None:
+                    repo = CaseRepository(store_factory(), categories)
+                filed = repo.file_new_alerts()
+                if filed:
+                    log.info("cases: filed %d new alert(s)", filed)
+            except Exception as exc:
+                if time.monotonic() - last_log > 600:
+                    last_log = time.monotonic()
+                    log.warning("cases: filing new alerts failed (%s); trying again every %.0f s",
+                                str(exc)[:300], every_s)
+
+    thread = threading.Thread(target=run, daemon=True, name="case-filing")
+    thread.start()
+    return thread
 
 
 class CaseRepository:
@@ -264,6 +297,24 @@ class CaseRepository:
         apply(fold(log), action)  # raises TransitionError
         self._insert([action])
         return self.detail(case_id, tenants)
+
+    def record(self, actions: Sequence[CaseAction]) -> None:
+        """Write prepared actions in one insert (a bulk import, the tests' simulated desk): each
+        is checked, in order, against its case's state folded from the stored log."""
+        if not actions:
+            return
+        case_ids = sorted({a.case_id for a in actions})
+        _, rows = self.store.query(
+            f"SELECT {', '.join(ACTION_COLUMNS)} FROM alert_actions "
+            "WHERE has({ids:Array(String)}, case_id)", {"ids": case_ids})
+        logs: dict[str, list[CaseAction]] = {}
+        for row in rows:
+            stored = _action(row)
+            logs.setdefault(stored.case_id, []).append(stored)
+        states = {case_id: fold(log) for case_id, log in logs.items()}
+        for action in actions:
+            states[action.case_id] = apply(states.get(action.case_id), action)  # raises TransitionError
+        self._insert(actions)
 
     def _insert(self, actions: Sequence[CaseAction]) -> None:
         if not actions:

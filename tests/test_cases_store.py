@@ -185,3 +185,78 @@ def test_a_read_never_creates_the_database(settings: object, tmp_path: Path) -> 
         assert probe.scalar("SELECT count() FROM system.databases WHERE name = 'nothing_here'") == 0
     finally:
         probe.close()
+
+
+def test_the_compliance_case_panels_count_what_the_log_says(store: Store) -> None:
+    """The compliance dashboard's queue, ageing and per-analyst panels, run on cases whose ages,
+    severities and assignees are known, against a count written here from the scenario."""
+    from services.dashboard.definitions import load_dashboards, render_sql
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    # (client login, hours since its alert, severity, assignee, acknowledged, closed)
+    scenario = [(1, 2, "high", "ana", True, False), (2, 30, "critical", "ana", False, False),
+                (3, 100, "medium", "bo", False, False), (4, 200, "high", "", False, False),
+                (5, 1000, "low", "", False, False), (6, 50, "critical", "bo", True, True)]
+    for login, hours, severity, _, _, _ in scenario:
+        subject = f"mt5:ACME-MT5-Live:{login}"
+        at = now - timedelta(hours=hours)
+        write_alert(store, f"p{login}", subject, severity=severity,
+                    minutes=int((at - T0).total_seconds() // 60))
+    repo = CaseRepository(store)
+    for login, _, _, assignee, acked, closed in scenario:
+        if assignee:
+            repo.act(f"p{login}", "assign", "lead", assignee=assignee)
+        if acked:
+            repo.act(f"p{login}", "acknowledge", assignee)
+        if closed:
+            repo.act(f"p{login}", "close", assignee, reason="escalated")
+    [compliance] = [d for d in load_dashboards() if d.uid == "brokerstream-compliance"]
+    panels = {p.title: p for p in compliance.panels}
+
+    def run(title: str) -> list[dict[str, object]]:
+        sql = render_sql(panels[title].sql, time_from=now - timedelta(days=90), time_to=now,
+                         variables={"tenant": ["acme", "zenith"]}, interval_s=3600)
+        names, rows = store.query(sql)
+        return [dict(zip(names, r, strict=True)) for r in rows]
+
+    open_cases = [s for s in scenario if not s[5]]
+    queue = run("Open case queue")
+    rank = {"low": 1, "medium": 2, "high": 3, "critical": 4}
+    expected = sorted(open_cases, key=lambda s: (-rank[s[2]], -s[1]))
+    assert [(q["client"], q["severity"], q["assignee"]) for q in queue] == [
+        (f"mt5:ACME-MT5-Live:{s[0]}", s[2], s[3] or "(unassigned)") for s in expected]
+    for q, s in zip(queue, expected, strict=True):
+        assert abs(float(q["age_days"]) - s[1] / 24) < 0.1  # type: ignore[arg-type]
+    buckets = [("< 1 day", 0, 24), ("1-3 days", 24, 72), ("3-7 days", 72, 168), ("7-30 days", 168, 720),
+               ("> 30 days", 720, 10**9)]
+    assert [(r["age"], r["open_cases"], r["high_severity"]) for r in run("Case ageing")] == [
+        (name, sum(lo <= s[1] < hi for s in open_cases),
+         sum(lo <= s[1] < hi and s[2] in ("high", "critical") for s in open_cases))
+        for name, lo, hi in buckets]
+    load: dict[str, list[int]] = {}
+    for _, _, severity, assignee, acked, _ in open_cases:
+        row = load.setdefault(assignee or "(unassigned)", [0, 0, 0])
+        row[0] += 1
+        row[1] += severity in ("high", "critical")
+        row[2] += not acked
+    got = {r["analyst"]: [r["open_cases"], r["high_severity"], r["not_acknowledged"]]
+           for r in run("Open cases per analyst")}
+    assert got == load
+
+
+def test_the_engine_files_new_alerts_in_the_background(store: Store) -> None:
+    import threading
+
+    from pipelines.cases_store import start_filing
+
+    write_alert(store, "bg-1", "mt5:ACME-MT5-Live:1001")
+    stop = threading.Event()
+    start_filing(lambda: store, ["aml", "fraud"], 0.05, stop)
+    try:
+        for _ in range(600):  # a hang bound, not a timing assertion
+            if store.scalar("SELECT count() FROM alert_cases WHERE alert_id = 'bg-1'"):
+                break
+            stop.wait(0.05)
+    finally:
+        stop.set()
+    assert store.scalar("SELECT count() FROM cases WHERE status = 'open'") == 1

@@ -177,13 +177,15 @@ def _show(console: Any, detail: Any) -> None:
     console.print(f"  assignee   {s.assignee or '-'}   acknowledged "
                   f"{f'by {s.acknowledged_by} at {_when(s.acknowledged_at)}' if s.acknowledged else 'no'}")
     console.print(f"  raised     {_when(s.raised_at)}   opened {_when(s.opened_at)}")
-    alerts = Table(title="alerts", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
-    for name in ("detected", "rule", "severity", "subject", "summary", "evidence", "alert"):
-        alerts.add_column(name, overflow="fold")
-    for a in detail.alerts:
-        alerts.add_row(_when(a.detected_at), f"{a.rule_id} v{a.rule_version}", _severity(a.severity),
-                       a.subject, a.summary, ", ".join(a.evidence), a.alert_id)
-    console.print(alerts)
+    console.print(f"alerts ({len(detail.alerts):,})")
+    for a in detail.alerts:  # one block each: the evidence lists are long
+        console.print(f"  {_when(a.detected_at)}  {_severity(a.severity)}  {a.rule_id} v{a.rule_version} "
+                      f"({a.category})  {a.subject}")
+        console.print(f"      {a.summary}", markup=False)
+        console.print(f"      alert id: {a.alert_id}", markup=False)
+        if a.facts:
+            console.print("      facts: " + ", ".join(f"{k}={v}" for k, v in a.facts.items()), markup=False)
+        console.print(f"      evidence ({len(a.evidence)}): " + ", ".join(a.evidence), markup=False)
     history = Table(title="history", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
     for name in ("at", "actor", "action", "details"):
         history.add_column(name, overflow="fold")

@@ -157,3 +157,34 @@ def test_a_form_submitted_twice_is_one_action(viewer: TestClient, app_store: Sto
     assert _post(viewer, case_id, "note", note="x", action_id="bad id!")[0] == 400
     assert app_store.scalar(f"SELECT count() FROM alert_actions WHERE case_id = '{case_id}' "
                             "AND action = 'note'") == 1
+
+
+# -- the page in a real browser ----------------------------------------------------------------
+
+from tests.test_dashboard_page import ARTIFACTS, NO_CHROMIUM, SKIP_BROWSER, _chromium  # noqa: E402
+
+
+@pytest.mark.skipif(SKIP_BROWSER, reason=NO_CHROMIUM)
+def test_the_cases_view_renders_in_chromium(app_store: Store, settings: Settings) -> None:
+    """Logged in through the form as acme's viewer: the queue lists acme's cases only, and a
+    case page shows its alerts and history; no script error. Screenshots in test-artifacts/."""
+    import re
+
+    from services.dashboard.server import bound_port, start_dashboard_thread
+    from tests.dashboard_logins import with_logins
+
+    server = start_dashboard_thread(with_logins(settings), 0)
+    try:
+        base = f"http://127.0.0.1:{bound_port(server)}"
+        ARTIFACTS.mkdir(exist_ok=True)
+        queue = _chromium(f"{base}/cases", ARTIFACTS / "cases-queue.png", user=VIEWER)
+        assert queue.ready == "1" and queue.errors_count == "0", queue.errors_text
+        listed = re.findall(r'<tr data-case="(C-[0-9a-f]+)"', queue.html)
+        assert len(listed) == 2 and "zenith" not in queue.html.split('id="queue-table"')[1]
+        case = _chromium(f"{base}/cases/{listed[0]}", ARTIFACTS / "cases-case.png", user=VIEWER)
+        assert case.ready == "1" and case.errors_count == "0", case.errors_text
+        assert re.findall(r'<tr data-alert="([^"]+)"', case.html) == ["a1", "a2"]
+        assert "psp:skrill:a1-1" in case.html and "client:CRM-1" in case.html
+    finally:
+        server.should_exit = True
+        server.config.app.state.page.history.stop()

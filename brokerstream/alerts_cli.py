@@ -93,9 +93,9 @@ def _open(args: argparse.Namespace, settings: Settings) -> Any:
     except Exception as exc:
         if "Cannot lock file" in said.getvalue():
             raise _StoreUnavailable(
-                f"the embedded store {dsn} is in use by another process (an engine: brokerstream run / "
-                "demo); it opens in one process only: use the dashboard page's Cases view while it "
-                "runs, or a ClickHouse server") from None
+                f"the embedded store {dsn} is in use by another process (brokerstream run, demo or "
+                "dashboard); it opens in one process only: use the dashboard page's Cases view "
+                "while it runs, or a ClickHouse server") from None
         first = " ".join(str(exc).split())[:300]
         raise _StoreUnavailable(f"cannot open ClickHouse {dsn}: {first}") from None
     return CaseRepository(store, settings.cases.categories)
@@ -141,16 +141,21 @@ def _list(args: argparse.Namespace, repo: Any, tenants: list[str] | None) -> int
                            tenants=tenants, limit=args.limit)
     now = datetime.now(UTC)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    for name, justify in (("case", "left"), ("tenant", "left"), ("client", "left"),
-                          ("severity", "left"), ("alerts", "right"), ("status", "left"),
-                          ("assignee", "left"), ("ack", "left"), ("age", "right"),
-                          ("last action", "left")):
-        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-    for c in rows:
-        table.add_row(c.case_id, c.tenant, c.client, _severity(c.severity), f"{c.alerts:,}",
-                      c.status if c.status == "open" else f"closed ({c.close_reason})",
-                      c.assignee or "-", "yes" if c.acknowledged else "no", format_age(c.age(now)),
-                      _when(c.last_action_at))
+    lines = [(c.case_id, c.tenant, c.client, c.severity, f"{c.alerts:,}",
+              c.status if c.status == "open" else f"closed ({c.close_reason})",
+              c.assignee or "-", "yes" if c.acknowledged else "no", format_age(c.age(now)),
+              _when(c.last_action_at)) for c in rows]
+    names = ("case", "tenant", "client", "severity", "alerts", "status", "assignee", "ack", "age",
+             "last action")
+    for i, name in enumerate(names):
+        if name == "client":  # the one column that gives way (an instrument key is 75 characters)
+            table.add_column(name, no_wrap=True, overflow="ellipsis", max_width=40)
+            continue
+        width = max([len(name), *(len(line[i]) for line in lines)])
+        table.add_column(name, justify="right" if name in ("alerts", "age") else "left", no_wrap=True,
+                         min_width=width)
+    for line in lines:
+        table.add_row(*line[:3], _severity(line[3]), *line[4:])
     console = _console()
     if rows:
         console.print(table)

@@ -223,7 +223,12 @@ class CaseRepository:
         _, rows = self.store.query(
             f"SELECT {', '.join(CASE_COLUMNS)} FROM cases WHERE {' AND '.join(where)} "
             "ORDER BY severity_rank DESC, raised_at, tenant, case_id LIMIT {limit:UInt32}", params)
-        return [CaseRow(**{k: _utc(v) for k, v in zip(CASE_COLUMNS, r, strict=True)}) for r in rows]
+        out = []
+        for r in rows:
+            row = {k: _utc(v) for k, v in zip(CASE_COLUMNS, r, strict=True)}
+            row["acknowledged"] = bool(row["acknowledged"])
+            out.append(CaseRow(**row))
+        return out
 
     def resolve(self, ident: str, tenants: Sequence[str] | None = None) -> tuple[str, str]:
         """(tenant, case id) of a case id or of an alert id (its case)."""

@@ -225,7 +225,7 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
-    from pipelines.cases_store import CaseNotFound
+    from pipelines.cases_store import CaseNotFound, StoreError
 
     try:
         settings = load_settings(args.config)
@@ -256,6 +256,9 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         return 2
     except _StoreUnavailable as exc:
         print(f"brokerstream: {exc}", file=sys.stderr)
+        return 1
+    except StoreError as exc:  # e.g. a server user that may not insert
+        print(f"brokerstream: ClickHouse refused: {' '.join(str(exc).split())[:300]}", file=sys.stderr)
         return 1
 
 

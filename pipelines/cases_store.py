@@ -22,6 +22,7 @@ from typing import Any, cast
 
 import clickhouse_connect
 import orjson
+from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from cases import ANALYST_ACTIONS, AlertRef, CaseAction, CaseState, TransitionError, apply, file_alerts, fold
 from cases.model import ActionKind
@@ -38,6 +39,15 @@ CASE_COLUMNS = ("case_id", "tenant", "client", "status", "severity", "alerts", "
 ALERT_COLUMNS = ("alert_id", "rule_id", "rule_version", "category", "severity", "subject", "summary",
                  "facts", "evidence", "event_time", "detected_at")
 STATUSES = ("open", "closed", "all")
+
+
+class WriteRefused(RuntimeError):
+    """ClickHouse refused to store an action (the row is kept in dead_letters, stage store)."""
+
+
+# What the store raises (a server refusing, a user without the right to insert): callers say it
+# in one line rather than a traceback.
+StoreError = (ClickHouseError, WriteRefused)
 
 
 class CaseNotFound(LookupError):
@@ -197,6 +207,15 @@ class CaseRepository:
         self._insert(file_alerts(refs, open_cases, self.clock()))
         return len(refs)
 
+    def _file_before_reading(self) -> None:
+        """Reads file new alerts first; a store that refuses the write (a read-only user) still
+        lets them read what is filed."""
+        try:
+            self.file_new_alerts()
+        except StoreError as exc:
+            log.warning("cases: could not file new alerts (%s); showing the cases filed so far",
+                        " ".join(str(exc).split())[:300])
+
     # -- reads -------------------------------------------------------------------------------
 
     def list_cases(self, *, status: str = "open", assignee: str | None = None,
@@ -205,7 +224,7 @@ class CaseRepository:
         """The queue: cases by severity (highest first), then oldest first."""
         if status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}")
-        self.file_new_alerts()
+        self._file_before_reading()
         where: list[str] = ["1"]
         params: dict[str, Any] = {"limit": limit}
         if status != "all":
@@ -241,7 +260,7 @@ class CaseRepository:
             sql = ("SELECT tenant, case_id FROM alert_actions_store WHERE case_id = {id:String} "
                    "AND action = 'open'" + scope + " LIMIT 1")
         else:
-            self.file_new_alerts()
+            self._file_before_reading()
             sql = ("SELECT tenant, case_id FROM alert_cases WHERE alert_id = {id:String}" + scope +
                    " ORDER BY filed_at LIMIT 1")
         _, rows = self.store.query(sql, params)
@@ -326,4 +345,4 @@ class CaseRepository:
             return
         bad = self.store.insert_rows(ACTION_TABLE, ACTION_COLUMNS, [action_row(a) for a in actions])
         if bad:
-            raise RuntimeError(f"the case store refused {len(bad)} action(s): {bad[0].error[:300]}")
+            raise WriteRefused(f"the case store refused {len(bad)} action(s): {bad[0].error[:300]}")

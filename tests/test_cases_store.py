@@ -260,3 +260,19 @@ def test_the_engine_files_new_alerts_in_the_background(store: Store) -> None:
     finally:
         stop.set()
     assert store.scalar("SELECT count() FROM cases WHERE status = 'open'") == 1
+
+
+def test_a_store_that_refuses_writes_still_shows_the_filed_cases(store: Store) -> None:
+    """A ClickHouse that refuses the action rows (here a real CHECK constraint; on a server, a
+    user without INSERT): reads show what is filed, an action is refused in one exception."""
+    from pipelines.cases_store import StoreError
+
+    write_alert(store, "w1", "mt5:ACME-MT5-Live:1001")
+    repo = CaseRepository(store, clock=Clock())
+    case_id = repo.detail("w1").state.case_id
+    store.client.command("ALTER TABLE alert_actions_store ADD CONSTRAINT no_more CHECK 0")
+    write_alert(store, "w2", "mt5:ACME-MT5-Live:2002")
+    assert [c.case_id for c in repo.list_cases()] == [case_id], "w2 could not be filed"
+    with pytest.raises(StoreError, match="refused"):
+        repo.act(case_id, "note", "ana", note="x")
+    assert repo.detail(case_id).state.notes == 0

@@ -323,3 +323,49 @@ def test_the_live_dataflow_has_the_notifier(tmp_path: Path) -> None:
     replay = build_flow(settings, FileInput([tmp_path / "x.jsonl"]), lambda: None)  # type: ignore[arg-type, return-value]
     assert "brokerstream.notify" in step_ids(live)
     assert "brokerstream.notify" not in step_ids(replay), "a replay of history notifies nobody"
+
+
+# -- the live engine, end to end ---------------------------------------------------------------
+
+
+@pytest.mark.kafka
+def test_the_live_engine_notifies_each_high_alert_once_across_a_restart(
+        hook: Hook, chdb_dir: Path, kafka_bootstrap: str, tmp_path: Path) -> None:
+    """Simulated traffic through Kafka and the engine (brokerstream run): the webhook receives
+    every stored high/critical alert exactly once; the engine run again over the same topics
+    (every alert raised again, same ids) notifies nobody again."""
+    import uuid
+
+    from brokerstream.engine import run_kafka
+    from brokerstream.publish import publish
+    from devtools.simulator.brokerage import Brokerage
+    from pipelines.config import load_settings
+    from pipelines.store import Store
+    from pipelines.topics import ensure_kafka_topics
+    from tests.conftest import EXAMPLE_CONFIG
+
+    base = load_settings(EXAMPLE_CONFIG)
+    sim = Brokerage(base, seed=11, accounts=200, days=2, events=15_000, typology_rate=15)
+    envelopes = list(sim.envelopes(15_000))
+    prefix = f"n{uuid.uuid4().hex[:8]}."
+    settings = sim.settings.model_copy(update={
+        "clickhouse": base.clickhouse.model_copy(update={"dsn": f"chdb://{chdb_dir}",
+                                                         "database": f"n_{uuid.uuid4().hex[:10]}"}),
+        "kafka": base.kafka.model_copy(update={"bootstrap": kafka_bootstrap, "topic_prefix": prefix,
+                                               "partitions": 2}),
+        "cases": sim.settings.cases.model_copy(update={"file_every_s": 0}),
+        "notify": _settings(hook, state_file=str(tmp_path / "sent.log"))})
+    ensure_kafka_topics(settings, kafka_bootstrap)
+    publish(kafka_bootstrap, envelopes, topic_prefix=prefix)
+    run_kafka(settings, exit_at_end=True, recovery=False)
+    store = Store(settings.clickhouse_dsn(), settings.clickhouse.database)
+    try:
+        high = {r[0] for r in store.query(
+            "SELECT alert_id FROM alerts WHERE mode = 'alert' AND severity IN ('high', 'critical')")[1]}
+    finally:
+        store.close()
+    assert high, "the simulated traffic raised no high alert"
+    sent = [b["blocks"][2]["elements"][0]["text"].split("`")[1] for b in hook.bodies]
+    assert sorted(sent) == sorted(high), "each high alert once, nothing else"
+    run_kafka(settings, exit_at_end=True, recovery=False)  # every alert raised again
+    assert len(hook.bodies) == len(sent)

@@ -30,7 +30,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, Response
 
 from cases import CLOSE_REASONS, SEVERITIES, CaseState, TransitionError
-from pipelines.cases_store import STATUSES, CaseDetail, CaseNotFound, CaseRepository, CaseRow
+from pipelines.cases_store import STATUSES, CaseDetail, CaseNotFound, CaseRepository, CaseRow, StoreError
 from services.dashboard.auth import COOKIE, Identity
 
 CSRF_HEADER = "X-CSRF-Token"
@@ -44,6 +44,10 @@ def csrf_token(cookie: str) -> str:
     """The token that goes with a session cookie (a keyed digest of it: only someone who can
     read this site's answers for that session has it)."""
     return hashlib.sha256(b"brokerstream.csrf.v1\0" + cookie.encode()).hexdigest()
+
+
+def _short(exc: Exception) -> str:
+    return " ".join(str(exc).split())[:300]
 
 
 def _ms(value: datetime | None) -> int | None:
@@ -137,9 +141,12 @@ def register_cases(app: FastAPI, page: Any, page_user: Callable[[Request], Ident
             raise api_error(400, f"severity must be one of {', '.join(SEVERITIES)}")
         assignee = params.get("assignee") or None
         now = datetime.now(UTC)
-        with page.lock:
-            rows = repository().list_cases(status=status, assignee=assignee, severity=severity,
-                                           tenants=scope(who))
+        try:
+            with page.lock:
+                rows = repository().list_cases(status=status, assignee=assignee, severity=severity,
+                                               tenants=scope(who))
+        except StoreError as exc:
+            raise api_error(502, f"the store failed: {_short(exc)}") from None
         return {"cases": [_row_json(r, now) for r in rows], "now": _ms(now), "user": who.public(),
                 "csrf": csrf_token(cookie), "reasons": list(CLOSE_REASONS)}
 
@@ -151,6 +158,8 @@ def register_cases(app: FastAPI, page: Any, page_user: Callable[[Request], Ident
                 detail = repository().detail(ident, scope(who))
         except CaseNotFound as exc:
             raise api_error(404, str(exc)) from None
+        except StoreError as exc:
+            raise api_error(502, f"the store failed: {_short(exc)}") from None
         return {**_detail_json(detail), "now": _ms(datetime.now(UTC)), "user": who.public(),
                 "csrf": csrf_token(cookie), "reasons": list(CLOSE_REASONS)}
 
@@ -182,5 +191,7 @@ def register_cases(app: FastAPI, page: Any, page_user: Callable[[Request], Ident
             raise api_error(404, str(exc)) from None
         except TransitionError as exc:
             raise api_error(409, str(exc)) from None
+        except StoreError as exc:
+            raise api_error(502, f"the action was not recorded: {_short(exc)}") from None
         return {**_detail_json(detail), "now": _ms(datetime.now(UTC)), "user": who.public(),
                 "csrf": csrf_token(cookie), "reasons": list(CLOSE_REASONS)}

@@ -50,6 +50,12 @@ function showUser(user) {
   box.appendChild(form);
 }
 
+// crypto.getRandomValues works on plain http too (randomUUID needs a secure context)
+function newActionId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return "p-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 function cell(row, text, cls) { const td = el("td", text, cls); row.appendChild(td); return td; }
 
 async function loadQueue() {
@@ -155,7 +161,7 @@ async function loadCase(id) {
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       const data = Object.fromEntries(new FormData(form).entries());
-      data.action_id = "p-" + crypto.randomUUID().replaceAll("-", "");
+      data.action_id = newActionId();
       const message = document.getElementById("action-message");
       message.hidden = true;
       const r = await fetch(`/api/cases/${encodeURIComponent(id)}/${form.dataset.action}`, {

@@ -505,6 +505,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     reference_cli.add_parser(sub, _add_config)
     sanctions_cli.add_parser(sub, _add_config)
+
+    # -- alert cases (issue 16): brokerstream/alerts_cli.py --
+    from brokerstream.alerts_cli import add_alerts_parser
+
+    add_alerts_parser(sub, _add_config)
     return parser
 
 

@@ -86,6 +86,11 @@ def run_kafka(
             start_dashboard_thread(settings, dashboard_port)
         except DashboardError as exc:
             raise EngineError(str(exc)) from None
+    if settings.cases.file_every_s and not process_id:
+        # -- alert cases (issue 16): new alerts filed into cases while the engine runs --
+        from pipelines.cases_store import start_filing
+
+        start_filing(lambda: _store_factory(settings), settings.cases.categories, settings.cases.file_every_s)
     prefix = settings.kafka.topic_prefix
     flow = build_flow(
         settings,

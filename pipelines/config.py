@@ -14,6 +14,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cases.settings import CasesSettings, NotifySettings
 from connectors.psp.settings import PspSettings
 from connectors.server_time import ServerClock, resolve_zone
 from reconciliation.settings import ReconSettings
@@ -211,6 +212,9 @@ class Settings(Strict):
     # -- reconciliation (issue 16, docs/reconciliation.md) --
     recon: ReconSettings = ReconSettings()
     # -- end reconciliation --
+    # -- alert cases and notifications (issue 16; cases/settings.py, docs/cases.md) --
+    cases: CasesSettings = CasesSettings()
+    notify: NotifySettings = NotifySettings()
     # IB commission files, one per tenant (docs/commissions.md); relative to this file.
     commissions: list[str] = Field(default_factory=list)
     # deals older than this (event time) leave the commission state; a later correction of one

@@ -356,6 +356,14 @@ def build_flow(
         alerts = op.flat_map("alerts", all_rows, lambda tb: [(alert_topic, row) for row in tb[1]
                              if row[-1] == "alert"] if tb[0] == "alerts_store" else [])
         op.output("alert_topic", alerts, TopicSink(config, alert_topic, alert_message))
+
+    # -- notifications of new alerts (issue 16): pipelines/notify.py; live only, not replays --
+    if settings.notify.enabled and isinstance(source, KafkaInput):
+        from pipelines.config import home_dir
+        from pipelines.notify import NotifySink, notify_items, notify_state_file
+
+        op.output("notify", op.flat_map("notify_alerts", all_rows, notify_items),
+                  NotifySink(settings.notify, notify_state_file(settings.notify, home_dir())))
     return flow
 
 

@@ -90,6 +90,45 @@ def fill_simulated_store(settings: Settings, tmp_path: Path) -> None:
     replay = tmp_path / "simulated.jsonl"
     write_envelopes(replay, sim.envelopes(EVENTS))
     run_replay(sim.settings.model_copy(update={"commissions": files}), [replay])
+    work_cases(sim.settings)
+
+
+ANALYSTS = ("ana", "bo", "cy")
+
+
+def work_cases(settings: Settings) -> None:
+    """A compliance desk at work on the replayed alerts (docs/cases.md): every alert filed into
+    a case; three of four cases assigned (round robin), half of those acknowledged, every fifth
+    closed (false positive), one of those reopened. Deterministic: by case id order."""
+    from datetime import UTC, datetime
+
+    from cases import CaseAction
+    from pipelines.cases_store import CaseRepository, CaseRow
+
+    store = Store(settings.clickhouse_dsn(), settings.clickhouse.database)
+    try:
+        repo = CaseRepository(store, settings.cases.categories)
+        repo.file_new_alerts()
+        now = datetime.now(UTC).replace(microsecond=0)
+        actions = []
+        for i, case in enumerate(sorted(repo.list_cases(), key=lambda c: c.case_id)):
+            def act(kind: str, actor: str, step: int, case: CaseRow = case, **fields: str) -> None:
+                actions.append(CaseAction(
+                    tenant=case.tenant, action_id=f"sim-{case.case_id}-{step}", case_id=case.case_id,
+                    action=kind, actor=actor, at=now + timedelta(seconds=step), **fields))  # type: ignore[arg-type]
+            if i % 4 == 3:
+                continue  # unassigned
+            analyst = ANALYSTS[i % 3]
+            act("assign", "lead", 1, assignee=analyst)
+            if i % 2 == 0:
+                act("acknowledge", analyst, 2)
+            if i % 5 == 0:
+                act("close", analyst, 3, reason="false_positive", note="explained by the client's payslips")
+                if i % 10 == 0:
+                    act("reopen", "lead", 4, note="new deposits")
+        repo.record(actions)
+    finally:
+        store.close()
 
 
 TIME_RANGE_SQL = """

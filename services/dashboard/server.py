@@ -710,6 +710,10 @@ def create_app(store: Store | Callable[[], Store], *, auth: Authenticator,
         return {**base, "columns": columns, "rows": [[_json_value(v) for v in r] for r in rows],
                 "truncated": truncated, "took_ms": round((time.perf_counter() - started) * 1000, 1)}
 
+    # -- the Cases view (issue 16): services/dashboard/cases.py --
+    from services.dashboard.cases import register_cases
+
+    register_cases(app, page, page_user, to_login, ApiError, STATIC_DIR)
     return app
 
 
@@ -774,6 +778,7 @@ def start_dashboard_thread(settings: Settings, port: int, host: str = "127.0.0.1
     dsn, db = settings.clickhouse_dsn(), database or settings.clickhouse.database
     app = create_app(lambda: Store(dsn, db), auth=authenticator(settings), default_range=default_range,
                      registry=[REGISTRY, *registries])
+    app.state.case_categories = settings.cases.categories  # which alerts are filed into cases
     server, _ = _serve(app, host, port)
     return server
 
@@ -797,7 +802,8 @@ def run_dashboard(settings: Settings, port: int, host: str = "127.0.0.1", *,
                 if dsn.startswith("chdb:") else "")
         raise DashboardError(f"cannot open ClickHouse {dsn}: {_short(str(exc), 300)}{hint}") from None
     try:
-        uvicorn.run(create_app(store, auth=auth), host=host, port=port, log_level=settings.log_level,
-                    access_log=False)
+        app = create_app(store, auth=auth)
+        app.state.case_categories = settings.cases.categories  # which alerts are filed into cases
+        uvicorn.run(app, host=host, port=port, log_level=settings.log_level, access_log=False)
     finally:
         store.close()

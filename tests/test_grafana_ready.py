@@ -59,7 +59,8 @@ GR = _script()
 # the ClickHouse plugin's query model, grafana/clickhouse-datasource src/types/sql.ts)
 
 _DS_REF = {"type": "object", "required": ["type", "uid"],
-           "properties": {"type": {"type": "string", "minLength": 1}, "uid": {"type": "string", "minLength": 1}}}
+           "properties": {"type": {"type": "string", "minLength": 1},
+                          "uid": {"type": "string", "minLength": 1}}}
 _CLICKHOUSE_TARGET = {
     "required": ["refId", "datasource", "editorType", "format", "queryType", "rawSql", "pluginVersion"],
     "properties": {
@@ -70,13 +71,16 @@ _CLICKHOUSE_TARGET = {
         "pluginVersion": {"type": "string", "pattern": r"^4\.\d+\.\d+$"},  # v4: no v3 migration
     },
 }
-_PROMETHEUS_TARGET = {"required": ["refId", "expr"], "properties": {"expr": {"type": "string", "minLength": 1}}}
+_PROMETHEUS_TARGET = {"required": ["refId", "expr"],
+                      "properties": {"expr": {"type": "string", "minLength": 1}}}
 _TARGET = {
     "type": "object",
     "required": ["refId"],
-    "properties": {"refId": {"type": "string", "minLength": 1}, "datasource": _DS_REF, "hide": {"type": "boolean"}},
+    "properties": {"refId": {"type": "string", "minLength": 1}, "datasource": _DS_REF,
+                   "hide": {"type": "boolean"}},
     "allOf": [
-        {"if": {"properties": {"datasource": {"properties": {"type": {"const": CH}}}}, "required": ["datasource"]},
+        {"if": {"properties": {"datasource": {"properties": {"type": {"const": CH}}}},
+                "required": ["datasource"]},
          "then": _CLICKHOUSE_TARGET},
         {"if": {"properties": {"datasource": {"properties": {"type": {"const": "prometheus"}}}},
                 "required": ["datasource"]},
@@ -132,7 +136,8 @@ _VARIABLE: dict[str, Any] = {
     },
     "allOf": [
         {"if": {"properties": {"type": {"const": "datasource"}}},
-         "then": {"required": ["query", "current"], "properties": {"query": {"type": "string", "minLength": 1}}}},
+         "then": {"required": ["query", "current"],
+                  "properties": {"query": {"type": "string", "minLength": 1}}}},
         {"if": {"properties": {"type": {"const": "query"}}}, "then": {"required": ["datasource", "query"]}},
     ],
 }
@@ -198,7 +203,8 @@ def _refs(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
             out.append((f"panel {p['id']}", p["datasource"]))
         out += [(f"panel {p['id']} {t['refId']}", t["datasource"]) for t in p.get("targets", [])
                 if "datasource" in t]
-    out += [(f"variable {v['name']}", v["datasource"]) for v in doc["templating"]["list"] if "datasource" in v]
+    out += [(f"variable {v['name']}", v["datasource"]) for v in doc["templating"]["list"]
+            if "datasource" in v]
     return out
 
 
@@ -350,11 +356,12 @@ def test_the_script_turns_the_old_form_and_new_panels_into_the_ready_form() -> N
     finance = _old_form(DOCS["finance.json"])
     top = max(p["id"] for p in _panels(finance))
     fixed = {"type": CH, "uid": "brokerstream-clickhouse"}
-    new = [{"type": "table", "title": f"New {i}", "gridPos": {"x": 0, "y": 99, "w": 12, "h": 8},
-            "datasource": dict(fixed), "fieldConfig": {"defaults": {"unit": ""}, "overrides": []},
-            "targets": [{"refId": "A", "datasource": dict(fixed), "editorType": "sql", "format": 1,
-                         "rawSql": "SELECT 1 FROM accounts WHERE tenant IN (${tenant:singlequote})"}]}
-           for i in range(2)]
+    new: list[dict[str, Any]] = [
+        {"type": "table", "title": f"New {i}", "gridPos": {"x": 0, "y": 99, "w": 12, "h": 8},
+         "datasource": dict(fixed), "fieldConfig": {"defaults": {"unit": ""}, "overrides": []},
+         "targets": [{"refId": "A", "datasource": dict(fixed), "editorType": "sql", "format": 1,
+                      "rawSql": "SELECT 1 FROM accounts"}]}
+        for i in range(2)]
     new[1]["id"] = 1
     finance["panels"] += new
     ready = GR.ready(finance, "finance.json")
@@ -473,7 +480,8 @@ def test_alert_rules_are_grafana_11_file_provisioning() -> None:
             if q["datasourceUid"] == "__expr__":
                 assert q["model"]["expression"] in refs - {q["refId"]}, rule["uid"]
             else:
-                assert q["model"]["datasource"] == {"type": sources[q["datasourceUid"]], "uid": q["datasourceUid"]}
+                uid = q["datasourceUid"]
+                assert q["model"]["datasource"] == {"type": sources[uid], "uid": uid}, rule["uid"]
         uid = rule["annotations"].get("__dashboardUid__")
         assert uid in dashboards, rule["uid"]
         if "__panelId__" in rule["annotations"]:
@@ -514,7 +522,7 @@ def _run(store: Any, sql: str, lo: datetime, hi: datetime) -> list[dict[str, Any
 
 def test_every_alert_sql_runs_on_real_data(simulated_store: SimulatedStore) -> None:
     store, hi = simulated_store.store, simulated_store.time_to
-    for rule, q in _queries(CH):
+    for _, q in _queries(CH):
         rng = q["relativeTimeRange"]
         rows = _run(store, q["model"]["rawSql"], hi - timedelta(seconds=rng["from"]),
                     hi - timedelta(seconds=rng["to"]))

@@ -88,7 +88,7 @@ def test_dashboard_json_is_what_grafana_needs(name: str) -> None:
         assert grid["x"] >= 0 and grid["w"] > 0 and grid["x"] + grid["w"] <= 24 and grid["h"] > 0, where
         assert "unit" in p["fieldConfig"]["defaults"], where
         ds = p["datasource"]
-        assert (ds["type"], ds["uid"]) in PROVISIONED, where
+        assert _provisioned(ds, variables) in PROVISIONED, where
         assert p["targets"], where
         for t in p["targets"]:
             assert t["refId"], where
@@ -107,7 +107,7 @@ def test_dashboard_json_is_what_grafana_needs(name: str) -> None:
     if uses_clickhouse:
         tenant = variables["tenant"]
         assert tenant["type"] == "query" and tenant["multi"] and tenant["includeAll"]
-        assert (tenant["datasource"]["type"], tenant["datasource"]["uid"]) in PROVISIONED
+        assert _provisioned(tenant["datasource"], variables) in PROVISIONED
     before: set[str] = set()
     for v in doc["templating"]["list"]:  # a query may use the variables before it (chained)
         if v["type"] == "query":
@@ -116,6 +116,17 @@ def test_dashboard_json_is_what_grafana_needs(name: str) -> None:
                 assert token.startswith("${") and name in before and fmt == "singlequote", (
                     f"variable {v['name']}: {token} (only variables defined before it, quoted)")
         before.add(v["name"])
+
+
+def _provisioned(ds: dict[str, Any], variables: dict[str, Any]) -> tuple[str, str]:
+    """(type, uid) a reference means where Grafana provisions the dashboards: `${datasource}`
+    is the data-source variable's default (scripts/grafana_ready.py, tests/test_grafana_ready.py)."""
+    m = re.fullmatch(r"\$\{(\w+)\}", ds["uid"])
+    if m is None:
+        return ds["type"], ds["uid"]
+    var = variables[m.group(1)]
+    assert var["type"] == "datasource" and var["query"] == ds["type"], var
+    return ds["type"], var["current"]["value"]
 
 
 def _check_sql(sql: str, variables: dict[str, Any], where: str) -> None:

@@ -164,14 +164,39 @@ def _panels(docs: list[dict[str, Any]]) -> list[Panel]:
     return out
 
 
+_DS_VARIABLE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
+
+
+def _resolve_datasources(node: Any, plugins: dict[str, str]) -> None:
+    """Give every `{"uid": "${datasource}"}` reference the plugin type of its data-source
+    variable (scripts/grafana_ready.py writes them with it; a hand-written one may not have
+    it). The page has one store and one metrics source, so the type is all it needs."""
+    if isinstance(node, list):
+        for item in node:
+            _resolve_datasources(item, plugins)
+    elif isinstance(node, dict):
+        ds = node.get("datasource")
+        if isinstance(ds, dict) and not ds.get("type"):
+            m = _DS_VARIABLE.fullmatch(str(ds.get("uid") or ""))
+            if m and (m.group(1) or m.group(2)) in plugins:
+                node["datasource"] = {**ds, "type": plugins[m.group(1) or m.group(2)]}
+        for key in ("panels", "targets"):
+            _resolve_datasources(node.get(key), plugins)
+
+
 def load_dashboard(path: Path) -> Dashboard:
     doc = json.loads(path.read_text(encoding="utf-8"))
+    # Grafana's data-source pickers (`datasource`, `prometheus`): resolved here, not shown
+    listed = (doc.get("templating") or {}).get("list", [])
+    plugins = {str(v["name"]): str(v.get("query") or "") for v in listed if v.get("type") == "datasource"}
+    _resolve_datasources(doc.get("panels"), plugins)
+    _resolve_datasources(listed, plugins)
     time = doc.get("time") or {}
     return Dashboard(
         uid=str(doc["uid"]),
         title=str(doc.get("title") or doc["uid"]),
         panels=_panels(doc.get("panels") or []),
-        variables=[_variable(v) for v in (doc.get("templating") or {}).get("list", [])],
+        variables=[_variable(v) for v in listed if v.get("type") != "datasource"],
         refresh=str(doc.get("refresh") or ""),
         time_from=str(time.get("from", "now-6h")),
         time_to=str(time.get("to", "now")),

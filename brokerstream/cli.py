@@ -538,10 +538,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from brokerstream.engine import EngineError
     from commissions import CommissionConfigError
     from risk_rules.engine import ConfigError as RulesConfigError
+    from withdrawals import PolicyError
 
     try:
         return int(args.func(args))
-    except (ConfigError, CommissionConfigError, RulesConfigError, EngineError, FileNotFoundError) as exc:
+    except (ConfigError, CommissionConfigError, RulesConfigError, PolicyError, EngineError,
+            FileNotFoundError) as exc:
         print(f"brokerstream: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

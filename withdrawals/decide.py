@@ -226,7 +226,8 @@ def check_velocity(policy: WithdrawalPolicy, facts: ClientFacts, req: Request) -
     count = len(window) + 1
     total = req.amount + sum((w.amount for w in window if w.currency == req.currency), ZERO)
     over_count = count > c.max_requests
-    over_amount = c.max_amount is not None and total > c.max_amount
+    # one request alone is the amount limits' business (`limits`), not velocity's
+    over_amount = bool(window) and c.max_amount is not None and total > c.max_amount
     if not (over_count or over_amount):
         return []
     clears = min(w.time for w in window) + timedelta(hours=c.window_hours) if window else req.time

@@ -16,7 +16,7 @@ CREATE TABLE IF NOT EXISTS withdrawal_decisions_store
     amount                 Decimal(38, 8),
     currency               LowCardinality(String),
     decision               LowCardinality(String),
-    reason_codes           Array(LowCardinality(String)),
+    reason_codes           Array(String),
     reasons                String,
     release_conditions     Array(String),
     policy_version         UInt32,

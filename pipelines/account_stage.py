@@ -144,7 +144,9 @@ class AccountStage:
                         out.alerts.append(item)
                     else:
                         out.linked.append(item)
-            if withdrawals is not None:  # after the rules: the alerts this record raised count
+            # after the rules: the alerts this record raised count (deals and logins alone: nothing)
+            if withdrawals is not None and (len(out.alerts) > raised
+                                            or isinstance(record, AccountUpdate | BalanceOperation)):
                 withdrawals(shard, record, account, out.alerts[raised:], out.decisions)
         return shard, [out]
 

@@ -73,8 +73,10 @@ class WithdrawalStep:
         if isinstance(record, AccountUpdate) and account is not None:
             slot = shard.slot(record.account_key)
             book = slot.payouts = slot.payouts or WithdrawalBook()
+            before = book.account
             book.on_account(account, record.time)
-            self._review(slot, record.time, out)
+            if book.held and _changed(before, account, book):
+                self._review(slot, record.time, out)
         elif isinstance(record, BalanceOperation) and record.platform == "psp":
             key = account_key(record.platform, record.server, record.login, self.servers)
             slot = shard.slot(key)
@@ -126,6 +128,21 @@ class WithdrawalStep:
             return ()
         return tuple(f"matches {m.entry.source} entry {m.entry.entry_id} '{m.listed_name}' "
                      f"(score {m.score:.0f})" for m in self.screener.screen(name, None, self.min_score))
+
+
+# what a decision reads of the account record; margin only matters to a request held for it
+_READ = ("kyc_status", "status", "name", "email")
+_MARGIN = ("margin_free", "balance")
+
+
+def _changed(before: Account | None, after: Account, book: WithdrawalBook) -> bool:
+    """Whether an account update can change a held request's decision (MT5 sends account states
+    every few minutes: re-deciding on each would be most of this step's work)."""
+    if before is None or any(getattr(before, f) != getattr(after, f) for f in _READ):
+        return True
+    if any(getattr(before, f) != getattr(after, f) for f in _MARGIN):
+        return any(code.startswith("free_margin") for h in book.held.values() for code in h.reason_codes)
+    return False
 
 
 def _codes(decision: WithdrawalDecision) -> tuple[str, ...]:

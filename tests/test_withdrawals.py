@@ -104,10 +104,12 @@ def codes(reasons: list[Any]) -> list[tuple[str, str]]:
 def test_kyc() -> None:
     req = request()
     assert check_kyc(POLICY, facts(), req) == []
-    assert codes(check_kyc(POLICY, facts(account=account(kyc_status="pending")), req)) == [("kyc_pending", "hold")]
+    pending = facts(account=account(kyc_status="pending"))
+    assert codes(check_kyc(POLICY, pending, req)) == [("kyc_pending", "hold")]
     assert codes(check_kyc(POLICY, facts(account=account(kyc_status="")), req)) == [("kyc_pending", "hold")]
     assert codes(check_kyc(POLICY, facts(account=None), req)) == [("kyc_pending", "hold")]
-    assert codes(check_kyc(POLICY, facts(account=account(kyc_status="expired")), req)) == [("kyc_expired", "hold")]
+    expired = facts(account=account(kyc_status="expired"))
+    assert codes(check_kyc(POLICY, expired, req)) == [("kyc_expired", "hold")]
     assert codes(check_kyc(POLICY, facts(account=account(kyc_status="rejected")), req)) == [
         ("kyc_rejected", "reject")]
     # an approval older than valid_days (1095) counts as expired
@@ -191,8 +193,8 @@ def test_return_to_source() -> None:
     # what is left on the card is within the tolerance (1): nothing to return first
     returned = Source("A", "card", "USD", D("1000"), D("999"))
     assert check_return_to_source(POLICY, facts(sources=(returned,)), request("10", "C")) == []
-    assert check_return_to_source(POLICY, facts(sources=(Source("A", "card", "USD", D("1000"), D("998.99")),)),
-                                  request("10", "C")) != []
+    owed_more = Source("A", "card", "USD", D("1000"), D("998.99"))
+    assert check_return_to_source(POLICY, facts(sources=(owed_more,)), request("10", "C")) != []
     # beyond the card's deposits while the wallet is still owed; profits alone may go on
     assert codes(check_return_to_source(POLICY, facts(sources=(card, wallet)), request("1001.01", "A"))) == [
         ("return_to_source", "hold")]
@@ -208,8 +210,10 @@ def test_return_to_source() -> None:
 def test_first_withdrawal() -> None:
     t = T0 + timedelta(days=1)
     assert check_first_withdrawal(POLICY, facts(), request("2000")) == []
-    assert codes(check_first_withdrawal(POLICY, facts(), request("2000.01"))) == [("first_withdrawal", "hold")]
-    assert check_first_withdrawal(POLICY, facts(earlier_withdrawals=(earlier("5", t),)), request("9000")) == []
+    assert codes(check_first_withdrawal(POLICY, facts(), request("2000.01"))) == [
+        ("first_withdrawal", "hold")]
+    second = facts(earlier_withdrawals=(earlier("5", t),))
+    assert check_first_withdrawal(POLICY, second, request("9000")) == []
     # an earlier payout that failed, or that this engine rejected, does not make this one second
     for before in (earlier("5", t, status="declined"), earlier("5", t, decision="reject")):
         assert check_first_withdrawal(POLICY, facts(earlier_withdrawals=(before,)), request("9000")) != []
@@ -509,10 +513,12 @@ def test_decisions_equal_an_independent_recomputation(replayed: tuple[Settings, 
 
 
 def test_the_replay_withdrawal_policy_backtest_prints_what_changes(
-        replayed: tuple[Settings, Scenario, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    settings, s, path = replayed
+        replayed: tuple[Settings, Scenario, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    settings, _, path = replayed
     config = tmp_path / "brokerstream.yaml"
-    config.write_text(yaml.safe_dump(settings.model_dump(mode="json", exclude={"withdrawals"})), encoding="utf-8")
+    config.write_text(yaml.safe_dump(settings.model_dump(mode="json", exclude={"withdrawals"})),
+                      encoding="utf-8")
     doc = yaml.safe_load(Path(DEFAULT_POLICY_FILE).read_text(encoding="utf-8"))
     doc["version"] = 2
     doc["kyc"]["action_expired"] = "reject"  # 1003's expired KYC: hold -> reject
@@ -548,9 +554,11 @@ def test_the_simulated_brokerage_exercises_approve_hold_and_reject(chdb_dir: Pat
             "SELECT count(DISTINCT op_key) FROM balance_operations_store WHERE platform = 'psp' "
             "AND kind = 'withdrawal' AND status IN ('pending', 'approved')")[1][0][0]
         missing = store.query(
-            "SELECT count() FROM (SELECT arrayJoin(splitByChar(',', JSONExtractString(r, 'facts', 'alert_ids'))) "
+            "SELECT count() FROM (SELECT arrayJoin(splitByChar(',', "
+            "JSONExtractString(r, 'facts', 'alert_ids'))) "
             "AS id FROM withdrawal_decisions ARRAY JOIN JSONExtractArrayRaw(reasons) AS r "
-            "WHERE JSONExtractString(r, 'code') = 'open_alert') WHERE id NOT IN (SELECT alert_id FROM alerts)")[1]
+            "WHERE JSONExtractString(r, 'code') = 'open_alert') "
+            "WHERE id NOT IN (SELECT alert_id FROM alerts)")[1]
     finally:
         store.close()
     assert set(counts) == {"approve", "hold", "reject"}, counts
@@ -580,7 +588,7 @@ def test_decisions_reach_the_withdrawal_decisions_topic(chdb_dir: Path, kafka_bo
         if msg.error():
             ends += 1
             continue
-        value = orjson.loads(msg.value())
+        value = orjson.loads(msg.value() or b"null")
         assert msg.key() == value["account_key"].encode()
         headers = dict(msg.headers() or [])
         assert headers["decision_id"] == value["decision_id"].encode()
@@ -588,7 +596,7 @@ def test_decisions_reach_the_withdrawal_decisions_topic(chdb_dir: Path, kafka_bo
         got[(value["request_key"], value["revision"])] = value
     consumer.close()
     latest: dict[str, dict[str, Any]] = {}
-    for (key, revision), value in sorted(got.items()):
+    for (key, _), value in sorted(got.items()):
         latest[key] = value  # every revision is published; the table keeps the latest
     assert {k: (v["decision"], [r["code"] for r in v["reasons"]]) for k, v in latest.items()} == {
         r["request_key"]: (r["decision"], list(r["reason_codes"])) for r in rows}

@@ -198,7 +198,7 @@ def check_return_to_source(policy: WithdrawalPolicy, facts: ClientFacts, req: Re
     owed_total = sum((s.remaining for s in others), ZERO)
     names = ", ".join(f"{s.method} {short(s.instrument)} {money(s.remaining)}" for s in others)
     to = "a deposit instrument beyond its deposits" if here is not None else (
-        f"{req.method or 'an instrument'} {short(req.instrument)}, not a deposit instrument")
+        f"{req.method or 'an instrument'} {short(req.instrument)} (not a deposit instrument)")
     return _reason(c.action, "return_to_source",
                    f"pays to {to} while {money(owed_total)} {req.currency} of deposits are not "
                    f"returned to their source ({names})",

@@ -38,6 +38,7 @@ from withdrawals import (
 from withdrawals.decide import (
     check_account_status,
     check_alerts,
+    check_currency,
     check_first_withdrawal,
     check_free_margin,
     check_kyc,
@@ -161,6 +162,22 @@ def test_amount_limits() -> None:
     assert codes(check_limits(POLICY, f, request("10000.01"))) == [("amount_review", "hold")]
     assert codes(check_limits(POLICY, f, request("250000"))) == [("amount_review", "hold")]
     assert codes(check_limits(POLICY, f, request("250000.01"))) == [("amount_limit", "reject")]
+
+
+def test_amounts_in_other_currencies() -> None:
+    btc = Request("psp:coinspaid:1", "1", "acme", "mt5:S:1", "S", 1, "coinspaid", "crypto", "A", "",
+                  D("3.5"), "BTC", "pending", T0 + timedelta(days=10))
+    # no rate: coin units cannot be compared with the limits -> reviewed
+    assert codes(check_currency(POLICY, facts(), btc)) == [("amount_unrated", "hold")]
+    assert check_limits(POLICY, facts(), btc) == []
+    rated = policy(amounts={"rates": {"BTC": "60000"}})
+    assert check_currency(rated, facts(), btc) == []
+    over = check_limits(rated, facts(), btc)
+    assert codes(over) == [("amount_review", "hold")] and "3.50 BTC (= 210,000.00)" in over[0].text
+    assert codes(check_first_withdrawal(rated, facts(), btc)) == [("first_withdrawal", "hold")]
+    with pytest.raises(PolicyError, match=r"amounts\.rates"):
+        policy_doc = {"version": 1, "amounts": {"rates": {"BTC": 0}}}
+        parse_policy(policy_doc)
 
 
 def test_free_margin() -> None:
@@ -564,6 +581,39 @@ def test_the_simulated_brokerage_exercises_approve_hold_and_reject(chdb_dir: Pat
     assert set(counts) == {"approve", "hold", "reject"}, counts
     assert sum(counts.values()) <= requests  # requests whose first notice was declined get none
     assert missing == [(0,)]
+
+
+def test_simulated_withdrawal_cases_get_their_expected_decisions(chdb_dir: Path, tmp_path: Path) -> None:
+    """`Brokerage(withdrawal_cases=N)`: each case's ground truth names the decision and a reason
+    its withdrawal request must get (devtools/simulator/withdrawal_cases.py)."""
+    from devtools.simulator.brokerage import Brokerage
+    from pipelines.config import load_settings
+    from tests.conftest import EXAMPLE_CONFIG
+
+    sim = Brokerage(load_settings(EXAMPLE_CONFIG), seed=11, accounts=150, days=6, events=15_000,
+                    typology_rate=0, withdrawal_cases=10)
+    path = tmp_path / "cases.jsonl"
+    write_envelopes(path, sim.envelopes(15_000))
+    cases = sim.typologies.truth(sim.yielded)
+    clickhouse = sim.settings.clickhouse.model_copy(
+        update={"dsn": f"chdb://{chdb_dir}", "database": f"wc_{uuid.uuid4().hex[:8]}"})
+    settings = sim.settings.model_copy(update={"commissions": [], "clickhouse": clickhouse})
+    run_replay(settings, [path])
+    store = Store(settings.clickhouse_dsn(), settings.clickhouse.database)
+    try:
+        rows = {r[0]: (r[1], list(r[2])) for r in store.query(
+            "SELECT request_key, decision, reason_codes FROM withdrawal_decisions")[1]}
+    finally:
+        store.close()
+    assert len(cases) == 10 and {c["typology"] for c in cases} == {
+        "withdrawal.kyc_expired", "withdrawal.kyc_rejected", "withdrawal.other_instrument",
+        "withdrawal.first_over_limit", "withdrawal.over_reject_limit"}
+    for case in cases:
+        decided = [rows[e] for e in case["event_ids"] if e in rows]
+        assert len(decided) == 1, case
+        decision, reasons = decided[0]
+        want = case["details"]
+        assert decision == want["expected_decision"] and want["expected_reason"] in reasons, (case, decided)
 
 
 @pytest.mark.kafka

@@ -150,16 +150,42 @@ def check_alerts(policy: WithdrawalPolicy, facts: ClientFacts, req: Request) -> 
     return out
 
 
+def limit_value(policy: WithdrawalPolicy, amount: Decimal, currency: str) -> Decimal | None:
+    """An amount in the money thresholds' units (None: no rate for its currency)."""
+    c = policy.amounts
+    if currency in c.plain:
+        return amount
+    rate = c.rates.get(currency)
+    return None if rate is None else amount * rate
+
+
+def _shown(policy: WithdrawalPolicy, req: Request, value: Decimal) -> str:
+    converted = "" if value == req.amount else f" (= {money(value)})"
+    return f"{money(req.amount)} {req.currency}{converted}"
+
+
+def check_currency(policy: WithdrawalPolicy, facts: ClientFacts, req: Request) -> list[Reason]:
+    if limit_value(policy, req.amount, req.currency) is not None:
+        return []
+    return _reason(policy.amounts.unknown_action, "amount_unrated",
+                   f"amount {req.amount} {req.currency}: no rate to compare it with the limits",
+                   f"a payments officer reviews the amount (or amounts.rates gets {req.currency})",
+                   currency=req.currency)
+
+
 def check_limits(policy: WithdrawalPolicy, facts: ClientFacts, req: Request) -> list[Reason]:
     c = policy.limits
-    if c.reject_above is not None and req.amount > c.reject_above:
-        return _reason("reject", "amount_limit", f"amount {money(req.amount)} {req.currency} above "
-                       f"the {money(c.reject_above)} limit", amount=req.amount, limit=c.reject_above)
-    if c.hold_above is not None and req.amount > c.hold_above:
-        return _reason("hold", "amount_review", f"amount {money(req.amount)} {req.currency} above "
+    value = limit_value(policy, req.amount, req.currency)
+    if value is None:
+        return []
+    if c.reject_above is not None and value > c.reject_above:
+        return _reason("reject", "amount_limit", f"amount {_shown(policy, req, value)} above "
+                       f"the {money(c.reject_above)} limit", amount=value, limit=c.reject_above)
+    if c.hold_above is not None and value > c.hold_above:
+        return _reason("hold", "amount_review", f"amount {_shown(policy, req, value)} above "
                        f"{money(c.hold_above)}: reviewed before payout",
                        f"a payments officer approves the amount above {money(c.hold_above)}",
-                       amount=req.amount, limit=c.hold_above)
+                       amount=value, limit=c.hold_above)
     return []
 
 
@@ -211,10 +237,11 @@ def check_first_withdrawal(policy: WithdrawalPolicy, facts: ClientFacts, req: Re
     c = policy.first_withdrawal
     if any(w.status not in FAILED and w.decision != "reject" for w in facts.earlier_withdrawals):
         return []
-    if req.amount <= c.max_amount:
+    value = limit_value(policy, req.amount, req.currency)
+    if value is None or value <= c.max_amount:
         return []
-    return _reason(c.action, "first_withdrawal", f"first withdrawal, {money(req.amount)} "
-                   f"{req.currency} above {money(c.max_amount)}",
+    return _reason(c.action, "first_withdrawal", f"first withdrawal, {_shown(policy, req, value)} "
+                   f"above {money(c.max_amount)}",
                    "a payments officer confirms the client (call-back) for a first withdrawal above "
                    f"{money(c.max_amount)}", amount=req.amount, limit=c.max_amount)
 
@@ -224,7 +251,9 @@ def check_velocity(policy: WithdrawalPolicy, facts: ClientFacts, req: Request) -
     since = req.time - timedelta(hours=c.window_hours)
     window = [w for w in facts.earlier_withdrawals if w.time > since]
     count = len(window) + 1
-    total = req.amount + sum((w.amount for w in window if w.currency == req.currency), ZERO)
+    values = [limit_value(policy, w.amount, w.currency) for w in window]
+    values.append(limit_value(policy, req.amount, req.currency))
+    total = sum((v for v in values if v is not None), ZERO)
     over_count = count > c.max_requests
     # one request alone is the amount limits' business (`limits`), not velocity's
     over_amount = bool(window) and c.max_amount is not None and total > c.max_amount
@@ -235,7 +264,7 @@ def check_velocity(policy: WithdrawalPolicy, facts: ClientFacts, req: Request) -
     if over_count:
         what.append(f"{count} requests (more than {c.max_requests})")
     if over_amount and c.max_amount is not None:
-        what.append(f"{money(total)} {req.currency} (more than {money(c.max_amount)})")
+        what.append(f"{money(total)} in all (more than {money(c.max_amount)})")
     return _reason(c.action, "velocity", f"{' and '.join(what)} within {c.window_hours:g} h",
                    f"a payments officer approves, or the earlier requests leave the {c.window_hours:g} h "
                    f"window (from {clears:%Y-%m-%d %H:%M} UTC)",
@@ -263,6 +292,7 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("kyc", check_kyc),
     ("sanctions", check_sanctions),
     ("alerts", check_alerts),
+    ("currency", check_currency),
     ("limits", check_limits),
     ("free_margin", check_free_margin),
     ("return_to_source", check_return_to_source),

@@ -161,6 +161,9 @@ class WithdrawalBook:
                 if op.status != "pending":
                     self.held.pop(op.op_key, None)  # the cashier acted on it: no more review
                 known.status, known.version = op.status, op.version
+            # a first notice may not name the instrument yet (Stripe's payment intent, then its charge)
+            known.instrument = known.instrument or op.instrument_fingerprint
+            known.method = known.method or op.method
             return None
         payment = Payment(op.op_key, op.op_id, op.kind, abs(op.amount), op.currency, op.status,
                           op.method, op.instrument_fingerprint, op.time, op.version)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 # The policy shipped with the package (package data, so a wheel install has it too).
 DEFAULT_POLICY_FILE = str(resources.files("withdrawals").joinpath("default_policy.yaml"))
@@ -103,6 +103,26 @@ class FirstWithdrawalCheck(_Strict):
     max_amount: Decimal = Field(default=Decimal("2000"), ge=0)
 
 
+class AmountCurrencies(_Strict):
+    """What the money thresholds (limits, first withdrawal, velocity) are counted in: an amount
+    in a `plain` currency compares as it is; in a currency of `rates`, times its rate (the value
+    of one unit in the thresholds' units, e.g. BTC: 60000); in any other currency (a payout in
+    coin units, say) it cannot be compared, and `unknown_action` applies."""
+
+    plain: list[str] = Field(default_factory=lambda: ["USD", "EUR", "GBP", "CHF", "AUD", "CAD",
+                                                      "USDT", "USDC"])
+    rates: dict[str, Decimal] = Field(default_factory=dict)
+    unknown_action: Action = "hold"
+
+    @field_validator("rates")
+    @classmethod
+    def _positive(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        for code, rate in value.items():
+            if rate <= 0:
+                raise ValueError(f"{code}: a rate must be positive, got {rate}")
+        return value
+
+
 class AmountLimits(_Strict):
     hold_above: Decimal | None = Field(default=Decimal("10000"), ge=0)
     reject_above: Decimal | None = Field(default=None, ge=0)
@@ -148,6 +168,7 @@ class WithdrawalPolicy(_Strict):
     free_margin: FreeMarginCheck = FreeMarginCheck()
     return_to_source: ReturnToSourceCheck = ReturnToSourceCheck()
     first_withdrawal: FirstWithdrawalCheck = FirstWithdrawalCheck()
+    amounts: AmountCurrencies = AmountCurrencies()
     limits: AmountLimits = AmountLimits()
     velocity: VelocityCheck = VelocityCheck()
     payout_details: PayoutDetailsCheck = PayoutDetailsCheck()

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
+from pipelines.metrics import WITHDRAWAL_DECISIONS
 from risk_rules import names
 from risk_rules.alerts import Alert
 from risk_rules.engine import account_key
@@ -151,6 +152,7 @@ def _codes(decision: WithdrawalDecision) -> tuple[str, ...]:
 
 def decision_row(d: WithdrawalDecision) -> tuple[Any, ...]:
     """A decision in `DECISION_COLUMNS` order."""
+    WITHDRAWAL_DECISIONS.labels(d.decision).inc()
     return (
         d.request_key, d.tenant, d.account_key, d.server, d.login, d.request_id, d.provider, d.method,
         d.instrument_fingerprint, d.amount, d.currency, d.decision, [r.code for r in d.reasons],

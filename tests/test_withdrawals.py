@@ -4,6 +4,7 @@ equals an independent recomputation from the raw inputs; the Kafka topic; the po
 
 from __future__ import annotations
 
+import pickle
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,7 @@ from withdrawals import (
     ClientFacts,
     Payment,
     PolicyError,
+    WithdrawalBook,
     WithdrawalPolicy,
     decide,
     load_policy,
@@ -284,6 +286,28 @@ def test_reject_before_hold_and_a_holds_release_conditions() -> None:
     approved = decide(POLICY, facts(sources=sources), request("1500", "A", key="psp:coinspaid:10"))
     assert approved.decision == "approve" and approved.reasons[0].code == "approved"
     assert approved.decision_id != held.decision_id
+
+
+def test_the_book_folds_payments_in_order_and_pickles() -> None:
+    from tests.test_rules_builders import psp
+
+    book = WithdrawalBook()
+    t = T0 + timedelta(days=1)
+    assert book.on_payment(psp("500", t, fp="", status="pending", key="psp:praxis:d1"), "k", POLICY) is None
+    book.on_payment(psp("500", t + timedelta(minutes=1), fp="card-9", key="psp:praxis:d1"), "k", POLICY)
+    # the instrument came with the later notice; the deposit counts once approved
+    src = book.facts(request(instrument="card-9", t=t + timedelta(days=1)), 0).sources
+    assert [(x.instrument, x.deposited) for x in src] == [("card-9", D("500"))]
+    # with only `approved` a request, the pending notice is not one, the approved one is
+    only_approved = policy(request_statuses=["approved"])
+    assert book.on_payment(psp("-50", t, status="pending", key="psp:praxis:w1"), "k", only_approved) is None
+    req = book.on_payment(psp("-50", t + timedelta(hours=1), key="psp:praxis:w1"), "k", only_approved)
+    assert req is not None and (req.request_key, req.amount) == ("psp:praxis:w1", D("50"))
+    book.after_decision(req, "approve")
+    later = psp("-50", t + timedelta(hours=2), key="psp:praxis:w1")
+    assert book.on_payment(later, "k", only_approved) is None  # decided once
+    again = pickle.loads(pickle.dumps(book))
+    assert again == book
 
 
 # -- the policy --------------------------------------------------------------------------------

@@ -164,12 +164,18 @@ class WithdrawalBook:
             # a first notice may not name the instrument yet (Stripe's payment intent, then its charge)
             known.instrument = known.instrument or op.instrument_fingerprint
             known.method = known.method or op.method
+            if op.kind == "withdrawal" and not known.decision and op.status in policy.request_statuses:
+                return self._request(op, account_key)  # e.g. `approved` when only it is a request
             return None
         payment = Payment(op.op_key, op.op_id, op.kind, abs(op.amount), op.currency, op.status,
                           op.method, op.instrument_fingerprint, op.time, op.version)
         book[op.op_key] = payment
         if op.kind == "deposit" or op.status not in policy.request_statuses:
             return None
+        return self._request(op, account_key)
+
+    @staticmethod
+    def _request(op: BalanceOperation, account_key: str) -> Request:
         return Request(op.op_key, op.op_id, op.tenant, account_key, op.server, op.login, op.provider,
                        op.method, op.instrument_fingerprint, op.payer_name, abs(op.amount),
                        op.currency, op.status, op.time)

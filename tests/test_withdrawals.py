@@ -310,6 +310,36 @@ def test_the_book_folds_payments_in_order_and_pickles() -> None:
     assert again == book
 
 
+def test_the_account_stage_screens_a_pending_payouts_beneficiary() -> None:
+    """The sanctions rule screens approved payments only; the withdrawal step screens the
+    beneficiary of the request itself, with the rule's screener (the example's synthetic list)."""
+    from pipelines.account_stage import AccountStage
+    from pipelines.config import load_settings
+    from pipelines.dataflow import withdrawal_step
+    from pipelines.rules_step import AccountRulesStep, load_rule_resources
+    from tests.conftest import EXAMPLE_CONFIG
+    from tests.test_rules_builders import account as account_update
+    from tests.test_rules_builders import psp
+
+    settings = load_settings(EXAMPLE_CONFIG)
+    res = load_rule_resources(settings)
+    assert res is not None and res.screener is not None
+    step = withdrawal_step(settings, res, exposure=False)
+    stage = AccountStage(None, False, res, AccountRulesStep(res, None), step)
+    t = T0 + timedelta(days=1)
+    records: list[Any] = [
+        account_update(100, t, name="Anna Alpha", kyc_status="approved"),
+        psp("500", t + timedelta(hours=1), fp="card-1"),
+        psp("-100", t + timedelta(hours=2), status="pending", fp="card-1", payer="Marco Aurelio Trellavini"),
+        psp("-100", t + timedelta(hours=3), status="pending", fp="card-1", payer="Anna Alpha"),
+    ]
+    _, outs = stage(None, records)
+    decisions = outs[0].decisions
+    assert [d.decision for d in decisions] == ["reject", "approve"]
+    assert decisions[0].reasons[0].code == "sanctions_beneficiary"
+    assert "TRELLAVINI" in decisions[0].reasons[0].text
+
+
 # -- the policy --------------------------------------------------------------------------------
 
 

@@ -246,13 +246,13 @@ def commission_step(settings: Settings) -> CommissionStep | None:
                           keep=timedelta(days=settings.commissions_keep_days))
 
 
-def withdrawal_step(settings: Settings, rules: RuleResources | None, exposure: bool,
-                    policy_file: str | None = None) -> WithdrawalStep | None:
+def withdrawal_step(settings: Settings, rules: RuleResources | None,
+                    exposure: bool) -> WithdrawalStep | None:
     """The withdrawal decisions (None when disabled); a bad policy fails here, at start."""
     if not settings.withdrawals.enabled:
         return None
     servers = {name: cfg.platform for name, (_, cfg) in settings.server_index().items()}
-    return WithdrawalStep(settings.withdrawals.load(policy_file), servers, positions_known=exposure,
+    return WithdrawalStep(settings.withdrawals.load(), servers, positions_known=exposure,
                           screener=rules.screener if rules else None,
                           min_score=policy_screen_score(rules.config) if rules else 88)
 

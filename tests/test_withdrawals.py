@@ -16,6 +16,9 @@ import orjson
 import pytest
 import yaml
 from confluent_kafka import Consumer, TopicPartition
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from brokerstream.cli import main as cli_main
 from brokerstream.engine import run_kafka, run_replay
@@ -338,6 +341,47 @@ def test_the_account_stage_screens_a_pending_payouts_beneficiary() -> None:
     assert [d.decision for d in decisions] == ["reject", "approve"]
     assert decisions[0].reasons[0].code == "sanctions_beneficiary"
     assert "TRELLAVINI" in decisions[0].reasons[0].text
+
+
+AMOUNTS = st.decimals(min_value=D("0.01"), max_value=D("300000"), places=2, allow_nan=False,
+                      allow_infinity=False)
+
+
+@hypothesis_settings(max_examples=60, deadline=None)
+@given(deposits=st.lists(st.tuples(st.sampled_from("AB"), AMOUNTS), max_size=6),
+       payouts=st.lists(st.tuples(st.sampled_from("ABC"), AMOUNTS), min_size=1, max_size=8))
+def test_sources_and_outcomes_hold_for_any_history(deposits: list[tuple[str, Decimal]],
+                                                   payouts: list[tuple[str, Decimal]]) -> None:
+    """Whatever the history: what each deposit instrument still has to get back is exactly its
+    approved deposits minus the earlier payouts to it that were not rejected, and the outcome
+    follows the reasons (a reject reason rejects, a hold carries one release per hold reason)."""
+    from tests.test_rules_builders import psp
+
+    book = WithdrawalBook()
+    book.on_account(account(), T0)
+    t = T0 + timedelta(days=1)
+    for i, (fp, amount) in enumerate(deposits):
+        book.on_payment(psp(str(amount), t + timedelta(minutes=i), fp=fp), "mt5:S:1", POLICY)
+    paid: list[tuple[str, Decimal, str]] = []
+    for i, (fp, amount) in enumerate(payouts):
+        op = psp(str(-amount), t + timedelta(hours=1 + i), fp=fp, status="pending")
+        req = book.on_payment(op, "mt5:S:1", POLICY)
+        assert req is not None
+        f = book.facts(req, 0)
+        want = {}
+        for inst in {d for d, _ in deposits}:
+            got_back = sum((a for p_fp, a, dec in paid if p_fp == inst and dec != "reject"), D(0))
+            want[inst] = sum((a for d, a in deposits if d == inst), D(0)) - got_back
+        assert {x.instrument: x.remaining for x in f.sources} == want
+        d = decide(POLICY, f, req)
+        actions = [r.action for r in d.reasons]
+        assert (d.decision == "reject") == ("reject" in actions)
+        if d.decision == "hold":
+            assert len(d.release_conditions) == actions.count("hold") and all(d.release_conditions)
+        if d.decision == "approve":
+            assert [r.code for r in d.reasons] == ["approved"] and not d.release_conditions
+        book.after_decision(req, d.decision)
+        paid.append((fp, amount, d.decision))
 
 
 # -- the policy --------------------------------------------------------------------------------

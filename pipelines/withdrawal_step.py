@@ -39,6 +39,7 @@ DECISION_COLUMNS: tuple[str, ...] = (
     "release_conditions", "policy_version", "requested_at", "decided_at", "revision", "decision_id",
 )
 TABLE = "withdrawal_decisions_store"
+ACCOUNT_PLATFORMS = frozenset({"mt4", "mt5", "ctrader"})  # an account key: platform:server:login
 TOPIC = "withdrawal_decisions"
 
 
@@ -64,7 +65,9 @@ class WithdrawalStep:
     def __call__(self, shard: Slots, record: Any, account: Account | None, alerts: Sequence[Alert],
                  out: list[WithdrawalDecision]) -> None:
         for alert in alerts:  # raised by this record: they count for its own decision
-            slot = shard.slot(alert.subject)  # account-keyed rules name the account
+            if alert.subject.split(":", 1)[0] not in ACCOUNT_PLATFORMS:
+                continue  # not about an account (account-keyed rules name the account)
+            slot = shard.slot(alert.subject)
             slot.payouts = slot.payouts or WithdrawalBook()
             slot.payouts.on_alert(AlertFact(alert.alert_id, alert.rule_id, alert.category,
                                             alert.severity, alert.mode, alert.summary,

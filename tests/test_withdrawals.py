@@ -29,6 +29,7 @@ from pipelines.topics import ensure_kafka_topics
 from pipelines.withdrawal_step import decision_message
 from schemas.envelope import Envelope
 from schemas.events import Account
+from tests.conftest import SimulatedStore
 from withdrawals import (
     AlertFact,
     ClientFacts,
@@ -655,27 +656,21 @@ def test_the_replay_withdrawal_policy_backtest_prints_what_changes(
     assert "limits.hold_above" in capsys.readouterr().err
 
 
-def test_the_simulated_brokerage_exercises_approve_hold_and_reject(chdb_dir: Path, tmp_path: Path) -> None:
-    """The simulated store's history (rules on, typologies injected): every PSP withdrawal
-    request gets one decision, of all three kinds, and a hold cites an alert that exists."""
-    from tests.simulated_store import fill_simulated_store, simulated_settings
-
-    settings = simulated_settings(chdb_dir, f"ws_{uuid.uuid4().hex[:8]}")
-    fill_simulated_store(settings, tmp_path)
-    store = Store(settings.clickhouse_dsn(), settings.clickhouse.database)
-    try:
-        counts = dict(store.query("SELECT decision, count() FROM withdrawal_decisions GROUP BY decision")[1])
-        requests = store.query(
-            "SELECT count(DISTINCT op_key) FROM balance_operations_store WHERE platform = 'psp' "
-            "AND kind = 'withdrawal' AND status IN ('pending', 'approved')")[1][0][0]
-        missing = store.query(
-            "SELECT count() FROM (SELECT arrayJoin(splitByChar(',', "
-            "JSONExtractString(r, 'facts', 'alert_ids'))) "
-            "AS id FROM withdrawal_decisions ARRAY JOIN JSONExtractArrayRaw(reasons) AS r "
-            "WHERE JSONExtractString(r, 'code') = 'open_alert') "
-            "WHERE id NOT IN (SELECT alert_id FROM alerts)")[1]
-    finally:
-        store.close()
+def test_the_simulated_brokerage_exercises_approve_hold_and_reject(simulated_store: SimulatedStore) -> None:
+    """The simulated store's history (the session's, shared with the dashboard tests: rules on,
+    typologies injected): decisions of all three kinds, at most one per PSP withdrawal, and
+    every alert an open-alert hold cites exists."""
+    store = simulated_store.store
+    counts = dict(store.query("SELECT decision, count() FROM withdrawal_decisions GROUP BY decision")[1])
+    requests = store.query(
+        "SELECT count(DISTINCT op_key) FROM balance_operations_store WHERE platform = 'psp' "
+        "AND kind = 'withdrawal' AND status IN ('pending', 'approved')")[1][0][0]
+    missing = store.query(
+        "SELECT count() FROM (SELECT arrayJoin(splitByChar(',', "
+        "JSONExtractString(r, 'facts', 'alert_ids'))) "
+        "AS id FROM withdrawal_decisions ARRAY JOIN JSONExtractArrayRaw(reasons) AS r "
+        "WHERE JSONExtractString(r, 'code') = 'open_alert') "
+        "WHERE id NOT IN (SELECT alert_id FROM alerts)")[1]
     assert set(counts) == {"approve", "hold", "reject"}, counts
     assert sum(counts.values()) <= requests  # requests whose first notice was declined get none
     assert missing == [(0,)]

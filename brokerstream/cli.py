@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from brokerstream import withdrawal_cli
 from pipelines.config import ConfigError, Settings, home_dir, load_settings
 
 
@@ -86,6 +87,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     print(f"replaying {', '.join(map(str, paths))} -> {settings.clickhouse_dsn()}", flush=True)
     if args.rules:
         return _backtest(settings, paths, args)
+    if args.withdrawal_policy:  # a withdrawal policy backtest (brokerstream/withdrawal_cli.py)
+        return withdrawal_cli.run_cli(settings, paths, args)
     run_replay(settings, paths, recovery_dir=Path(args.recovery_dir) if args.recovery_dir else None,
                progress_every=args.progress_every)
     print(f"done in {time.perf_counter() - started:.1f} s")
@@ -391,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline-rules", metavar="RULES.yaml",
                    help="backtest: compare with this file instead of the configured rules.file")
     p.add_argument("--report", metavar="FILE.json", help="backtest: also write the report as JSON")
+    withdrawal_cli.add_arguments(p)
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("sql", help="run a query against the configured ClickHouse",
@@ -529,11 +533,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from commissions import CommissionConfigError
     from pipelines.store import StoreUnavailable
     from risk_rules.engine import ConfigError as RulesConfigError
+    from withdrawals import PolicyError
 
     try:
         return int(args.func(args))
-    except (ConfigError, CommissionConfigError, RulesConfigError, EngineError, FileNotFoundError,
-            StoreUnavailable, QueryError) as exc:
+    except (ConfigError, CommissionConfigError, RulesConfigError, PolicyError, EngineError,
+            FileNotFoundError, StoreUnavailable, QueryError) as exc:
         print(f"brokerstream: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -27,6 +27,7 @@ from typing import Any
 
 from pipelines.exposure_step import AccountBook, PositionBookStep
 from pipelines.rules_step import AccountRulesStep, LinkedInput, RuleResources, shard_key
+from pipelines.withdrawal_step import WithdrawalStep
 from risk_rules.alerts import Alert
 from risk_rules.engine import RuleEngine, account_key
 from risk_rules.exposure import PositionChange
@@ -34,6 +35,7 @@ from risk_rules.exposure.positions import CorrectionIssue
 from risk_rules.exposure.settings import ExposureSettings
 from schemas.account_state import AccountState, merge_account
 from schemas.events import Account, AccountUpdate, BalanceOperation, Deal, Login
+from withdrawals import WithdrawalBook, WithdrawalDecision
 
 AccountInput = AccountUpdate | Deal | BalanceOperation | Login
 ExposureInput = PositionChange | CorrectionIssue | Account | BalanceOperation
@@ -46,6 +48,7 @@ class AccountSlot:
 
     state: AccountState | None = None
     book: AccountBook | None = None
+    payouts: WithdrawalBook | None = None  # withdrawal facts (pipelines/withdrawal_step.py)
 
 
 @dataclass
@@ -57,6 +60,7 @@ class AccountOutputs:
     commissions: dict[str, list[CommissionInput]] = field(default_factory=dict)  # by tenant
     alerts: list[Alert] = field(default_factory=list)
     linked: list[tuple[str, LinkedInput]] = field(default_factory=list)  # (linked shard, input)
+    decisions: list[WithdrawalDecision] = field(default_factory=list)  # -> withdrawal_decisions
 
 
 class AccountShard:
@@ -97,7 +101,9 @@ class AccountStage:
     of one batch in read order) -> (shard, [their `AccountOutputs`])."""
 
     def __init__(self, exposure: ExposureSettings | None, commissions: bool,
-                 rules: RuleResources | None, rules_step: AccountRulesStep | None) -> None:
+                 rules: RuleResources | None, rules_step: AccountRulesStep | None,
+                 withdrawals: WithdrawalStep | None = None) -> None:
+        self.withdrawals = withdrawals
         self.books = PositionBookStep(exposure) if exposure is not None and exposure.enabled else None
         self.commissions = commissions
         self.rules = rules_step
@@ -107,9 +113,11 @@ class AccountStage:
                  records: list[AccountInput]) -> tuple[AccountShard, list[AccountOutputs]]:
         shard = shard or AccountShard()
         out = AccountOutputs()
-        books, rules = self.books, self.rules
+        books, rules, withdrawals = self.books, self.rules, self.withdrawals
         for record in records:
             tenant = record.tenant
+            account: Account | None = None
+            raised = len(out.alerts)
             if isinstance(record, AccountUpdate):
                 slot = shard.slot(record.account_key)
                 slot.state, account = merge_account(slot.state, record)
@@ -136,6 +144,10 @@ class AccountStage:
                         out.alerts.append(item)
                     else:
                         out.linked.append(item)
+            # after the rules: the alerts this record raised count (deals and logins alone: nothing)
+            if withdrawals is not None and (len(out.alerts) > raised
+                                            or isinstance(record, AccountUpdate | BalanceOperation)):
+                withdrawals(shard, record, account, out.alerts[raised:], out.decisions)
         return shard, [out]
 
 

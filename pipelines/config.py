@@ -21,6 +21,7 @@ from reconciliation.settings import ReconSettings
 from risk_rules.exposure.settings import ExposureSettings
 from risk_rules.settings import RulesSettings
 from schemas.events import Platform
+from withdrawals.policy import WithdrawalSettings
 
 
 def home_dir() -> Path:
@@ -215,6 +216,8 @@ class Settings(Strict):
     # -- alert cases and notifications (issue 16; cases/settings.py, docs/cases.md) --
     cases: CasesSettings = CasesSettings()
     notify: NotifySettings = NotifySettings()
+    # withdrawal decisions: the policy file or inline policy (docs/withdrawals.md)
+    withdrawals: WithdrawalSettings = WithdrawalSettings()
     # IB commission files, one per tenant (docs/commissions.md); relative to this file.
     commissions: list[str] = Field(default_factory=list)
     # deals older than this (event time) leave the commission state; a later correction of one
@@ -318,6 +321,8 @@ def load_settings(path: str | Path | None = None) -> Settings:
         paths = [str((base / p).resolve()) for p in settings.commissions]
         settings = settings.model_copy(update={"commissions": paths})
     settings = settings.model_copy(update={"rules": settings.rules.resolved(chosen.resolve().parent)})
+    settings = settings.model_copy(  # withdrawals: a policy path relative to this file
+        update={"withdrawals": settings.withdrawals.resolved(chosen.resolve().parent)})
     bootstrap = os.environ.get("BROKERSTREAM_KAFKA")
     if bootstrap:
         settings = settings.model_copy(

@@ -57,6 +57,14 @@ from pipelines.sinks import CLUSTER, ClickHouseSink, TopicSink, alert_message, d
 from pipelines.sources import FileItem, JsonlSource, StoppableSource
 from pipelines.store import Store
 from pipelines.tables import issue_row, to_row
+from pipelines.withdrawal_step import TABLE as WITHDRAWAL_TABLE
+from pipelines.withdrawal_step import TOPIC as WITHDRAWAL_TOPIC
+from pipelines.withdrawal_step import (
+    WithdrawalStep,
+    decision_message,
+    decision_row,
+    policy_screen_score,
+)
 from schemas.envelope import Envelope
 from schemas.events import AccountUpdate, DeadLetter, Quote
 from schemas.symbols import SymbolBook
@@ -243,6 +251,11 @@ def _account_rows(kv: tuple[str, AccountOutputs]) -> list[TableBatch]:
     return [("accounts_store", [to_row(a)[1] for a in accounts])] if accounts else []
 
 
+def _decision_rows(kv: tuple[str, AccountOutputs]) -> list[TableBatch]:
+    decisions = kv[1].decisions
+    return [(WITHDRAWAL_TABLE, [decision_row(d) for d in decisions])] if decisions else []
+
+
 def _rule_alerts(
     outputs: Stream[tuple[str, AccountOutputs]], resources: RuleResources, live: bool
 ) -> Stream[TableBatch]:
@@ -274,6 +287,17 @@ def commission_step(settings: Settings) -> CommissionStep | None:
                           keep=timedelta(days=settings.commissions_keep_days))
 
 
+def withdrawal_step(settings: Settings, rules: RuleResources | None,
+                    exposure: bool) -> WithdrawalStep | None:
+    """The withdrawal decisions (None when disabled); a bad policy fails here, at start."""
+    if not settings.withdrawals.enabled:
+        return None
+    servers = {name: cfg.platform for name, (_, cfg) in settings.server_index().items()}
+    return WithdrawalStep(settings.withdrawals.load(), servers, positions_known=exposure,
+                          screener=rules.screener if rules else None,
+                          min_score=policy_screen_score(rules.config) if rules else 88)
+
+
 def build_flow(
     settings: Settings,
     source: KafkaInput | FileInput,
@@ -283,6 +307,7 @@ def build_flow(
 ) -> Dataflow:
     commissions = commission_step(settings)
     rules = load_rule_resources(settings, rules_file)
+    withdrawals = withdrawal_step(settings, rules, settings.exposure.enabled)
     flow = Dataflow("brokerstream")
     batches: Stream[list[FileItem]]  # one item per consumed batch, in read order
     if isinstance(source, KafkaInput):
@@ -300,7 +325,7 @@ def build_flow(
     if isinstance(source, FileInput) and source.progress_every:
         progress = Progress(source.progress_every)
     exposure = settings.exposure if settings.exposure.enabled else None
-    updates_only = exposure is None and commissions is None and rules is None
+    updates_only = exposure is None and commissions is None and rules is None and withdrawals is None
     router = Router(settings)
     columnar: dict[str, tuple[str, ColumnarReader]] | None = None
     if updates_only:  # nothing but the store reads the deals
@@ -316,9 +341,12 @@ def build_flow(
     route = account_router(servers, settings.rules.shards, updates_only=updates_only)
     shards = op.flat_map("to_accounts", records, partial(_keyed_lists, route))
     stage = AccountStage(exposure, commissions is not None, rules,
-                         AccountRulesStep(rules, wall_clock if live else None) if rules else None)
+                         AccountRulesStep(rules, wall_clock if live else None) if rules else None,
+                         withdrawals)
     outputs = stateful_batch_map("accounts", shards, stage)
     streams.append(op.flat_map("account_rows", outputs, _account_rows))
+    if withdrawals is not None:  # decisions -> table (and the topic, below)
+        streams.append(op.flat_map("withdrawal_rows", outputs, _decision_rows))
     if exposure is not None:
         changes = op.flat_map("exposure_accounts", outputs, lambda kv: list(kv[1].exposure.items()))
         quotes = op.flat_map("exposure_quotes", records, _quotes_by_tenant)
@@ -364,6 +392,11 @@ def build_flow(
 
         op.output("notify", op.flat_map("notify_alerts", all_rows, notify_items),
                   NotifySink(settings.notify, notify_state_file(settings.notify, home_dir())))
+        if withdrawals is not None:  # for the cashier / PSP integration to act on
+            decision_topic = source.prefix + WITHDRAWAL_TOPIC
+            decisions = op.flat_map("withdrawal_decisions", outputs,
+                                    lambda kv: [(decision_topic, d) for d in kv[1].decisions])
+            op.output("withdrawal_topic", decisions, TopicSink(config, decision_topic, decision_message))
     return flow
 
 

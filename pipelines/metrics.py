@@ -40,6 +40,10 @@ ALERTS = Counter(
     "brokerstream_alerts_total", "Alerts raised, by rule, category, severity and mode (alert/observe)",
     ["rule_id", "category", "severity", "mode"],
 )
+WITHDRAWAL_DECISIONS = Counter(  # pipelines/withdrawal_step.py
+    "brokerstream_withdrawal_decisions_total",
+    "Withdrawal decisions written, by decision (a re-decided hold counts again)", ["decision"],
+)
 RULE_RECORDS = Counter(
     "brokerstream_rule_records_total", "Records evaluated by the AML/fraud rules, by state key kind",
     ["keyed_by"],

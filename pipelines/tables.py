@@ -16,6 +16,8 @@ from pipelines.exposure_step import (
     EXPOSURE_COLUMNS,
     POSITION_COLUMNS,
 )
+from pipelines.withdrawal_step import DECISION_COLUMNS
+from pipelines.withdrawal_step import TABLE as WITHDRAWAL_TABLE
 from reconciliation.breaks import BREAK_COLUMNS
 from schemas.events import Account, BalanceOperation, DeadLetter, Deal, Login, Quote
 
@@ -43,6 +45,8 @@ COLUMNS_BY_TABLE["alerts_store"] = ALERT_COLUMNS
 COLUMNS_BY_TABLE["correction_issues_store"] = CORRECTION_ISSUE_COLUMNS
 # -- reconciliation (issue 16): rows the recon step builds (pipelines/recon_step.py) --
 COLUMNS_BY_TABLE["reconciliation_breaks_store"] = BREAK_COLUMNS
+# withdrawal decisions (pipelines/withdrawal_step.py)
+COLUMNS_BY_TABLE[WITHDRAWAL_TABLE] = DECISION_COLUMNS
 
 # Pydantic records keep their values in __dict__; the commission rows are slotted dataclasses.
 _GETTERS: dict[type, tuple[str, Any]] = {

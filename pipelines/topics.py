@@ -18,6 +18,7 @@ def all_topics(settings: Settings) -> dict[str, int]:
     topics = {prefix + name: settings.kafka.partitions for name in RAW_TOPICS}
     topics[prefix + settings.kafka.dead_letter_topic] = 1
     topics[prefix + "alerts"] = settings.kafka.partitions
+    topics[prefix + "withdrawal_decisions"] = settings.kafka.partitions  # pipelines/withdrawal_step.py
     return topics
 
 

@@ -131,6 +131,7 @@ class Brokerage:
         quote_share: float = DEFAULT_QUOTE_SHARE,
         typology_rate: float = 1.0,
         recon_breaks: float = 0.0,
+        withdrawal_cases: int = 0,
     ) -> None:
         """`settings_or_servers`: the engine Settings, or {tenant: [ServerConfig | dict]}, or
         (tenant, server) pairs. `accounts`: trading accounts in the world. `events` and `days`
@@ -140,7 +141,8 @@ class Brokerage:
         `quote_share`: the share of the traffic that is price ticks (0..0.9).
         `typology_rate`: multiplies how often suspicious cases are injected.
         `recon_breaks`: the chance that a payment's booking is given a reconciliation break
-        (0: none; see cashier.py and `recon_truth`)."""
+        (0: none; see cashier.py and `recon_truth`). `withdrawal_cases`: withdrawal requests
+        the withdrawal policy holds or rejects (withdrawal_cases.py)."""
         tenants = _tenants_of(settings_or_servers)
         if not tenants or not any(servers for _, servers in tenants):
             raise ValueError("the simulated brokerage needs at least one tenant with a server")
@@ -162,6 +164,7 @@ class Brokerage:
         self.events_hint = events
         self.quote_share = min(max(quote_share, 0.0), 0.9)
         self.typology_rate = typology_rate
+        self.withdrawal_cases = withdrawal_cases
         self.rng = random.Random(seed)
         self.now = start_ms
         self.market = Market(self.rng, start_ms)
@@ -553,6 +556,10 @@ class Brokerage:
                 self.trading.dealer_correction)
         self.at(start + spread + int(rng.expovariate(1.0 / self.change_gap_ms)), self.lifecycle.change)
         self.typologies.plan(start + spread, self.horizon_ms, self.typology_rate)
+        if self.withdrawal_cases > 0:  # opt-in: other histories stay as they were
+            from devtools.simulator.withdrawal_cases import WithdrawalCases
+
+            WithdrawalCases(self).plan(start + spread, self.horizon_ms, self.withdrawal_cases)
 
     def _open_new(self, acc: Account) -> None:
         self.lifecycle.open(acc)

@@ -49,6 +49,9 @@ def build_parser(prog: str = "brokerstream simulate") -> argparse.ArgumentParser
     p.add_argument("--recon-breaks", type=float, default=0.0, metavar="RATE",
                    help="chance that a payment's platform booking is given a reconciliation "
                    "break (0..1; ground truth in <out>.recon.jsonl, docs/reconciliation.md)")
+    p.add_argument("--withdrawal-cases", type=int, default=0, metavar="N",
+                   help="inject N withdrawal requests the withdrawal policy holds or rejects "
+                   "(devtools/simulator/withdrawal_cases.py; default 0)")
     p.add_argument("--out", metavar="FILE", help="write envelopes to this JSON Lines file")
     p.add_argument("--truth", metavar="FILE",
                    help="ground truth, one case per line (default: next to --out)")
@@ -109,7 +112,8 @@ def main(argv: Sequence[str] | None = None, *, publish: Publish | None = None,
     kwargs: dict[str, Any] = {} if start is None else {"start_ms": start}
     sim = Brokerage(settings, args.seed, accounts=args.accounts, days=args.days,
                     events=args.events or None, quote_share=args.quote_share,
-                    typology_rate=args.typology_rate, recon_breaks=args.recon_breaks, **kwargs)
+                    typology_rate=args.typology_rate, recon_breaks=args.recon_breaks,
+                    withdrawal_cases=args.withdrawal_cases, **kwargs)
     truth = Path(args.truth) if args.truth else None
     if args.partners:
         folder = Path(args.partners)

@@ -48,6 +48,8 @@ def config(root: Path, bootstrap: str, prefix: str) -> Path:
     doc["commissions"] = []
     doc.setdefault("exposure", {})["enabled"] = False
     doc["rules"] = {"enabled": False}
+    doc["withdrawals"] = {"enabled": False}
+    doc["recon"] = {"enabled": False}
     path = root / "brokerstream.yaml"
     root.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(doc))

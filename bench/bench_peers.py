@@ -180,6 +180,8 @@ def brokerstream_config(root: Path, bootstrap: str, partitions: int) -> Path:
     doc["pipeline"] = {**doc.get("pipeline", {}), "recovery_dir": str(root / "recovery")}
     doc["rules"] = {"enabled": False}
     doc["commissions"] = []
+    doc["withdrawals"] = {"enabled": False}  # the peers' job: parse, positions, exposure, store
+    doc["recon"] = {"enabled": False}
     path = root / "brokerstream.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path

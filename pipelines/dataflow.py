@@ -384,6 +384,11 @@ def build_flow(
         alerts = op.flat_map("alerts", all_rows, lambda tb: [(alert_topic, row) for row in tb[1]
                              if row[-1] == "alert"] if tb[0] == "alerts_store" else [])
         op.output("alert_topic", alerts, TopicSink(config, alert_topic, alert_message))
+        if withdrawals is not None:  # for the cashier / PSP integration to act on
+            decision_topic = source.prefix + WITHDRAWAL_TOPIC
+            decisions = op.flat_map("withdrawal_decisions", outputs,
+                                    lambda kv: [(decision_topic, d) for d in kv[1].decisions])
+            op.output("withdrawal_topic", decisions, TopicSink(config, decision_topic, decision_message))
 
     # -- notifications of new alerts (issue 16): pipelines/notify.py; live only, not replays --
     if settings.notify.enabled and isinstance(source, KafkaInput):
@@ -392,11 +397,6 @@ def build_flow(
 
         op.output("notify", op.flat_map("notify_alerts", all_rows, notify_items),
                   NotifySink(settings.notify, notify_state_file(settings.notify, home_dir())))
-        if withdrawals is not None:  # for the cashier / PSP integration to act on
-            decision_topic = source.prefix + WITHDRAWAL_TOPIC
-            decisions = op.flat_map("withdrawal_decisions", outputs,
-                                    lambda kv: [(decision_topic, d) for d in kv[1].decisions])
-            op.output("withdrawal_topic", decisions, TopicSink(config, decision_topic, decision_message))
     return flow
 
 

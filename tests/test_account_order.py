@@ -347,9 +347,18 @@ def test_commissions_do_not_depend_on_batching(runs: Runs, order: str, table: st
     assert_same_rows(runs, order, table)
 
 
-# written by the exposure stage's snapshots: compared above without their snapshot times
+# written by the exposure stage's snapshots: compared above without their snapshot times;
+# the partner tree and plan tiers: written at start from the commissions files, stamped with
+# the start time (`loaded_at`), compared below without it
 SNAPSHOT_TABLES = frozenset({"positions_store", "exposure_store", "currency_exposure_store",
-                             "exposure_history", "alerts_store"})
+                             "exposure_history", "alerts_store", "ib_tree_store",
+                             "ib_plan_tiers_store"})
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("table", ["ib_tree_store", "ib_plan_tiers_store"])
+def test_the_partner_tables_are_the_same(runs: Runs, order: str, table: str) -> None:
+    assert_same_rows(runs, order, table, ignore=frozenset({"loaded_at"}))
 
 
 @pytest.mark.parametrize("order", ORDERS)

@@ -55,7 +55,7 @@ from pipelines.sources import FileItem, JsonlSource, StoppableSource
 from pipelines.store import Store
 from pipelines.tables import issue_row, to_row
 from schemas.envelope import Envelope
-from schemas.events import AccountUpdate, DeadLetter, Quote
+from schemas.events import AccountUpdate, BalanceOperation, DeadLetter, Quote
 from schemas.symbols import SymbolBook
 
 
@@ -151,8 +151,9 @@ def table_batches(rows: Iterable[tuple[str, tuple[Any, ...]]]) -> list[TableBatc
 
 
 def _record_rows(records: list[Record]) -> list[TableBatch]:
-    # account updates are stored as the merged accounts of the account stage
-    return table_batches(to_row(r) for r in records if not isinstance(r, AccountUpdate))
+    # account updates and payments are stored as the account stage merged them
+    return table_batches(to_row(r) for r in records if not isinstance(r, AccountUpdate) and not (
+        isinstance(r, BalanceOperation) and r.platform == "psp"))
 
 
 def _keyed_lists(key: Callable[[Any], str | None], items: Iterable[Any]) -> list[tuple[str, list[Any]]]:
@@ -198,8 +199,11 @@ def _quotes_by_tenant(records: list[Record]) -> list[tuple[str, list[Any]]]:
 
 
 def _account_rows(kv: tuple[str, AccountOutputs]) -> list[TableBatch]:
-    accounts = kv[1].accounts
-    return [("accounts_store", [to_row(a)[1] for a in accounts])] if accounts else []
+    accounts, payments = kv[1].accounts, kv[1].payments
+    out = [("accounts_store", [to_row(a)[1] for a in accounts])] if accounts else []
+    if payments:  # every notification of a payment merged field by field (account stage)
+        out.append(("balance_operations_store", [to_row(p)[1] for p in payments]))
+    return out
 
 
 def _rule_alerts(

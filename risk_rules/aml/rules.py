@@ -134,6 +134,18 @@ class Structuring(Rule):
             )
         ]
 
+    def on_retract(self, op_key: str, account: str) -> None:
+        forget(self.by_account.get(account), op_key)
+
+
+def forget(q: deque[Any] | None, op_key: str) -> None:
+    """Take a deleted or corrected operation out of a window of (time, amount, op key, ...)."""
+    if q:
+        kept = [e for e in q if e[2] != op_key]
+        if len(kept) != len(q):
+            q.clear()
+            q.extend(kept)
+
 
 # --------------------------------------------------------------------------- in/out with little trading
 
@@ -156,6 +168,9 @@ class DepositWithdrawNoTrading(Rule):
         super().__init__(params, ctx)
         self.deposits: dict[str, deque[tuple[datetime, Decimal, str]]] = defaultdict(deque)
         self.lots: dict[str, deque[tuple[datetime, Decimal]]] = defaultdict(deque)
+
+    def on_retract(self, op_key: str, account: str) -> None:
+        forget(self.deposits.get(account), op_key)
 
     def on_deal(self, deal: Deal, account: str) -> list[Hit]:
         if account in self.deposits and deal.entry in ("in", "inout"):
@@ -324,6 +339,9 @@ class PayerNameMismatch(Rule):
 
 class WithdrawalRouteParams(P):
     check_country: bool = True
+    broker_address_providers: list[str] = Field(
+        default_factory=lambda: ["coinspaid"], description="providers whose deposit instrument is "
+        "an address the broker gave the client (not where the money came from): not compared")
 
 
 @register
@@ -344,7 +362,7 @@ class WithdrawalToOtherInstrument(Rule):
         if not psp_approved(op):
             return []
         if op.amount > 0:
-            if op.instrument_fingerprint:
+            if op.instrument_fingerprint and op.provider not in self.p.broker_address_providers:
                 self.instruments[account].add(op.instrument_fingerprint)
             if op.country:
                 self.countries[account].add(op.country)
@@ -391,39 +409,39 @@ class SharedInstrument(Rule):
 
     def __init__(self, params: SharedInstrumentParams, ctx: Context) -> None:
         super().__init__(params, ctx)
-        # fingerprint -> client -> (last use, {account: op key of its last use})
-        self.users: dict[str, dict[str, tuple[datetime, dict[str, str]]]] = defaultdict(dict)
+        # fingerprint -> account -> (last use, op key of its last use); the clients behind the
+        # accounts are counted when the rule looks (`Context.person`: CRM id, else name + birth date)
+        self.users: dict[str, dict[str, tuple[datetime, str]]] = defaultdict(dict)
 
     def on_op(self, op: BalanceOperation, account: str) -> list[Hit]:
         fp = op.instrument_fingerprint
         if op.platform != "psp" or not fp or op.status not in ("approved", "pending"):
             return []
-        acc = self.ctx.accounts.get(account)
-        person = (acc.client_id or acc.name) if acc is not None and (acc.client_id or acc.name) else account
         users = self.users[fp]
-        _, accts = users.get(person, (op.time, {}))
-        accts[account] = op.op_key
-        users[person] = (op.time, accts)
+        users[account] = (op.time, op.op_key)
         horizon = op.time - timedelta(hours=self.p.window_hours)
         for k in [k for k, v in users.items() if v[0] < horizon]:
             del users[k]
         if len(users) < self.p.min_accounts:
             return []
-        accounts = sorted(a for _, accts in users.values() for a in accts)
+        clients = {self.ctx.person(a) for a in users}
+        if len(clients) < self.p.min_accounts:
+            return []
+        accounts = sorted(users)
         return [
             Hit(
                 f"instrument:{fp}",
                 op.tenant,
-                f"one {op.method or 'payment'} instrument used by {len(users)} clients "
+                f"one {op.method or 'payment'} instrument used by {len(clients)} clients "
                 f"({len(accounts)} accounts) within {self.p.window_hours:.0f} h "
                 f"(threshold {self.p.min_accounts})",
                 {
-                    "clients": len(users),
+                    "clients": len(clients),
                     "accounts": accounts,
                     "min_accounts": self.p.min_accounts,
                     "window_hours": self.p.window_hours,
                 },
-                sorted(k for _, accts in users.values() for k in accts.values()),
+                sorted(k for _, k in users.values()),
                 op.time,
             )
         ]
@@ -614,13 +632,15 @@ class Chargeback(Rule):
     def on_op(self, op: BalanceOperation, account: str) -> list[Hit]:
         if op.platform != "psp" or not (op.status == "chargeback" or op.kind == "chargeback"):
             return []
+        # the deposit marked charged back and its reversing entry are one fact: one payment
+        payment = op.op_key.removesuffix(":chargeback")
         return [
             Hit(
                 account,
                 op.tenant,
                 f"chargeback of {fmt(abs(op.amount))} {op.currency} via {op.provider}",
-                {"amount": float(op.amount), "provider": op.provider, "method": op.method},
-                [op.op_key],
+                {"amount": float(abs(op.amount)), "provider": op.provider, "method": op.method},
+                [payment],
                 op.time,
             )
         ]

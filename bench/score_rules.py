@@ -34,6 +34,7 @@ from risk_rules.engine import CsvGeoIP, RuleEngine, load_rules_config
 from risk_rules.sanctions import Screener, load_ofac
 from risk_rules.settings import DEFAULT_RULES_FILE
 from schemas.events import Quote
+from schemas.payment_merge import PaymentMerger
 
 DATA = SIM_DATA
 
@@ -123,7 +124,9 @@ def main() -> None:
             typology_rate=args.typology_rate,
         )
         norm = Normaliser(Router(sim.settings), readers_for(sim.settings))
-        records = [r for env in sim.envelopes(args.events) for r in norm(env) if not isinstance(r, Quote)]
+        merged = PaymentMerger()  # as the account stage: each payment's notifications merged
+        records = [merged(r) for env in sim.envelopes(args.events) for r in norm(env)
+                   if not isinstance(r, Quote)]
         truth = sim.truth()
         if cache is not None:
             with cache.open("wb") as fh:

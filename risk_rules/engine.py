@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import ipaddress
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -212,7 +213,11 @@ def name_dob(account: Account) -> str:
     """The name's words sorted and joined (spacing and order vary between platforms) + birth date."""
     if not account.name or account.date_of_birth is None:
         return ""
-    return "".join(sorted(names.words(account.name))) + "|" + account.date_of_birth.isoformat()
+    words = sorted(_UMLAUT.sub(r"\1", w) for w in names.words(account.name))
+    return "".join(words) + "|" + account.date_of_birth.isoformat()
+
+
+_UMLAUT = re.compile(r"([aou])e")  # Müller, Mueller and Muller: one spelling in the key
 
 
 def account_key(platform: str, server: str, login: int, servers: Mapping[str, str]) -> str:

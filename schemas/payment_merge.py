@@ -55,3 +55,16 @@ def merge_payment(state: PaymentFacts | None, op: BalanceOperation) -> tuple[Pay
             if have is None or (op.version, value) > have:
                 facts[name] = (op.version, value)
     return state, state.merged()
+
+
+class PaymentMerger:
+    """A stream of records with every payment merged so far, as the account stage stores them
+    and gives them to the rules (for a sequential run: backtests, `bench/score_rules.py`)."""
+
+    def __init__(self) -> None:
+        self.payments: dict[str, PaymentFacts] = {}
+
+    def __call__(self, record: Any) -> Any:
+        if isinstance(record, BalanceOperation) and record.platform == "psp":
+            self.payments[record.op_key], record = merge_payment(self.payments.get(record.op_key), record)
+        return record

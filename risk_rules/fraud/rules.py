@@ -159,7 +159,9 @@ class ImpossibleTravel(Rule):
         hours = max((login.time - prev[0]).total_seconds() / 3600, 1 / 60)
         speed = km / hours
         mobile = "mobile" in (prev[1].kind, point.kind)
-        least = max(self.p.min_distance_km, self.p.mobile_min_distance_km) if mobile else self.p.min_distance_km
+        least = self.p.min_distance_km
+        if mobile:
+            least = max(least, self.p.mobile_min_distance_km)
         if km < least or speed <= self.p.max_speed_kmh:
             return []
         return [

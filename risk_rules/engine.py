@@ -192,7 +192,7 @@ class Context:
         if account.client_id:
             nd = name_dob(account)
             if nd:
-                self.persons[nd] = account.client_id
+                self.persons[nd] = client_number(account.client_id)
 
     def person(self, account_key: str) -> str:
         """Who is behind an account across platforms: the CRM client id, else the normalised name
@@ -201,12 +201,18 @@ class Context:
         if acc is None:
             return account_key
         if acc.client_id:
-            return "crm:" + acc.client_id
+            return "crm:" + client_number(acc.client_id)
         nd = name_dob(acc)
         if not nd:
             return account_key
         cid = self.persons.get(nd)
         return "crm:" + cid if cid else "person:" + nd
+
+
+def client_number(client_id: str) -> str:
+    """The CRM's client number: the CRM says "C-103355", MT5's ClientID 103355."""
+    digits = "".join(c for c in client_id if c.isdigit())
+    return digits or client_id.strip()
 
 
 def name_dob(account: Account) -> str:
@@ -335,6 +341,7 @@ class RuleEngine:
         self._prune_at = 2 * 65_536
         self.records = 0
         self.accepted = False  # whether the last record was new (not a repeat or a deletion)
+        self.retracted = False  # whether it took an operation read before out (deleted, corrected)
         self.last_account_key = ""  # the account the last record was about
         self.attached = True  # reference data present (False after a restore from a snapshot)
 
@@ -399,7 +406,7 @@ class RuleEngine:
 
     def on_record(self, record: Any, detected_at: datetime | None = None) -> list[Alert]:
         self.records += 1
-        self.accepted = False
+        self.accepted = self.retracted = False
         ctx = self.ctx
         if isinstance(record, Deal):
             # a deal counts once, when first seen: MT4 sends its closing deal as an update of the
@@ -416,7 +423,11 @@ class RuleEngine:
             return self._accept("on_deal", record, acct, detected_at)
         if isinstance(record, BalanceOperation):
             if record.platform != "psp":
-                return self._ledger(record, detected_at)
+                ctx.server_platform[record.server] = record.platform
+                acct = self.last_account_key = f"{record.platform}:{record.server}:{record.login}"
+                if not self._ledger(record):
+                    return []
+                return self._accept("on_op", record, acct, detected_at)
             # a re-sent webhook is not a new fact; a notification that adds one (the payer's name
             # after the intent said none) is read again: alerts stay one per fact (`_alert`)
             seen = (record.op_key, record.status, record.payer_name, record.instrument_fingerprint,
@@ -437,26 +448,27 @@ class RuleEngine:
             return self._on_account(record, detected_at)
         return []
 
-    def _ledger(self, op: BalanceOperation, detected_at: datetime | None) -> list[Alert]:
-        """A platform balance operation: new, a repeat (dropped), a correction (the old amount
-        leaves the rules' windows, the new one is evaluated) or a deletion (leaves them)."""
-        self.ctx.server_platform[op.server] = op.platform
+    def _ledger(self, op: BalanceOperation) -> bool:
+        """Whether the rules read this platform balance operation: new, or a correction (the old
+        amount leaves the rules' windows first); a repeat is dropped and a deletion only leaves
+        the windows (`retracted`)."""
         acct = f"{op.platform}:{op.server}:{op.login}"
         before = self._ops.get(op.op_key)
         if op.is_deleted or op.event == "delete":
             if before is not None:
                 del self._ops[op.op_key]
                 self._retract(op.op_key, acct)
-            return []
+            return False
         if before is not None:
             if (before[0], before[1]) == (op.amount, op.status):
-                return []
+                return False
             self._retract(op.op_key, acct)
         self._ops[op.op_key] = (op.amount, op.status, op.time)
         self._first_time(("op", op.op_key), op.time)  # keeps the pruning schedule
-        return self._accept("on_op", op, acct, detected_at)
+        return True
 
     def _retract(self, op_key: str, account: str) -> None:
+        self.retracted = True
         for _, rule in self.rules:
             rule.on_retract(op_key, account)
 
@@ -474,6 +486,9 @@ class RuleEngine:
         self.records += 1
         if account is not None:
             self.ctx.learn(account)
+        # the linked engines see the corrections and deletions of platform operations as well
+        if isinstance(record, BalanceOperation) and record.platform != "psp" and not self._ledger(record):
+            return []
         return self._run(_HOOK_OF[type(record)], (record, account_key), detected_at)
 
     def _on_account(self, account: Account, detected_at: datetime | None) -> list[Alert]:

@@ -201,6 +201,8 @@ class Cashier:
         rng = sim.rng
         txn.status = outcome
         self.send((txn, outcome, ""))
+        if outcome == "declined" and txn.psp.name == "stripe":  # the failed charge, with the card
+            sim.at(sim.now + 300, self.send, (txn, "declined", "charge.failed"))
         if outcome != "approved":
             return
         if txn.psp.name == "stripe":  # the charge follows the payment intent

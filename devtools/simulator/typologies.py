@@ -74,6 +74,10 @@ RATES: dict[str, float] = {
     "chargeback": 0.08,
     "dormant_reactivation": 0.04,
     "high_risk_country": 0.05,
+    "structuring_across_accounts": 0.05,
+    "split_withdrawal": 0.08,
+    "card_testing": 0.06,
+    "mt4_country_name": 0.05,
 }
 TYPOLOGIES: tuple[str, ...] = tuple(RATES)
 REPORTING_THRESHOLD = 10_000.0  # structuring: deposits kept just under it
@@ -254,15 +258,15 @@ class Typologies:
     def deposit_at(self, t: int, acc: Account, amount: float, case: Case | None,
                    psp: Psp | None = None, instrument: Instrument | None = None,
                    payer: tuple[str, str] | None = None, country: str = "",
-                   chargeback_after: int = 0, method: str = "") -> None:
+                   chargeback_after: int = 0, method: str = "", outcome: str = "approved") -> None:
         _plan(case, t + chargeback_after)
         self.sim.at(t, self._deposit, (acc, amount, case, psp, instrument, payer, country,
-                                       chargeback_after, method))
+                                       chargeback_after, method, outcome))
 
     def _deposit(self, arg: tuple[Any, ...]) -> None:
-        acc, amount, case, psp, instrument, payer, country, chargeback_after, method = arg
+        acc, amount, case, psp, instrument, payer, country, chargeback_after, method, outcome = arg
         self.sim.cashier.deposit(acc, amount, psp=psp, instrument=instrument, payer=payer,
-                                 country=country, case=case, outcome="approved",
+                                 country=country, case=case, outcome=outcome,
                                  chargeback_after=chargeback_after, method=method)
 
     def withdraw_at(self, t: int, acc: Account, amount: float | str, case: Case | None,
@@ -894,3 +898,129 @@ class Typologies:
                         float(rng.choice((200, 500, 1000, 2500, 5000))), case, psp, inst,
                         country=code)
         return case
+
+    def _structuring_across_accounts(self) -> Case | None:
+        """Deposits just under the reporting threshold spread over two or three accounts of one
+        client (opened for it on other servers of the brand), at most two per account, so that
+        no account alone looks like structuring."""
+        sim = self.sim
+        rng = self.rng
+        acc = self.pick(lambda a: a.profile.name != "casual" and any(
+            s is not a.server and s.tenant == a.server.tenant and s.currency == a.server.currency
+            for s in sim.servers))
+        if acc is None:
+            return None
+        client = acc.client
+        others = [s for s in sim.servers if s.tenant == acc.server.tenant
+                  and s.currency == acc.server.currency]
+        case = self.new_case("structuring_across_accounts", acc.server.tenant, acc.key, "account",
+                             [acc.key], threshold=REPORTING_THRESHOLD, currency=acc.server.currency)
+        accounts = [acc]
+        for _ in range(rng.choice((1, 1, 2))):
+            server = rng.choice([s for s in others if s is not acc.server] or others)
+            accounts.append(self.open_account(client, server, case, normal=True))
+            case.accounts.append(accounts[-1].key)
+        now = sim.now + HOUR_MS  # the new accounts are open and approved by then
+        k = rng.randint(max(3, len(accounts)), 2 * len(accounts))
+        window = rng.uniform(6, 40) * HOUR_MS
+        times = sorted(int(rng.uniform(0, window)) for _ in range(k))
+        chosen = list(accounts)  # every account gets one, none more than two
+        while len(chosen) < k:
+            a = rng.choice(accounts)
+            if chosen.count(a) < 2:
+                chosen.append(a)
+        rng.shuffle(chosen)
+        amounts = [float(round(rng.uniform(REPORTING_THRESHOLD * 0.93, REPORTING_THRESHOLD * 0.999)
+                               / 10) * 10) for _ in range(k)]
+        case.details.update(amounts=amounts, total=round(sum(amounts), 2), deposits=k,
+                            accounts=len(accounts), window_hours=round(window / HOUR_MS, 1))
+        for a in accounts:
+            self.own(a, now + int(window) + HOUR_MS, "case")
+        for t, a, amount in zip(times, chosen, amounts, strict=True):
+            psp, inst = sim.cashier.choose(a)
+            self.deposit_at(now + t, a, amount, case, psp, inst)
+        return case
+
+    def _split_withdrawal(self) -> Case | None:
+        """One deposit taken out again in three to five smaller withdrawals over a few days,
+        with no trading: each part well under the deposit."""
+        sim = self.sim
+        rng = self.rng
+        acc = self.pick(lambda a: not a.positions)
+        if acc is None:
+            return None
+        now = sim.now
+        rate = sim.market.rate("USD", acc.server.currency)
+        amount = float(round(rng.uniform(1_500, 25_000) * rate, -2))
+        parts = rng.randint(3, 5)
+        share = rng.uniform(0.85, 0.98)
+        cuts = sorted(rng.uniform(0.15, 0.85) for _ in range(parts - 1))
+        fractions = [b - a for a, b in zip([0.0, *cuts], [*cuts, 1.0], strict=True)]
+        span = rng.uniform(12, 96) * HOUR_MS
+        self.own(acc, now + int(span) + 2 * DAY_MS)
+        case = self.new_case("split_withdrawal", acc.server.tenant, acc.key, "account", [acc.key],
+                             deposit=amount, currency=acc.server.currency, parts=parts,
+                             withdrawn_share=round(share, 3), span_hours=round(span / HOUR_MS, 1))
+        psp, inst = sim.cashier.choose(acc)
+        self.deposit_at(now, acc, amount, case, psp, inst)
+        for i, f in enumerate(fractions):
+            t = now + int(span * (i + 1) / parts) + rng.randint(0, HOUR_MS)
+            self.withdraw_at(t, acc, round(amount * share * f, 2), case, psp, inst,
+                             approve_after=rng.randint(20 * MINUTE, 3 * HOUR_MS))
+        return case
+
+    def _card_testing(self) -> Case | None:
+        """Stolen card numbers tried one after another on one account: small deposits declined
+        on many different cards within minutes, sometimes one going through at the end."""
+        sim = self.sim
+        rng = self.rng
+        acc = self.pick(lambda a: bool(self.card_psps(a.server.tenant)))
+        if acc is None:
+            return None
+        psp = rng.choice(self.card_psps(acc.server.tenant))
+        cards = rng.randint(6, 14)
+        span = rng.randint(5, 40) * MINUTE
+        works = rng.random() < 0.3
+        case = self.new_case("card_testing", acc.server.tenant, acc.key, "account", [acc.key],
+                             provider=psp.name, cards=cards, minutes=span // MINUTE,
+                             one_went_through=works)
+        now = sim.now
+        year = year_of(now)
+        pool = rng.choice(tuple(NAMES.values()))
+        for i in range(cards):
+            holder = f"{rng.choice(pool[0])} {rng.choice(pool[1])}"
+            card = card_for(rng, holder, acc.client.country.code, year)
+            t = now + int(span * i / cards) + rng.randint(0, 30_000)
+            last = works and i == cards - 1
+            self.deposit_at(t, acc, float(rng.choice((1, 5, 10, 20, 25, 50))), case, psp, card,
+                            outcome="approved" if last else "declined")
+        return case
+
+    def _mt4_country_name(self) -> Case | None:
+        """The dealer updates an MT4 client's country to a high-risk jurisdiction (the client
+        moved), typed as the country's name, as MT4 keeps free text."""
+        sim = self.sim
+        rng = self.rng
+        acc = self.pick(lambda a: a.server.platform == "mt4")
+        if acc is None:
+            return None
+        code = rng.choice(HIGH_RISK_COUNTRIES)
+        typed = rng.choice(COUNTRY_SPELLINGS[code])
+        acc.country_text = typed
+        case = self.new_case("mt4_country_name", acc.server.tenant, acc.key, "account", [acc.key],
+                             country=code, typed=typed)
+        _plan(case, sim.now)
+        sim.lifecycle.user(acc, "update", case)
+        return case
+
+
+# How dealers type the high-risk jurisdictions in MT4's free-text country.
+COUNTRY_SPELLINGS: dict[str, tuple[str, ...]] = {
+    "IR": ("Iran", "Iran, Islamic Republic of", "IRAN"),
+    "KP": ("North Korea", "Korea, Democratic People's Republic of"),
+    "MM": ("Myanmar", "Burma"),
+    "SY": ("Syria", "Syrian Arab Republic"),
+    "YE": ("Yemen", "YEMEN"),
+    "HT": ("Haiti",),
+    "SS": ("South Sudan",),
+}

@@ -147,6 +147,169 @@ def forget(q: deque[Any] | None, op_key: str) -> None:
             q.extend(kept)
 
 
+# --------------------------------------------------------------------------- structuring across accounts
+
+
+class AcrossParams(P):
+    threshold: Decimal = Field(default=Decimal(10_000), gt=0, description="reporting threshold")
+    lower_ratio: float = Field(default=0.9, gt=0, lt=1, description="a deposit counts from this share")
+    min_count: int = Field(default=3, ge=2, description="deposits in the band, all accounts together")
+    min_accounts: int = Field(default=2, ge=2, description="of the same client")
+    window_hours: float = Field(default=48, gt=0)
+
+
+@register
+class StructuringAcrossAccounts(Rule):
+    """Deposits just under the reporting threshold spread over one client's accounts (on any
+    platform: the client is the CRM id, else the normalised name + date of birth), so that no
+    account alone shows `structuring`."""
+
+    rule_id = "structuring_across_accounts"
+    keyed_by = "tenant"  # the accounts of one client may live on any server of the tenant
+    category = "aml"
+    Params = AcrossParams
+    p: AcrossParams
+
+    def __init__(self, params: AcrossParams, ctx: Context) -> None:
+        super().__init__(params, ctx)
+        # (client, currency) -> deposits in the band: (time, amount, op key, account)
+        self.by_client: dict[tuple[str, str], deque[tuple[datetime, Decimal, str, str]]] = defaultdict(deque)
+
+    def on_op(self, op: BalanceOperation, account: str) -> list[Hit]:
+        p = self.p
+        if not is_ledger(op) or op.amount <= 0:
+            return []
+        lower = p.threshold * Decimal(str(p.lower_ratio))
+        if not lower <= op.amount < p.threshold:
+            return []
+        client = self.ctx.person(account)
+        q = self.by_client[(client, op.currency)]
+        q.append((op.time, op.amount, op.op_key, account))
+        prune(q, op.time, timedelta(hours=p.window_hours))
+        accounts = sorted({a for _, _, _, a in q})
+        if len(q) < p.min_count or len(accounts) < p.min_accounts:
+            return []
+        total = sum(a for _, a, _, _ in q)
+        hours = (q[-1][0] - q[0][0]).total_seconds() / 3600
+        return [
+            Hit(
+                f"client:{client}",
+                op.tenant,
+                f"{len(q)} deposits totalling {fmt(total)} {op.currency} over {len(accounts)} accounts of "
+                f"one client in {hours:.0f} h, each between {p.lower_ratio:.0%} and 100% of "
+                f"{fmt(p.threshold)}",
+                {
+                    "deposits": len(q),
+                    "accounts": accounts,
+                    "total": float(total),
+                    "threshold": float(p.threshold),
+                    "lower_ratio": p.lower_ratio,
+                    "min_count": p.min_count,
+                    "min_accounts": p.min_accounts,
+                    "window_hours": p.window_hours,
+                    "hours": round(hours, 2),
+                },
+                [k for _, _, k, _ in q],
+                op.time,
+                q[0][0],
+            )
+        ]
+
+    def on_retract(self, op_key: str, account: str) -> None:
+        client = self.ctx.person(account)
+        for (who, _), q in self.by_client.items():
+            if who == client:
+                forget(q, op_key)
+
+
+# --------------------------------------------------------------------------- one deposit out in parts
+
+
+class SplitParams(P):
+    min_deposit: Decimal = Field(default=Decimal(500), ge=0, description="account currency")
+    min_parts: int = Field(default=3, ge=2, description="withdrawals taking the deposit out")
+    withdraw_ratio: float = Field(default=0.8, gt=0, le=1, description="parts together / deposit")
+    max_lots: Decimal = Field(default=Decimal("0.1"), ge=0, description="lots traded since the deposit")
+    window_hours: float = Field(default=168, gt=0, description="from the deposit to the last part")
+
+
+@register
+class SplitWithdrawal(Rule):
+    """One deposit withdrawn again in several smaller parts with (almost) no trading in between:
+    each part stays under what `deposit_withdraw_no_trading` looks for."""
+
+    rule_id = "split_withdrawal"
+    category = "aml"
+    Params = SplitParams
+    p: SplitParams
+
+    def __init__(self, params: SplitParams, ctx: Context) -> None:
+        super().__init__(params, ctx)
+        # account -> (deposit: time, amount, op key; parts: [(time, amount, op key)]; lots since)
+        self.open: dict[str, tuple[tuple[datetime, Decimal, str], list[tuple[datetime, Decimal, str]],
+                                   Decimal]] = {}
+
+    def on_deal(self, deal: Deal, account: str) -> list[Hit]:
+        entry = self.open.get(account)
+        if entry is not None and deal.entry in ("in", "inout"):
+            self.open[account] = (entry[0], entry[1], entry[2] + deal.lots)
+        return []
+
+    def on_op(self, op: BalanceOperation, account: str) -> list[Hit]:
+        p = self.p
+        if not is_ledger(op):
+            return []
+        if op.amount > 0:
+            if op.amount >= p.min_deposit:  # the latest deposit is the one being taken out
+                self.open[account] = ((op.time, op.amount, op.op_key), [], Decimal(0))
+            return []
+        entry = self.open.get(account)
+        if entry is None:
+            return []
+        deposit, parts, lots = entry
+        if op.time - deposit[0] > timedelta(hours=p.window_hours) or lots > p.max_lots:
+            del self.open[account]
+            return []
+        parts.append((op.time, -op.amount, op.op_key))
+        out = sum(a for _, a, _ in parts)
+        ratio = float(out / deposit[1])
+        if len(parts) < p.min_parts or ratio < p.withdraw_ratio:
+            return []
+        del self.open[account]
+        hours = (op.time - deposit[0]).total_seconds() / 3600
+        return [
+            Hit(
+                account,
+                op.tenant,
+                f"deposit of {fmt(deposit[1])} {op.currency} withdrawn in {len(parts)} parts "
+                f"({ratio:.0%}) within {hours:.0f} h after {fmt(lots)} lots traded",
+                {
+                    "deposit": float(deposit[1]),
+                    "parts": len(parts),
+                    "withdrawn": float(out),
+                    "ratio": round(ratio, 4),
+                    "min_parts": p.min_parts,
+                    "withdraw_ratio": p.withdraw_ratio,
+                    "lots": float(lots),
+                    "max_lots": float(p.max_lots),
+                    "hours": round(hours, 2),
+                },
+                [deposit[2]] + [k for _, _, k in parts],
+                op.time,
+                deposit[0],
+            )
+        ]
+
+    def on_retract(self, op_key: str, account: str) -> None:
+        entry = self.open.get(account)
+        if entry is None:
+            return
+        if entry[0][2] == op_key:
+            del self.open[account]
+        else:
+            entry[1][:] = [x for x in entry[1] if x[2] != op_key]
+
+
 # --------------------------------------------------------------------------- in/out with little trading
 
 

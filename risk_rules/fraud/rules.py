@@ -254,6 +254,60 @@ class FailedLoginsIP(_FailedBurst):
         return f"ip:{login.ip}" if login.ip else ""
 
 
+# --------------------------------------------------------------------------- card testing
+
+
+class CardTestingParams(P):
+    min_cards: int = Field(default=5, ge=2, description="different cards declined")
+    window_minutes: float = Field(default=60, gt=0)
+
+
+@register
+class CardTesting(Rule):
+    """Many different cards declined on one account within minutes: stolen card numbers tried
+    one after another until one goes through."""
+
+    rule_id = "card_testing"
+    category = "fraud"
+    Params = CardTestingParams
+    p: CardTestingParams
+
+    def __init__(self, params: CardTestingParams, ctx: Context) -> None:
+        super().__init__(params, ctx)
+        self.declined: dict[str, deque[tuple[datetime, str, str]]] = defaultdict(deque)
+
+    def on_op(self, op: BalanceOperation, account: str) -> list[Hit]:
+        if (op.platform != "psp" or op.kind != "deposit" or op.status not in ("declined", "failed")
+                or op.method != "card" or not op.instrument_fingerprint):
+            return []
+        q = self.declined[account]
+        q.append((op.time, op.instrument_fingerprint, op.op_key))
+        window = timedelta(minutes=self.p.window_minutes)
+        while q and op.time - q[0][0] > window:
+            q.popleft()
+        cards = {fp for _, fp, _ in q}
+        if len(cards) < self.p.min_cards:
+            return []
+        minutes = (q[-1][0] - q[0][0]).total_seconds() / 60
+        return [
+            Hit(
+                account,
+                op.tenant,
+                f"{len(cards)} different cards declined in {minutes:.0f} min "
+                f"(threshold {self.p.min_cards} in {self.p.window_minutes:.0f} min)",
+                {
+                    "cards": len(cards),
+                    "declines": len(q),
+                    "min_cards": self.p.min_cards,
+                    "window_minutes": self.p.window_minutes,
+                },
+                [k for _, _, k in q],
+                op.time,
+                q[0][0],
+            )
+        ]
+
+
 # --------------------------------------------------------------------------- latency arbitrage
 
 

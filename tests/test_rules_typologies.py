@@ -157,3 +157,36 @@ def test_an_mt4_country_typed_as_a_name_is_screened(typed: str, alerts: int) -> 
     assert len(got) == alerts
     if alerts:
         assert got[0].facts["via"] == "account" and got[0].facts["country"] in hr
+
+
+def test_in_the_dataflow_steps_a_deletion_reaches_the_tenant_engine() -> None:
+    """Account stage engine -> re-keyed by tenant -> the linked engine, as pipelines/rules_step does."""
+    from pipelines.rules_step import AccountRulesStep, LinkedRulesStep, RuleResources
+    from risk_rules.engine import RulesConfig, RuleSettings
+
+    config = RulesConfig(version=1, rules=[RuleSettings(
+        id="structuring_across_accounts", version=1, params=ACROSS)])
+    res = RuleResources(config, None, None, {SERVER: "mt5"}, shards=4, dedup_days=14)
+    first, linked = AccountRulesStep(res, None), LinkedRulesStep(res, None)
+
+    def run(records: list[Any]) -> list[Any]:
+        engines: dict[str, Any] = {}
+        tenant_engines: dict[str, Any] = {}
+        alerts: list[Any] = []
+        for r in records:
+            key = r.account_key if isinstance(r, AccountUpdate) else acct(r.login)
+            engines[key], out = first(engines.get(key), r)
+            for item in out:
+                if isinstance(item, tuple):
+                    shard, payload = item
+                    tenant_engines[shard], produced = linked(tenant_engines.get(shard), payload)
+                    alerts.extend(produced)
+                else:
+                    alerts.append(item)
+        return alerts
+
+    people = [_client(101, "C-7"), _client(102, "C-7")]
+    a, b, c = _on(101, 9800, 0), _on(102, 9500, 5), _on(101, 9900, 20)
+    assert len(run([*people, a, b, c])) == 1
+    gone = b.model_copy(update={"event": "delete", "version": b.version + 10**6})
+    assert run([*people, a, b, gone, c]) == []

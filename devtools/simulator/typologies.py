@@ -81,6 +81,8 @@ RATES: dict[str, float] = {
 }
 TYPOLOGIES: tuple[str, ...] = tuple(RATES)
 REPORTING_THRESHOLD = 10_000.0  # structuring: deposits kept just under it
+FAR_KM = 500.0  # two places farther apart than this can't both be "home" within minutes
+DORMANT_MS = 180 * DAY_MS  # the usual regulatory meaning of a dormant account
 LARGE_THRESHOLD = 50_000.0  # large_transaction: a single payment at or above it
 
 
@@ -95,9 +97,17 @@ class Case:
     details: dict[str, Any]
     events: list[tuple[int, int, str]] = field(default_factory=list)
     due_ms: int = 0  # when the last event planned for the case is due (e.g. a chargeback days later)
+    # other typologies the case's behaviour is by construction, with the accounts showing it (a
+    # ring member logging in from the ring's far address and from home also travels impossibly)
+    also: dict[str, list[str]] = field(default_factory=dict)
 
     def add(self, index: int, t: int, event_id: str) -> None:
         self.events.append((index, t, event_id))
+
+    def exhibits(self, typology: str, account: str) -> None:
+        accounts = self.also.setdefault(typology, [])
+        if account not in accounts:
+            accounts.append(account)
 
     def to_dict(self, yielded: int) -> dict[str, Any] | None:
         seen = [e for e in self.events if e[0] < yielded]
@@ -121,6 +131,7 @@ class Case:
             "event_ids": ids,
             "due": emit.iso(self.due_ms) if self.due_ms else None,
             "details": self.details,
+            "also": self.also,
         }
 
 
@@ -193,9 +204,12 @@ class Typologies:
     def pick(self, ok: Callable[[Account], bool], tries: int = 400) -> Account | None:
         accounts = self.sim.world.accounts
         rng = self.rng
+        now = self.sim.now
         for _ in range(tries):
             acc = accounts[rng.randrange(len(accounts))]
-            if acc.state == "active" and not acc.flagged and acc.kyc == "approved" and ok(acc):
+            # a live account: one not logged in for half a year is dormant_reactivation's to wake
+            awake = not acc.last_access_ms or now - acc.last_access_ms < DORMANT_MS
+            if acc.state == "active" and not acc.flagged and acc.kyc == "approved" and awake and ok(acc):
                 return acc
         return None
 
@@ -272,8 +286,9 @@ class Typologies:
     def withdraw_at(self, t: int, acc: Account, amount: float | str, case: Case | None,
                     psp: Psp | None = None, instrument: Instrument | None = None,
                     approve_after: int = 0, method: str = "") -> None:
-        """A withdrawal request at t (`amount` "all": what the account holds then)."""
-        _plan(case, t + approve_after)
+        """A withdrawal request at t (`amount` "all": what the account holds then), booked when
+        the back office approves it (`approve_after`, else within 36 h: `Cashier.withdraw`)."""
+        _plan(case, t + (approve_after or 36 * HOUR_MS))
         self.sim.at(t, self._withdraw, (acc, amount, case, psp, instrument, approve_after, method))
 
     def _withdraw(self, arg: tuple[Any, ...]) -> None:
@@ -476,8 +491,13 @@ class Typologies:
         case = self.new_case("shared_ip_device", tenant, ip_text(ip), "ip",
                              [a.key for a in accounts], ip=ip_text(ip), ip_country=code,
                              ip_kind=ip_kind, device=device.device_id)
+        for acc in accounts:  # members who also log in from home, far from the ring's address
+            if ip_kind == "residential" and haversine_km(acc.client.country, BY_CODE[code]) >= FAR_KM:
+                case.exhibits("impossible_travel", acc.key)
         span = rng.uniform(1.0, 4.0) * DAY_MS
         for acc in accounts:
+            if acc.flagged != "owned":  # an existing member's account is the ring's meanwhile
+                self.own(acc, sim.now + int(span) + DAY_MS, "case")
             t0 = sim.now + HOUR_MS + int(rng.uniform(0, span))
             for j in range(rng.randint(2, 6)):
                 t = t0 + j * rng.randint(20 * MINUTE, 10 * HOUR_MS)
@@ -562,6 +582,10 @@ class Typologies:
             t += max(1_300, int(gap * rng.uniform(0.4, 1.6)))
         if succeeded:
             ip, code = ips[-1]
+            if code in GEOIP.residential and haversine_km(acc.client.country, BY_CODE[code]) >= FAR_KM:
+                case.exhibits("impossible_travel", acc.key)  # the owner logs in from home too
+            if acc.last_access_ms and sim.now - acc.last_access_ms >= DORMANT_MS:
+                case.exhibits("dormant_reactivation", acc.key)  # a taken-over dormant account
             self.login_at(t + rng.randint(2_000, 60_000), acc, "login", ip, code, device, case)
             if acc.balance > 50:
                 psp, inst = self.other_instrument(acc, "card")
@@ -749,7 +773,8 @@ class Typologies:
                              direction="deposit+withdrawal" if withdraw_too else "deposit")
         wire = "wire" if psp is None else ""
         self.deposit_at(sim.now, acc, amount, case, psp, inst, method=wire)
-        if withdraw_too:
+        if withdraw_too:  # in and out again: the in/out pattern whatever the trading in between
+            case.exhibits("deposit_withdraw_no_trading", acc.key)
             self.withdraw_at(sim.now + rng.randint(DAY_MS, 6 * DAY_MS), acc,
                              amount * rng.uniform(0.85, 1.0), case, psp, inst, method=wire)
         return case
@@ -801,7 +826,8 @@ class Typologies:
                              days_to_chargeback=round(days, 1), withdrew_first=cash_out)
         self.deposit_at(sim.now, acc, amount, case, psp, inst,
                         chargeback_after=int(days * DAY_MS))
-        if cash_out:
+        if cash_out:  # in and out again before the dispute
+            case.exhibits("deposit_withdraw_no_trading", acc.key)
             other_psp, other_inst = self.other_instrument(acc, "card")
             self.withdraw_at(sim.now + rng.randint(DAY_MS, max(int(days * DAY_MS) - DAY_MS,
                                                                DAY_MS + 1)),
@@ -849,6 +875,7 @@ class Typologies:
                           case)
         out_psp, out_inst = self.other_instrument(acc, inst.kind if inst else "card")
         self.withdraw_at(t + rng.randint(DAY_MS, 6 * DAY_MS), acc, "all", case, out_psp, out_inst)
+        case.exhibits("deposit_withdraw_no_trading", acc.key)  # all of it out again
         return case
 
     def _contact_change(self, arg: tuple[Account, Case]) -> None:
@@ -890,6 +917,8 @@ class Typologies:
             for j in range(rng.randint(1, 4)):
                 self.login_at(now + j * rng.randint(HOUR_MS, DAY_MS), acc, "login", ip, code,
                               device, case)
+            if haversine_km(acc.client.country, country) >= FAR_KM:
+                case.exhibits("impossible_travel", acc.key)  # and from home in between
             case.details["ip"] = ip_text(ip)
         psp = rng.choice(self.card_psps(acc.server.tenant))
         inst = card_for(rng, acc.client.name, code, year_of(now))

@@ -165,10 +165,10 @@ def account_router(servers: Mapping[str, str], shards: int,
         if isinstance(record, AccountUpdate):
             key = record.account_key
         elif isinstance(record, BalanceOperation) and (not updates_only or record.platform == "psp"):
-            # payments always: their notifications are merged here before they are stored
+            # payments always: their notifications are merged here before they are stored; a
+            # payment names only the server: its platform comes from the configuration
             key = account_key(record.platform, record.server, record.login, servers)
         elif not updates_only and isinstance(record, Deal | Login):
-            # a payment names only the server: its platform comes from the configuration
             key = account_key(record.platform, record.server, record.login, servers)
         else:
             return None

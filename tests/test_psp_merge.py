@@ -18,6 +18,8 @@ from connectors.psp.common import fingerprint
 from pipelines.account_stage import AccountShard, AccountStage
 from pipelines.config import Settings
 from pipelines.dataflow import _account_rows, _record_rows
+from pipelines.store import Store
+from pipelines.tables import COLUMNS_BY_TABLE, to_row
 from schemas.events import BalanceOperation
 from schemas.payment_merge import FACT_FIELDS, PaymentMerger, merge_payment
 from tests.test_psp_connectors import (
@@ -180,3 +182,18 @@ def test_nuvei_custom_field_still_must_agree(cfg: Settings) -> None:
     with pytest.raises(SignatureError):
         nuvei.verify(nuvei_form(customField1="ACME-MT5-Live:1002"), {}, SECRETS["nuvei"],
                      now=NUVEI_NOW)
+
+
+def test_the_stored_payment_keeps_every_fact_in_clickhouse(cfg: Settings, store: Store) -> None:
+    """Real ClickHouse SQL (chdb): the stage's rows, written one batch at a time as the sink does,
+    read back through the `balance_operations` view. The charge (with the payer) is received
+    before the intent (without): the row written last has the intent's higher version and, merged,
+    the charge's facts."""
+    _, stored = _stage_run(_stripe_ops(cfg, (1, 0)))
+    for op in stored:
+        table, row = to_row(op)
+        store.insert_rows(table, COLUMNS_BY_TABLE[table], [row])
+    cols, rows = store.query("SELECT op_key, status, payer_name, country, instrument_fingerprint, "
+                             "amount FROM balance_operations")
+    assert rows == [("psp:stripe:pi_3Mtw", "approved", "Jenny Rosen", "DE",
+                     fingerprint("acme", "test-salt", "card::4242:08/2026"), Decimal("20"))]

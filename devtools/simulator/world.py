@@ -277,6 +277,7 @@ class Account:
     stopped_out: int = 0
     preferred_method: str = "card"
     country_text: str = ""  # MT4: the country as the dealer typed it, when not the ISO code
+    was_dormant: bool = False  # woke in the window after months without activity
 
 
 def _luhn_tail(prefix: str) -> str:

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -177,6 +178,26 @@ class Context:
     server_platform: dict[str, str] = field(default_factory=dict)
     # normalised name + date of birth -> CRM client id, learnt from accounts that have both
     persons: dict[str, str] = field(default_factory=dict)
+    # account -> chargebacks/refunds the providers reported: (time, magnitude), until the
+    # platform books the debit (which is not the client taking money out)
+    reversals: dict[str, list[tuple[datetime, Decimal]]] = field(default_factory=dict)
+
+    def note_reversal(self, account: str, op: BalanceOperation) -> None:
+        if op.kind in ("chargeback", "refund") and op.status in ("chargeback", "refunded"):
+            self.reversals.setdefault(account, []).append((op.time, abs(op.amount)))
+
+    def is_reversal(self, account: str, op: BalanceOperation) -> bool:
+        """Whether a platform debit is the booking of a reversal a provider reported (same
+        magnitude, within a week after it): not a withdrawal."""
+        seen = self.reversals.get(account)
+        if not seen or op.amount >= 0:
+            return False
+        for i, (t, amount) in enumerate(seen):
+            if amount == -op.amount and timedelta(0) <= op.time - t <= REVERSAL_BOOKING:
+                del seen[i]
+                return True
+        seen[:] = [x for x in seen if op.time - x[0] <= REVERSAL_BOOKING]
+        return False
 
     def __getstate__(self) -> dict[str, Any]:
         # Reference data (geo-IP, sanctions lists) is not state: it is large and reloaded from
@@ -207,6 +228,9 @@ class Context:
             return account_key
         cid = self.persons.get(nd)
         return "crm:" + cid if cid else "person:" + nd
+
+
+REVERSAL_BOOKING = timedelta(days=7)  # how long after a provider's chargeback the broker books it
 
 
 def client_number(client_id: str) -> str:
@@ -435,6 +459,7 @@ class RuleEngine:
             if record.is_deleted or not self._first_time(seen, record.time):
                 return []
             acct = ctx.account_of(record.server, record.login, record.platform)
+            ctx.note_reversal(acct, record)
             return self._accept("on_op", record, acct, detected_at)
         if isinstance(record, Login):
             ctx.server_platform[record.server] = record.platform

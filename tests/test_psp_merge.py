@@ -193,7 +193,7 @@ def test_the_stored_payment_keeps_every_fact_in_clickhouse(cfg: Settings, store:
     for op in stored:
         table, row = to_row(op)
         store.insert_rows(table, COLUMNS_BY_TABLE[table], [row])
-    cols, rows = store.query("SELECT op_key, status, payer_name, country, instrument_fingerprint, "
-                             "amount FROM balance_operations")
+    _, rows = store.query("SELECT op_key, status, payer_name, country, instrument_fingerprint, "
+                          "amount FROM balance_operations")
     assert rows == [("psp:stripe:pi_3Mtw", "approved", "Jenny Rosen", "DE",
                      fingerprint("acme", "test-salt", "card::4242:08/2026"), Decimal("20"))]

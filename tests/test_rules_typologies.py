@@ -190,3 +190,18 @@ def test_in_the_dataflow_steps_a_deletion_reaches_the_tenant_engine() -> None:
     assert len(run([*people, a, b, c])) == 1
     gone = b.model_copy(update={"event": "delete", "version": b.version + 10**6})
     assert run([*people, a, b, gone, c]) == []
+
+
+def test_a_chargeback_booked_on_the_platform_is_not_a_withdrawal() -> None:
+    # the provider reports the chargeback; the broker then debits the account: not money taken out
+    dep = ledger(1500, at(0))
+    back = psp(-1500, at(70), status="chargeback", kind="chargeback", key="psp:praxis:9:chargeback")
+    debit = ledger(-1500, at(72))
+    p = {"lookback_hours": 96, "withdraw_ratio": 0.8, "max_lots": 0.1, "min_deposit": 100}
+    assert feed(engine("deposit_withdraw_no_trading", **p), [dep, back, debit]) == []
+    # without the provider's report the same debit reads as a withdrawal
+    assert len(feed(engine("deposit_withdraw_no_trading", **p), [dep, debit])) == 1
+    # a later deposit does not hide the parts taken out of an earlier one
+    parts = [ledger(-3000, at(10)), ledger(-3000, at(30)), ledger(-2500, at(50))]
+    ops = [ledger(10000, at(0)), parts[0], ledger(600, at(20)), *parts[1:]]
+    assert len(feed(engine("split_withdrawal", **SPLIT), ops)) == 1

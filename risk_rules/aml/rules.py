@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from collections import defaultdict, deque
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal, TypeVar
@@ -245,69 +246,80 @@ class SplitWithdrawal(Rule):
 
     def __init__(self, params: SplitParams, ctx: Context) -> None:
         super().__init__(params, ctx)
-        # account -> (deposit: time, amount, op key; parts: [(time, amount, op key)]; lots since)
-        self.open: dict[str, tuple[tuple[datetime, Decimal, str], list[tuple[datetime, Decimal, str]],
-                                   Decimal]] = {}
+        # account -> its deposits in the window, each with the withdrawals and lots since it
+        self.open: dict[str, list[_Taken]] = {}
 
     def on_deal(self, deal: Deal, account: str) -> list[Hit]:
-        entry = self.open.get(account)
-        if entry is not None and deal.entry in ("in", "inout"):
-            self.open[account] = (entry[0], entry[1], entry[2] + deal.lots)
+        if deal.entry in ("in", "inout"):
+            for taken in self.open.get(account, ()):
+                taken.lots += deal.lots
         return []
 
     def on_op(self, op: BalanceOperation, account: str) -> list[Hit]:
         p = self.p
         if not is_ledger(op):
             return []
+        window = timedelta(hours=p.window_hours)
+        deposits = [d for d in self.open.get(account, ()) if op.time - d.time <= window
+                    and d.lots <= p.max_lots]
+        self.open[account] = deposits
         if op.amount > 0:
-            if op.amount >= p.min_deposit:  # the latest deposit is the one being taken out
-                self.open[account] = ((op.time, op.amount, op.op_key), [], Decimal(0))
+            if op.amount >= p.min_deposit:
+                deposits.append(_Taken(op.time, op.amount, op.op_key))
             return []
-        entry = self.open.get(account)
-        if entry is None:
+        if not deposits or self.ctx.is_reversal(account, op):
             return []
-        deposit, parts, lots = entry
-        if op.time - deposit[0] > timedelta(hours=p.window_hours) or lots > p.max_lots:
-            del self.open[account]
-            return []
-        parts.append((op.time, -op.amount, op.op_key))
-        out = sum(a for _, a, _ in parts)
-        ratio = float(out / deposit[1])
-        if len(parts) < p.min_parts or ratio < p.withdraw_ratio:
-            return []
-        del self.open[account]
-        hours = (op.time - deposit[0]).total_seconds() / 3600
-        return [
-            Hit(
+        hits: list[Hit] = []
+        done_at = op.time
+        for d in deposits:
+            d.parts.append((op.time, -op.amount, op.op_key))
+            out = sum(a for _, a, _ in d.parts)
+            ratio = float(out / d.amount)
+            if hits or len(d.parts) < p.min_parts or ratio < p.withdraw_ratio:
+                continue
+            hours = (op.time - d.time).total_seconds() / 3600
+            done_at = d.time
+            hits.append(Hit(
                 account,
                 op.tenant,
-                f"deposit of {fmt(deposit[1])} {op.currency} withdrawn in {len(parts)} parts "
-                f"({ratio:.0%}) within {hours:.0f} h after {fmt(lots)} lots traded",
+                f"deposit of {fmt(d.amount)} {op.currency} withdrawn in {len(d.parts)} parts "
+                f"({ratio:.0%}) within {hours:.0f} h after {fmt(d.lots)} lots traded",
                 {
-                    "deposit": float(deposit[1]),
-                    "parts": len(parts),
+                    "deposit": float(d.amount),
+                    "parts": len(d.parts),
                     "withdrawn": float(out),
                     "ratio": round(ratio, 4),
                     "min_parts": p.min_parts,
                     "withdraw_ratio": p.withdraw_ratio,
-                    "lots": float(lots),
+                    "lots": float(d.lots),
                     "max_lots": float(p.max_lots),
                     "hours": round(hours, 2),
                 },
-                [deposit[2]] + [k for _, _, k in parts],
+                [d.op_key] + [k for _, _, k in d.parts],
                 op.time,
-                deposit[0],
-            )
-        ]
+                d.time,
+            ))
+        if hits:  # that deposit is out: it and the ones before it are done
+            self.open[account] = [d for d in deposits if d.time > done_at]
+        return hits
 
     def on_retract(self, op_key: str, account: str) -> None:
-        entry = self.open.get(account)
-        if entry is None:
-            return
-        if entry[0][2] == op_key:
-            del self.open[account]
-        else:
-            entry[1][:] = [x for x in entry[1] if x[2] != op_key]
+        deposits = self.open.get(account)
+        if deposits:
+            self.open[account] = [d for d in deposits if d.op_key != op_key]
+            for d in self.open[account]:
+                d.parts[:] = [x for x in d.parts if x[2] != op_key]
+
+
+@dataclass(slots=True)
+class _Taken:
+    """A deposit `split_withdrawal` watches: the withdrawals and the lots opened since it."""
+
+    time: datetime
+    amount: Decimal
+    op_key: str
+    parts: list[tuple[datetime, Decimal, str]] = field(default_factory=list)
+    lots: Decimal = Decimal(0)
 
 
 # --------------------------------------------------------------------------- in/out with little trading
@@ -350,6 +362,8 @@ class DepositWithdrawNoTrading(Rule):
         prune(deps, op.time, window)
         if op.amount > 0:
             deps.append((op.time, op.amount, op.op_key))
+            return []
+        if self.ctx.is_reversal(account, op):  # the broker booking a chargeback or refund
             return []
         out = -op.amount
         trades = self.lots.get(account, ())

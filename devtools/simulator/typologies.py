@@ -971,6 +971,8 @@ class Typologies:
             self.own(a, now + int(window) + HOUR_MS, "case")
         for t, a, amount in zip(times, chosen, amounts, strict=True):
             psp, inst = sim.cashier.choose(a)
+            if psp is None or inst is None:  # paid through a provider: credited within the window
+                psp, inst = self.other_instrument(a, "")
             self.deposit_at(now + t, a, amount, case, psp, inst)
         return case
 
@@ -998,7 +1000,10 @@ class Typologies:
         case = self.new_case("split_withdrawal", acc.server.tenant, acc.key, "account", [acc.key],
                              deposit=amount, currency=acc.server.currency, parts=parts,
                              withdrawn_share=round(share, 3), span_hours=round(span / HOUR_MS, 1))
+        case.exhibits("deposit_withdraw_no_trading", acc.key)  # in and out again, in parts
         psp, inst = sim.cashier.choose(acc)
+        if psp is None or inst is None:  # not a bank wire: the parts must follow the credit
+            psp, inst = self.other_instrument(acc, "")
         self.deposit_at(now, acc, amount, case, psp, inst)
         for i, f in enumerate(fractions):
             t = now + int(span * (i + 1) / parts) + rng.randint(0, HOUR_MS)

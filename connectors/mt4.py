@@ -80,6 +80,7 @@ from typing import Any, Final, Literal
 
 import orjson
 
+from connectors.countries import country_code
 from connectors.fields import (
     PRICE,
     PRICE_LIMIT,
@@ -358,12 +359,12 @@ def _text(doc: dict[str, Any], name: str) -> str | None:
 
 
 def _country(doc: dict[str, Any]) -> str | None:
-    # MT4 keeps the country as free text; only an ISO 3166-1 alpha-2 code is passed on,
-    # anything else ("Germany") says nothing the canonical field can hold.
+    # MT4 keeps the country as free text: a code or a name as the dealer typed it ("Iran",
+    # "Syrian Arab Republic", "DEU"), read as ISO 3166-1 alpha-2; what no country is says nothing.
     text = _text(doc, "country")
     if text is not None and len(text) == 2 and text.isascii() and text.isalpha():
         return text.upper()
-    return None
+    return country_code(text) if text is not None else None
 
 
 def _optional_decimal_or_none(doc: dict[str, Any], name: str) -> Decimal | None:

@@ -35,6 +35,7 @@ from risk_rules.exposure.positions import CorrectionIssue
 from risk_rules.exposure.settings import ExposureSettings
 from schemas.account_state import AccountState, merge_account
 from schemas.events import Account, AccountUpdate, BalanceOperation, Deal, Login
+from schemas.payment_merge import PaymentFacts, merge_payment
 from withdrawals import WithdrawalBook, WithdrawalDecision
 
 AccountInput = AccountUpdate | Deal | BalanceOperation | Login
@@ -49,6 +50,7 @@ class AccountSlot:
     state: AccountState | None = None
     book: AccountBook | None = None
     payouts: WithdrawalBook | None = None  # withdrawal facts (pipelines/withdrawal_step.py)
+    payments: dict[str, PaymentFacts] | None = None  # op key -> every notification merged
 
 
 @dataclass
@@ -59,6 +61,7 @@ class AccountOutputs:
     exposure: dict[str, list[ExposureInput]] = field(default_factory=dict)  # by tenant
     commissions: dict[str, list[CommissionInput]] = field(default_factory=dict)  # by tenant
     alerts: list[Alert] = field(default_factory=list)
+    payments: list[BalanceOperation] = field(default_factory=list)  # merged -> `balance_operations`
     linked: list[tuple[str, LinkedInput]] = field(default_factory=list)  # (linked shard, input)
     decisions: list[WithdrawalDecision] = field(default_factory=list)  # -> withdrawal_decisions
 
@@ -135,8 +138,12 @@ class AccountStage:
                         out.exposure.setdefault(tenant, []).extend(changes)
                 if self.commissions:
                     out.commissions.setdefault(tenant, []).append(record)
-            elif isinstance(record, BalanceOperation) and books is not None:
-                out.exposure.setdefault(tenant, []).append(record)
+            elif isinstance(record, BalanceOperation):
+                if record.platform == "psp":  # one payment's notifications merged field by field
+                    record = merge_payment_into(shard, record)
+                    out.payments.append(record)
+                if books is not None:
+                    out.exposure.setdefault(tenant, []).append(record)
             if rules is not None:
                 shard.rules, produced = rules(shard.rules, record)
                 for item in produced:
@@ -151,6 +158,16 @@ class AccountStage:
         return shard, [out]
 
 
+def merge_payment_into(shard: AccountShard, op: BalanceOperation) -> BalanceOperation:
+    """The payment with what every notification of it said so far (`schemas.payment_merge`)."""
+    slot = shard.slot(f"payments:{op.tenant}:{op.server}:{op.login}")
+    payments = slot.payments
+    if payments is None:
+        payments = slot.payments = {}
+    payments[op.op_key], merged = merge_payment(payments.get(op.op_key), op)
+    return merged
+
+
 def account_router(servers: Mapping[str, str], shards: int,
                    updates_only: bool = False) -> Callable[[Any], str | None]:
     """The account shard of a record, or None when no account-keyed stage reads it
@@ -159,8 +176,11 @@ def account_router(servers: Mapping[str, str], shards: int,
     def route(record: Any) -> str | None:
         if isinstance(record, AccountUpdate):
             key = record.account_key
-        elif not updates_only and isinstance(record, Deal | Login | BalanceOperation):
-            # a payment names only the server: its platform comes from the configuration
+        elif isinstance(record, BalanceOperation) and (not updates_only or record.platform == "psp"):
+            # payments always: their notifications are merged here before they are stored; a
+            # payment names only the server: its platform comes from the configuration
+            key = account_key(record.platform, record.server, record.login, servers)
+        elif not updates_only and isinstance(record, Deal | Login):
             key = account_key(record.platform, record.server, record.login, servers)
         else:
             return None

@@ -66,7 +66,7 @@ from pipelines.withdrawal_step import (
     policy_screen_score,
 )
 from schemas.envelope import Envelope
-from schemas.events import AccountUpdate, DeadLetter, Quote
+from schemas.events import AccountUpdate, BalanceOperation, DeadLetter, Quote
 from schemas.symbols import SymbolBook
 
 
@@ -197,9 +197,10 @@ def table_batches(rows: Iterable[tuple[str, tuple[Any, ...]]]) -> list[TableBatc
 
 
 def _record_rows(records: list[Record | StoredRows]) -> list[TableBatch]:
-    # account updates are stored as the merged accounts of the account stage
+    # account updates and payments are stored as the account stage merged them
     batches: list[TableBatch] = list(table_batches(
-        to_row(r) for r in records if not isinstance(r, AccountUpdate | StoredRows)))
+        to_row(r) for r in records if not isinstance(r, AccountUpdate | StoredRows) and not (
+            isinstance(r, BalanceOperation) and r.platform == "psp")))
     batches.extend((r.table, r.rows) for r in records if isinstance(r, StoredRows))
     return batches
 
@@ -247,8 +248,11 @@ def _quotes_by_tenant(records: list[Record | StoredRows]) -> list[tuple[str, lis
 
 
 def _account_rows(kv: tuple[str, AccountOutputs]) -> list[TableBatch]:
-    accounts = kv[1].accounts
-    return [("accounts_store", [to_row(a)[1] for a in accounts])] if accounts else []
+    accounts, payments = kv[1].accounts, kv[1].payments
+    out = [("accounts_store", [to_row(a)[1] for a in accounts])] if accounts else []
+    if payments:  # every notification of a payment merged field by field (account stage)
+        out.append(("balance_operations_store", [to_row(p)[1] for p in payments]))
+    return out
 
 
 def _decision_rows(kv: tuple[str, AccountOutputs]) -> list[TableBatch]:

@@ -133,7 +133,7 @@ class AccountRulesStep(_EngineStep):
         engine = self._live(state) if state is not None else self.res.engine("account")
         RULE_RECORDS.labels("account").inc()
         out: list[Alert | tuple[str, LinkedInput]] = list(engine.on_record(record, self._now()))
-        if isinstance(record, AccountUpdate) or not engine.accepted:
+        if isinstance(record, AccountUpdate) or not (engine.accepted or engine.retracted):
             return engine, out  # account states travel with the records; repeats stop here
         kinds = self.routes[type(record)]
         if kinds:

@@ -8,15 +8,18 @@ per-(rule, subject) cool-down, and observe-only mode. Configuration is versioned
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from risk_rules import names
 from risk_rules.alerts import Alert, Category, Mode, Severity, alert_id
 from risk_rules.geoip import CsvGeoIP as CsvGeoIP  # re-exported for callers of the engine
 from risk_rules.geoip import GeoLookup
@@ -41,6 +44,8 @@ class RuleSettings(BaseModel):
     mode: Mode = "alert"
     severity: Severity = "medium"
     cooldown_hours: float = Field(default=24.0, ge=0)
+    # per subject kind (account / ip / device / instrument) or one exact subject: hours
+    cooldown_subjects: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
     params: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -132,6 +137,28 @@ class Context:
     screener: Any = None  # risk_rules.sanctions.Screener
     accounts: dict[str, Account] = field(default_factory=dict)
     server_platform: dict[str, str] = field(default_factory=dict)
+    # normalised name + date of birth -> CRM client id, learnt from accounts that have both
+    persons: dict[str, str] = field(default_factory=dict)
+    # account -> chargebacks/refunds the providers reported: (time, magnitude), until the
+    # platform books the debit (which is not the client taking money out)
+    reversals: dict[str, list[tuple[datetime, Decimal]]] = field(default_factory=dict)
+
+    def note_reversal(self, account: str, op: BalanceOperation) -> None:
+        if op.kind in ("chargeback", "refund") and op.status in ("chargeback", "refunded"):
+            self.reversals.setdefault(account, []).append((op.time, abs(op.amount)))
+
+    def is_reversal(self, account: str, op: BalanceOperation) -> bool:
+        """Whether a platform debit is the booking of a reversal a provider reported (same
+        magnitude, within a week after it): not a withdrawal."""
+        seen = self.reversals.get(account)
+        if not seen or op.amount >= 0:
+            return False
+        for i, (t, amount) in enumerate(seen):
+            if amount == -op.amount and timedelta(0) <= op.time - t <= REVERSAL_BOOKING:
+                del seen[i]
+                return True
+        seen[:] = [x for x in seen if op.time - x[0] <= REVERSAL_BOOKING]
+        return False
 
     def __getstate__(self) -> dict[str, Any]:
         # Reference data (geo-IP, sanctions lists) is not state: it is large and reloaded from
@@ -140,6 +167,48 @@ class Context:
 
     def account_of(self, server: str, login: int, platform: str) -> str:
         return account_key(platform, server, login, self.server_platform)
+
+    def learn(self, account: Account) -> None:
+        """Remember the account's merged state (and which CRM client its name + birth date is)."""
+        self.accounts[account.account_key] = account
+        if account.client_id:
+            nd = name_dob(account)
+            if nd:
+                self.persons[nd] = client_number(account.client_id)
+
+    def person(self, account_key: str) -> str:
+        """Who is behind an account across platforms: the CRM client id, else the normalised name
+        with the date of birth (and the CRM id another account with them has), else the account."""
+        acc = self.accounts.get(account_key)
+        if acc is None:
+            return account_key
+        if acc.client_id:
+            return "crm:" + client_number(acc.client_id)
+        nd = name_dob(acc)
+        if not nd:
+            return account_key
+        cid = self.persons.get(nd)
+        return "crm:" + cid if cid else "person:" + nd
+
+
+REVERSAL_BOOKING = timedelta(days=7)  # how long after a provider's chargeback the broker books it
+
+
+def client_number(client_id: str) -> str:
+    """The CRM's client number: the CRM says "C-103355", MT5's ClientID 103355."""
+    digits = "".join(c for c in client_id if c.isdigit())
+    return digits or client_id.strip()
+
+
+def name_dob(account: Account) -> str:
+    """The name's words sorted and joined (spacing and order vary between platforms) + birth date."""
+    if not account.name or account.date_of_birth is None:
+        return ""
+    words = sorted(_UMLAUT.sub(r"\1", w) for w in names.words(account.name))
+    return "".join(words) + "|" + account.date_of_birth.isoformat()
+
+
+_UMLAUT = re.compile(r"([aou])e")  # Müller, Mueller and Muller: one spelling in the key
 
 
 def account_key(platform: str, server: str, login: int, servers: Mapping[str, str]) -> str:
@@ -191,6 +260,9 @@ class Rule:
 
     def on_account(self, account: Account, previous: Account | None) -> list[Hit]:
         return []
+
+    def on_retract(self, op_key: str, account: str) -> None:
+        """A balance operation read before was deleted or corrected: forget it (windows, sums)."""
 
 
 RULES: dict[str, type[Rule]] = {}
@@ -247,10 +319,14 @@ class RuleEngine:
         # ids of facts already read (repeats are dropped): insert-only, so chunks that pickle
         # once keep a recovery snapshot to the ids seen since the last one
         self._seen: ChunkedDict[Any, datetime] = ChunkedDict(SEEN_CHUNK)
+        # platform balance operations read: op key -> (amount, status, time), to tell a repeat
+        # from a correction (re-evaluated) and to take a deleted one out of the rules' windows
+        self._ops: ChunkedDict[str, tuple[Any, str, datetime]] = ChunkedDict(SEEN_CHUNK)
         self._dedup = timedelta(days=dedup_days)
         self._prune_at = 2 * 65_536
         self.records = 0
         self.accepted = False  # whether the last record was new (not a repeat or a deletion)
+        self.retracted = False  # whether it took an operation read before out (deleted, corrected)
         self.last_account_key = ""  # the account the last record was about
         self.attached = True  # reference data present (False after a restore from a snapshot)
 
@@ -309,12 +385,13 @@ class RuleEngine:
         if len(self._seen) >= self._prune_at:
             horizon = when - self._dedup
             self._seen = self._seen.filtered(lambda _, t: t >= horizon)
+            self._ops = self._ops.filtered(lambda _, v: v[2] >= horizon)
             self._prune_at = max(2 * 65_536, 2 * len(self._seen))
         return True
 
     def on_record(self, record: Any, detected_at: datetime | None = None) -> list[Alert]:
         self.records += 1
-        self.accepted = False
+        self.accepted = self.retracted = False
         ctx = self.ctx
         if isinstance(record, Deal):
             # a deal counts once, when first seen: MT4 sends its closing deal as an update of the
@@ -330,12 +407,20 @@ class RuleEngine:
             acct = f"{record.platform}:{record.server}:{record.login}"
             return self._accept("on_deal", record, acct, detected_at)
         if isinstance(record, BalanceOperation):
-            # a re-sent webhook is not a new fact
-            if record.is_deleted or not self._first_time((record.op_key, record.status), record.time):
-                return []
             if record.platform != "psp":
                 ctx.server_platform[record.server] = record.platform
+                acct = self.last_account_key = f"{record.platform}:{record.server}:{record.login}"
+                if not self._ledger(record):
+                    return []
+                return self._accept("on_op", record, acct, detected_at)
+            # a re-sent webhook is not a new fact; a notification that adds one (the payer's name
+            # after the intent said none) is read again: alerts stay one per fact (`_alert`)
+            seen = (record.op_key, record.status, record.payer_name, record.instrument_fingerprint,
+                    record.country)
+            if record.is_deleted or not self._first_time(seen, record.time):
+                return []
             acct = ctx.account_of(record.server, record.login, record.platform)
+            ctx.note_reversal(acct, record)
             return self._accept("on_op", record, acct, detected_at)
         if isinstance(record, Login):
             ctx.server_platform[record.server] = record.platform
@@ -348,6 +433,30 @@ class RuleEngine:
         if isinstance(record, Account):
             return self._on_account(record, detected_at)
         return []
+
+    def _ledger(self, op: BalanceOperation) -> bool:
+        """Whether the rules read this platform balance operation: new, or a correction (the old
+        amount leaves the rules' windows first); a repeat is dropped and a deletion only leaves
+        the windows (`retracted`)."""
+        acct = f"{op.platform}:{op.server}:{op.login}"
+        before = self._ops.get(op.op_key)
+        if op.is_deleted or op.event == "delete":
+            if before is not None:
+                del self._ops[op.op_key]
+                self._retract(op.op_key, acct)
+            return False
+        if before is not None:
+            if (before[0], before[1]) == (op.amount, op.status):
+                return False
+            self._retract(op.op_key, acct)
+        self._ops[op.op_key] = (op.amount, op.status, op.time)
+        self._first_time(("op", op.op_key), op.time)  # keeps the pruning schedule
+        return True
+
+    def _retract(self, op_key: str, account: str) -> None:
+        self.retracted = True
+        for _, rule in self.rules:
+            rule.on_retract(op_key, account)
 
     def _accept(self, hook: str, record: Any, account_key: str, detected_at: datetime | None) -> list[Alert]:
         self.accepted = True
@@ -362,7 +471,10 @@ class RuleEngine:
         partition, with the account's merged state as that engine knew it."""
         self.records += 1
         if account is not None:
-            self.ctx.accounts[account_key] = account
+            self.ctx.learn(account)
+        # the linked engines see the corrections and deletions of platform operations as well
+        if isinstance(record, BalanceOperation) and record.platform != "psp" and not self._ledger(record):
+            return []
         return self._run(_HOOK_OF[type(record)], (record, account_key), detected_at)
 
     def _on_account(self, account: Account, detected_at: datetime | None) -> list[Alert]:
@@ -370,7 +482,7 @@ class RuleEngine:
         if account.platform != "psp":
             ctx.server_platform[account.server] = account.platform
         previous = ctx.accounts.get(account.account_key)
-        ctx.accounts[account.account_key] = account
+        ctx.learn(account)
         return self._run("on_account", (account, previous), detected_at)
 
     def rule(self, rule_id: str) -> Rule | None:
@@ -393,11 +505,17 @@ class RuleEngine:
         return alerts
 
     def _alert(self, rs: RuleSettings, rule: Rule, hit: Hit, detected_at: datetime | None) -> Alert | None:
+        # one alert per fact: the same evidence again (a redelivery, a correction, a chargeback
+        # seen on the deposit and on its reversing entry) is not a new alert
+        fact = ("alert", rs.id, tuple(sorted(hit.evidence)))
+        if fact in self._seen:
+            return None
         key = (rs.id, hit.cooldown_key or hit.subject)
         last = self._cooldown.get(key)
-        if last is not None and hit.event_time - last < timedelta(hours=rs.cooldown_hours):
+        if last is not None and hit.event_time - last < timedelta(hours=cooldown_hours(rs, hit.subject)):
             return None
         self._cooldown[key] = hit.event_time
+        self._first_time(fact, hit.event_time)
         return Alert(
             alert_id=alert_id(rs.id, rs.version, hit.subject, hit.evidence, hit.window_start),
             rule_id=rs.id,
@@ -413,3 +531,19 @@ class RuleEngine:
             detected_at=detected_at or hit.event_time,
             mode=rs.mode,
         )
+
+
+def subject_kind(subject: str) -> str:
+    """account / ip / device / instrument (tenant-wide subjects name an account)."""
+    kind = subject.split(":", 1)[0]
+    return kind if kind in ("ip", "device", "instrument") else "account"
+
+
+def cooldown_hours(rs: RuleSettings, subject: str) -> float:
+    """The rule's cool-down for this subject: the subject's own, its kind's, else the rule's."""
+    over = rs.cooldown_subjects
+    if over:
+        hours = over.get(subject, over.get(subject_kind(subject)))
+        if hours is not None:
+            return hours
+    return rs.cooldown_hours

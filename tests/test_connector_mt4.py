@@ -483,7 +483,10 @@ def test_user_update_variants() -> None:
     assert plain.event == "user_update"
     assert plain.agent is None  # 0 is "no IB"
     assert plain.status == "disabled"
-    assert plain.country is None  # free text is not an ISO code: says nothing
+    assert plain.country == "DE"  # the dealer typed a name: read as its ISO code
+    for typed, code in (("Iran", "IR"), ("Syrian Arab Republic", "SY"), ("Burma", "MM"),
+                        ("North Korea", "KP"), ("IRN", "IR"), ("Atlantis", None), ("-", None)):
+        assert users(user_record(country=typed), "update").country == code
     assert plain.email is None and plain.leverage is None
     sparse = users({"login": 5001, "balance": "12.5"}, "update")
     assert (sparse.name, sparse.status, sparse.registration, sparse.balance) == (

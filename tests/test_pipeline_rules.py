@@ -29,6 +29,7 @@ from pipelines.topics import ensure_kafka_topics
 from risk_rules.alerts import Alert
 from risk_rules.engine import ConfigError, RuleEngine
 from schemas.envelope import Envelope
+from schemas.payment_merge import PaymentMerger
 from tests.conftest import EXAMPLE_CONFIG
 
 RULE_ALERTS = ("SELECT alert_id, rule_id, rule_version, category, severity, tenant, subject, summary, "
@@ -57,7 +58,8 @@ def _settings(base: Settings, chdb_dir: Path, **update: Any) -> Settings:
 
 def _records(settings: Settings, envelopes: list[Envelope]) -> list[Record]:
     normalise = Normaliser(Router(settings), readers_for(settings))
-    return [r for e in envelopes for r in normalise(e)]
+    merged = PaymentMerger()  # the account stage merges each payment's notifications
+    return [merged(r) for e in envelopes for r in normalise(e)]
 
 
 def _sequential_alerts(settings: Settings, records: list[Record]) -> list[Alert]:

@@ -195,7 +195,7 @@ def test_chargeback() -> None:
         engine("chargeback"),
         [psp(-300, at(0), status="chargeback", kind="chargeback", key="psp:praxis:1:chargeback")],
     )
-    assert len(alerts) == 1 and alerts[0].evidence == ["psp:praxis:1:chargeback"]
+    assert len(alerts) == 1 and alerts[0].evidence == ["psp:praxis:1"]  # the payment
 
 
 def test_name_score_token_aware() -> None:

@@ -21,6 +21,7 @@ import pytest
 from brokerstream.publish import read_envelopes
 from commissions.config import parse_commissions
 from connectors import crm, mt4, mt5_accounts, registry
+from connectors.countries import country_code
 from connectors.psp.common import psp_readers
 from connectors.registry import READERS, Normaliser
 from connectors.routing import Router
@@ -298,6 +299,18 @@ def test_every_typology_is_in_the_truth_with_plausible_fields(sample: Sample) ->
         assert c["details"]["trades"] <= 2
     for c in by_typology["chargeback"]:
         assert c["details"]["provider"] in ("praxis", "nuvei", "stripe")
+    for c in by_typology["structuring_across_accounts"]:
+        d = c["details"]
+        assert len(c["accounts"]) == d["accounts"] >= 2 and d["deposits"] >= 3
+        assert all(REPORTING_THRESHOLD * 0.9 <= a < REPORTING_THRESHOLD for a in d["amounts"])
+    for c in by_typology["split_withdrawal"]:
+        assert c["details"]["parts"] >= 3 and 0.8 < c["details"]["withdrawn_share"] < 1
+    for c in by_typology["card_testing"]:
+        assert c["details"]["cards"] >= 6 and c["details"]["provider"] in ("praxis", "nuvei", "stripe")
+    for c in by_typology["mt4_country_name"]:
+        d = c["details"]
+        assert c["subject"].startswith("mt4:") and d["country"] in HIGH_RISK_COUNTRIES
+        assert len(d["typed"]) > 2 and country_code(d["typed"]) == d["country"]
 
 
 def test_latency_arbitrage_trades_are_short_and_mostly_profitable(sample: Sample) -> None:

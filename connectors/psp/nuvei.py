@@ -13,10 +13,10 @@ Which trading account
     The checksum covers only totalAmount, currency, responseTimeStamp, PPP_TransactionID,
     Status and productId, so the account must be in the signed ``productId``, which the broker
     sets when it opens the payment: ``productId = "<server>:<login>[:<reference>]"``. Brokers
-    may also echo it in ``customField1`` (``<server>:<login>``) or ``merchant_unique_id``
-    (``clientUniqueId``, ``<server>:<login>:<reference>``): those are unsigned, so they must
-    agree with ``productId`` (a DMN where they disagree is refused as tampered) and are never
-    used alone.
+    may also echo it in ``customField1`` (``<server>:<login>``): unsigned, so it must agree with
+    ``productId`` (a DMN where it disagrees is refused as tampered) and is never used alone.
+    ``merchant_unique_id`` (``clientUniqueId``) is the merchant's own order id: whatever it holds
+    (an order number, or an account reference), it only goes to the comment.
 
 Transaction and direction
     The transaction is the signed ``PPP_TransactionID`` (Nuvei's ``TransactionID`` is outside
@@ -184,8 +184,8 @@ def verify(
     except Rejected as exc:
         raise SignatureError(exc.reason, "tampered") from None
     if signed and unsigned and (signed.server, signed.login) != (unsigned.server, unsigned.login):
-        raise SignatureError("customField1/merchant_unique_id name another account than the "
-                             "signed productId", "tampered")
+        raise SignatureError("customField1 names another account than the signed productId",
+                             "tampered")
     try:
         check_signed_formats(form)
     except Rejected as exc:
@@ -235,16 +235,17 @@ def _signed_account(form: Mapping[str, str]) -> Account:
 
 
 def _field_account(form: Mapping[str, str]) -> Account | None:
+    """The unsigned echo in customField1. ``merchant_unique_id`` (``clientUniqueId``) is the
+    merchant's own order id as Nuvei defines it: whatever it holds, it never names the account."""
     if form.get("customField1", "").strip():
         return account_ref(form["customField1"], "customField1")
-    unique = form.get("merchant_unique_id", "") or form.get("clientUniqueId", "")
-    return account_ref(unique, "merchant_unique_id") if unique else None
+    return None
 
 
 def _account(form: Mapping[str, str]) -> Account:
     """Only the signed productId names the account; the unsigned echoes must agree."""
     return pick_account(maybe(lambda: _signed_account(form)), _field_account(form),
-                        False, "productId", "customField1/merchant_unique_id",
+                        False, "productId", "customField1",
                         "Nuvei advanceResponseChecksum")
 
 

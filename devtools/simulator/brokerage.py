@@ -540,6 +540,7 @@ class Brokerage:
             elif acc.state in ("active", "dormant"):
                 if acc.state == "dormant":
                     acc.state = "active" if rng.random() < 0.5 else "dormant-quiet"
+                    acc.was_dormant = True
                     if acc.state == "dormant-quiet":
                         continue
                 self.now = start + spread

@@ -248,6 +248,8 @@ class Cashier:
         rng = sim.rng
         txn.status = outcome
         self.send((txn, outcome, ""))
+        if outcome == "declined" and txn.psp.name == "stripe":  # the failed charge, with the card
+            sim.at(sim.now + 300, self.send, (txn, "declined", "charge.failed"))
         if outcome != "approved":
             # credited although the provider declined (declines are few: a higher chance)
             if self._inject(("status_mismatch",), 3.0):

@@ -69,7 +69,7 @@ class Lifecycle:
         elif srv.platform == "mt4":
             doc = emit.mt4_user(
                 login=acc.login, group=acc.group, enable=1 if enabled else 0, name=client.name,
-                country=client.country.code, city=client.city, email=client.email,
+                country=acc.country_text or client.country.code, city=client.city, email=client.email,
                 phone=client.phone, leverage=acc.leverage, agent=agent, regdate_s=reg_s,
                 lastdate_s=last_s, balance=acc.balance, credit=acc.credit,
             )

@@ -63,6 +63,15 @@ class Logins:
             if last is None or now - last[0] >= flight:
                 block = rng.choice(GEOIP.residential[dest.code] + GEOIP.mobile[dest.code])
                 return block.base | rng.randrange(1, 65_535), dest.code
+        elif trip is not None and now >= trip[1]:
+            # back home takes the flight too: until then the client is still where it was
+            last = self.last.get(client.cid)
+            if last is not None and last[1] == trip[2] != client.country.code:
+                dest = BY_CODE[trip[2]]
+                home = (haversine_km(dest, client.country) / 800.0 + 2.0) * HOUR
+                if now - last[0] < home:
+                    block = rng.choice(GEOIP.residential[dest.code] + GEOIP.mobile[dest.code])
+                    return block.base | rng.randrange(1, 65_535), dest.code
         if client.cid in self.vpn and rng.random() < 0.25:
             code = rng.choice(tuple(GEOIP.hosting))
             block = rng.choice(GEOIP.hosting[code])

@@ -474,6 +474,10 @@ def _stripe(txn: Txn, status: str, t_s: int, rng: random.Random, event_type: str
                        "payout.failed": "failed", "payout.canceled": "canceled"}[event_type],
             "description": f"Withdrawal {txn.ref}", "metadata": meta,
         }
+    elif event_type == "charge.failed":  # a card declined: the charge names the card
+        obj = {**_stripe_charge(txn, created_s), "status": "failed", "paid": False,
+               "captured": False, "amount_captured": 0, "failure_code": "card_declined",
+               "outcome": {"type": "issuer_declined", "reason": "generic_decline"}}
     elif status in ("pending", "declined", "cancelled") or event_type.startswith("payment_intent"):
         event_type = event_type or {"pending": "payment_intent.created",
                                     "declined": "payment_intent.payment_failed",

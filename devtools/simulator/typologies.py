@@ -74,9 +74,15 @@ RATES: dict[str, float] = {
     "chargeback": 0.08,
     "dormant_reactivation": 0.04,
     "high_risk_country": 0.05,
+    "structuring_across_accounts": 0.05,
+    "split_withdrawal": 0.08,
+    "card_testing": 0.06,
+    "mt4_country_name": 0.05,
 }
 TYPOLOGIES: tuple[str, ...] = tuple(RATES)
 REPORTING_THRESHOLD = 10_000.0  # structuring: deposits kept just under it
+FAR_KM = 500.0  # two places farther apart than this can't both be "home" within minutes
+DORMANT_MS = 180 * DAY_MS  # the usual regulatory meaning of a dormant account
 LARGE_THRESHOLD = 50_000.0  # large_transaction: a single payment at or above it
 
 
@@ -91,9 +97,17 @@ class Case:
     details: dict[str, Any]
     events: list[tuple[int, int, str]] = field(default_factory=list)
     due_ms: int = 0  # when the last event planned for the case is due (e.g. a chargeback days later)
+    # other typologies the case's behaviour is by construction, with the accounts showing it (a
+    # ring member logging in from the ring's far address and from home also travels impossibly)
+    also: dict[str, list[str]] = field(default_factory=dict)
 
     def add(self, index: int, t: int, event_id: str) -> None:
         self.events.append((index, t, event_id))
+
+    def exhibits(self, typology: str, account: str) -> None:
+        accounts = self.also.setdefault(typology, [])
+        if account not in accounts:
+            accounts.append(account)
 
     def to_dict(self, yielded: int) -> dict[str, Any] | None:
         seen = [e for e in self.events if e[0] < yielded]
@@ -117,6 +131,7 @@ class Case:
             "event_ids": ids,
             "due": emit.iso(self.due_ms) if self.due_ms else None,
             "details": self.details,
+            "also": self.also,
         }
 
 
@@ -189,9 +204,13 @@ class Typologies:
     def pick(self, ok: Callable[[Account], bool], tries: int = 400) -> Account | None:
         accounts = self.sim.world.accounts
         rng = self.rng
+        now = self.sim.now
         for _ in range(tries):
             acc = accounts[rng.randrange(len(accounts))]
-            if acc.state == "active" and not acc.flagged and acc.kyc == "approved" and ok(acc):
+            # a live account: one not logged in for half a year is dormant_reactivation's to wake
+            awake = not acc.was_dormant and (not acc.last_access_ms
+                                             or now - acc.last_access_ms < DORMANT_MS)
+            if acc.state == "active" and not acc.flagged and acc.kyc == "approved" and awake and ok(acc):
                 return acc
         return None
 
@@ -254,22 +273,23 @@ class Typologies:
     def deposit_at(self, t: int, acc: Account, amount: float, case: Case | None,
                    psp: Psp | None = None, instrument: Instrument | None = None,
                    payer: tuple[str, str] | None = None, country: str = "",
-                   chargeback_after: int = 0, method: str = "") -> None:
+                   chargeback_after: int = 0, method: str = "", outcome: str = "approved") -> None:
         _plan(case, t + chargeback_after)
         self.sim.at(t, self._deposit, (acc, amount, case, psp, instrument, payer, country,
-                                       chargeback_after, method))
+                                       chargeback_after, method, outcome))
 
     def _deposit(self, arg: tuple[Any, ...]) -> None:
-        acc, amount, case, psp, instrument, payer, country, chargeback_after, method = arg
+        acc, amount, case, psp, instrument, payer, country, chargeback_after, method, outcome = arg
         self.sim.cashier.deposit(acc, amount, psp=psp, instrument=instrument, payer=payer,
-                                 country=country, case=case, outcome="approved",
+                                 country=country, case=case, outcome=outcome,
                                  chargeback_after=chargeback_after, method=method)
 
     def withdraw_at(self, t: int, acc: Account, amount: float | str, case: Case | None,
                     psp: Psp | None = None, instrument: Instrument | None = None,
                     approve_after: int = 0, method: str = "") -> None:
-        """A withdrawal request at t (`amount` "all": what the account holds then)."""
-        _plan(case, t + approve_after)
+        """A withdrawal request at t (`amount` "all": what the account holds then), booked when
+        the back office approves it (`approve_after`, else within 36 h: `Cashier.withdraw`)."""
+        _plan(case, t + (approve_after or 36 * HOUR_MS))
         self.sim.at(t, self._withdraw, (acc, amount, case, psp, instrument, approve_after, method))
 
     def _withdraw(self, arg: tuple[Any, ...]) -> None:
@@ -350,7 +370,8 @@ class Typologies:
             psp, inst = (second if i % 2 and second[0] is not None and rng.random() < 0.5
                          else (first_psp, first_inst))
             self.deposit_at(now + t, acc, amount, case, psp, inst)
-        if rng.random() < 0.6:
+        if rng.random() < 0.6:  # and out again: money in and out
+            case.exhibits("deposit_withdraw_no_trading", acc.key)
             self.withdraw_at(now + int(window) + rng.randint(DAY_MS, 5 * DAY_MS), acc,
                              sum(amounts) * rng.uniform(0.5, 0.9), case)
         return case
@@ -472,8 +493,13 @@ class Typologies:
         case = self.new_case("shared_ip_device", tenant, ip_text(ip), "ip",
                              [a.key for a in accounts], ip=ip_text(ip), ip_country=code,
                              ip_kind=ip_kind, device=device.device_id)
+        for acc in accounts:  # members who also log in from home, far from the ring's address
+            if ip_kind == "residential" and haversine_km(acc.client.country, BY_CODE[code]) >= FAR_KM:
+                case.exhibits("impossible_travel", acc.key)
         span = rng.uniform(1.0, 4.0) * DAY_MS
         for acc in accounts:
+            if acc.flagged != "owned":  # an existing member's account is the ring's meanwhile
+                self.own(acc, sim.now + int(span) + DAY_MS, "case")
             t0 = sim.now + HOUR_MS + int(rng.uniform(0, span))
             for j in range(rng.randint(2, 6)):
                 t = t0 + j * rng.randint(20 * MINUTE, 10 * HOUR_MS)
@@ -558,6 +584,10 @@ class Typologies:
             t += max(1_300, int(gap * rng.uniform(0.4, 1.6)))
         if succeeded:
             ip, code = ips[-1]
+            if code in GEOIP.residential and haversine_km(acc.client.country, BY_CODE[code]) >= FAR_KM:
+                case.exhibits("impossible_travel", acc.key)  # the owner logs in from home too
+            if acc.last_access_ms and sim.now - acc.last_access_ms >= DORMANT_MS:
+                case.exhibits("dormant_reactivation", acc.key)  # a taken-over dormant account
             self.login_at(t + rng.randint(2_000, 60_000), acc, "login", ip, code, device, case)
             if acc.balance > 50:
                 psp, inst = self.other_instrument(acc, "card")
@@ -745,7 +775,8 @@ class Typologies:
                              direction="deposit+withdrawal" if withdraw_too else "deposit")
         wire = "wire" if psp is None else ""
         self.deposit_at(sim.now, acc, amount, case, psp, inst, method=wire)
-        if withdraw_too:
+        if withdraw_too:  # in and out again: the in/out pattern whatever the trading in between
+            case.exhibits("deposit_withdraw_no_trading", acc.key)
             self.withdraw_at(sim.now + rng.randint(DAY_MS, 6 * DAY_MS), acc,
                              amount * rng.uniform(0.85, 1.0), case, psp, inst, method=wire)
         return case
@@ -782,10 +813,12 @@ class Typologies:
         """A card deposit disputed later, often after the money was withdrawn another way."""
         sim = self.sim
         rng = self.rng
-        acc = self.pick(lambda a: bool(self.card_psps(a.server.tenant)))
+        # Nuvei's chargeback DMN names the payment only outside its checksum: the connector
+        # refuses it (confirmed through Nuvei's reports), so these cases use the other card PSPs
+        acc = self.pick(lambda a: any(p.name != "nuvei" for p in self.card_psps(a.server.tenant)))
         if acc is None:
             return None
-        psp = rng.choice(self.card_psps(acc.server.tenant))
+        psp = rng.choice([p for p in self.card_psps(acc.server.tenant) if p.name != "nuvei"])
         inst = instrument_of(acc.client, "card")
         if inst is None:
             return None
@@ -797,7 +830,8 @@ class Typologies:
                              days_to_chargeback=round(days, 1), withdrew_first=cash_out)
         self.deposit_at(sim.now, acc, amount, case, psp, inst,
                         chargeback_after=int(days * DAY_MS))
-        if cash_out:
+        if cash_out:  # in and out again before the dispute
+            case.exhibits("deposit_withdraw_no_trading", acc.key)
             other_psp, other_inst = self.other_instrument(acc, "card")
             self.withdraw_at(sim.now + rng.randint(DAY_MS, max(int(days * DAY_MS) - DAY_MS,
                                                                DAY_MS + 1)),
@@ -845,6 +879,7 @@ class Typologies:
                           case)
         out_psp, out_inst = self.other_instrument(acc, inst.kind if inst else "card")
         self.withdraw_at(t + rng.randint(DAY_MS, 6 * DAY_MS), acc, "all", case, out_psp, out_inst)
+        case.exhibits("deposit_withdraw_no_trading", acc.key)  # all of it out again
         return case
 
     def _contact_change(self, arg: tuple[Account, Case]) -> None:
@@ -886,6 +921,8 @@ class Typologies:
             for j in range(rng.randint(1, 4)):
                 self.login_at(now + j * rng.randint(HOUR_MS, DAY_MS), acc, "login", ip, code,
                               device, case)
+            if haversine_km(acc.client.country, country) >= FAR_KM:
+                case.exhibits("impossible_travel", acc.key)  # and from home in between
             case.details["ip"] = ip_text(ip)
         psp = rng.choice(self.card_psps(acc.server.tenant))
         inst = card_for(rng, acc.client.name, code, year_of(now))
@@ -894,3 +931,138 @@ class Typologies:
                         float(rng.choice((200, 500, 1000, 2500, 5000))), case, psp, inst,
                         country=code)
         return case
+
+    def _structuring_across_accounts(self) -> Case | None:
+        """Deposits just under the reporting threshold spread over two or three accounts of one
+        client (opened for it on other servers of the brand), at most two per account, so that
+        no account alone looks like structuring."""
+        sim = self.sim
+        rng = self.rng
+        acc = self.pick(lambda a: a.profile.name != "casual" and any(
+            s is not a.server and s.tenant == a.server.tenant and s.currency == a.server.currency
+            for s in sim.servers))
+        if acc is None:
+            return None
+        client = acc.client
+        others = [s for s in sim.servers if s.tenant == acc.server.tenant
+                  and s.currency == acc.server.currency]
+        case = self.new_case("structuring_across_accounts", acc.server.tenant, acc.key, "account",
+                             [acc.key], threshold=REPORTING_THRESHOLD, currency=acc.server.currency)
+        accounts = [acc]
+        for _ in range(rng.choice((1, 1, 2))):
+            server = rng.choice([s for s in others if s is not acc.server] or others)
+            accounts.append(self.open_account(client, server, case, normal=True))
+            case.accounts.append(accounts[-1].key)
+        now = sim.now + HOUR_MS  # the new accounts are open and approved by then
+        k = rng.randint(max(3, len(accounts)), 2 * len(accounts))
+        window = rng.uniform(6, 40) * HOUR_MS
+        times = sorted(int(rng.uniform(0, window)) for _ in range(k))
+        chosen = list(accounts)  # every account gets one, none more than two
+        while len(chosen) < k:
+            a = rng.choice(accounts)
+            if chosen.count(a) < 2:
+                chosen.append(a)
+        rng.shuffle(chosen)
+        amounts = [float(round(rng.uniform(REPORTING_THRESHOLD * 0.93, REPORTING_THRESHOLD * 0.999)
+                               / 10) * 10) for _ in range(k)]
+        case.details.update(amounts=amounts, total=round(sum(amounts), 2), deposits=k,
+                            accounts=len(accounts), window_hours=round(window / HOUR_MS, 1))
+        for a in accounts:
+            self.own(a, now + int(window) + HOUR_MS, "case")
+        for t, a, amount in zip(times, chosen, amounts, strict=True):
+            psp, inst = sim.cashier.choose(a)
+            if psp is None or inst is None:  # paid through a provider: credited within the window
+                psp, inst = self.other_instrument(a, "")
+            self.deposit_at(now + t, a, amount, case, psp, inst)
+        return case
+
+    def _split_withdrawal(self) -> Case | None:
+        """One deposit taken out again in three to five smaller withdrawals over a few days,
+        with no trading: each part well under the deposit."""
+        sim = self.sim
+        rng = self.rng
+        acc = self.pick(lambda a: not a.positions)
+        if acc is None:
+            return None
+        now = sim.now
+        rate = sim.market.rate("USD", acc.server.currency)
+        amount = float(round(rng.uniform(1_500, 25_000) * rate, -2))
+        parts = rng.randint(3, 5)
+        share = rng.uniform(0.85, 0.98)
+        # every part well under the deposit (at most 60 % of what goes out), none trivially small
+        weights = [rng.uniform(1.0, 3.0) for _ in range(parts)]
+        fractions = [w / sum(weights) for w in weights]
+        while max(fractions) > 0.6:
+            fractions = [min(f, 0.6) for f in fractions]
+            fractions = [f / sum(fractions) for f in fractions]
+        span = rng.uniform(12, 96) * HOUR_MS
+        self.own(acc, now + int(span) + 2 * DAY_MS)
+        case = self.new_case("split_withdrawal", acc.server.tenant, acc.key, "account", [acc.key],
+                             deposit=amount, currency=acc.server.currency, parts=parts,
+                             withdrawn_share=round(share, 3), span_hours=round(span / HOUR_MS, 1))
+        case.exhibits("deposit_withdraw_no_trading", acc.key)  # in and out again, in parts
+        psp, inst = sim.cashier.choose(acc)
+        if psp is None or inst is None:  # not a bank wire: the parts must follow the credit
+            psp, inst = self.other_instrument(acc, "")
+        self.deposit_at(now, acc, amount, case, psp, inst)
+        for i, f in enumerate(fractions):
+            t = now + int(span * (i + 1) / parts) + rng.randint(0, HOUR_MS)
+            self.withdraw_at(t, acc, round(amount * share * f, 2), case, psp, inst,
+                             approve_after=rng.randint(20 * MINUTE, 3 * HOUR_MS))
+        return case
+
+    def _card_testing(self) -> Case | None:
+        """Stolen card numbers tried one after another on one account: small deposits declined
+        on many different cards within minutes, sometimes one going through at the end."""
+        sim = self.sim
+        rng = self.rng
+        acc = self.pick(lambda a: bool(self.card_psps(a.server.tenant)))
+        if acc is None:
+            return None
+        psp = rng.choice(self.card_psps(acc.server.tenant))
+        cards = rng.randint(6, 14)
+        span = rng.randint(5, 40) * MINUTE
+        works = rng.random() < 0.3
+        case = self.new_case("card_testing", acc.server.tenant, acc.key, "account", [acc.key],
+                             provider=psp.name, cards=cards, minutes=span // MINUTE,
+                             one_went_through=works)
+        now = sim.now
+        year = year_of(now)
+        pool = rng.choice(tuple(NAMES.values()))
+        for i in range(cards):
+            holder = f"{rng.choice(pool[0])} {rng.choice(pool[1])}"
+            card = card_for(rng, holder, acc.client.country.code, year)
+            t = now + int(span * i / cards) + rng.randint(0, 30_000)
+            last = works and i == cards - 1
+            self.deposit_at(t, acc, float(rng.choice((1, 5, 10, 20, 25, 50))), case, psp, card,
+                            outcome="approved" if last else "declined")
+        return case
+
+    def _mt4_country_name(self) -> Case | None:
+        """The dealer updates an MT4 client's country to a high-risk jurisdiction (the client
+        moved), typed as the country's name, as MT4 keeps free text."""
+        sim = self.sim
+        rng = self.rng
+        acc = self.pick(lambda a: a.server.platform == "mt4")
+        if acc is None:
+            return None
+        code = rng.choice(HIGH_RISK_COUNTRIES)
+        typed = rng.choice(COUNTRY_SPELLINGS[code])
+        acc.country_text = typed
+        case = self.new_case("mt4_country_name", acc.server.tenant, acc.key, "account", [acc.key],
+                             country=code, typed=typed)
+        _plan(case, sim.now)
+        sim.lifecycle.user(acc, "update", case)
+        return case
+
+
+# How dealers type the high-risk jurisdictions in MT4's free-text country.
+COUNTRY_SPELLINGS: dict[str, tuple[str, ...]] = {
+    "IR": ("Iran", "Iran, Islamic Republic of", "IRAN"),
+    "KP": ("North Korea", "Korea, Democratic People's Republic of"),
+    "MM": ("Myanmar", "Burma"),
+    "SY": ("Syria", "Syrian Arab Republic"),
+    "YE": ("Yemen", "YEMEN"),
+    "HT": ("Haiti",),
+    "SS": ("South Sudan",),
+}

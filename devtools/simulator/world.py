@@ -276,6 +276,8 @@ class Account:
     margin_at: int = 0  # when the next margin check is due (0: none scheduled)
     stopped_out: int = 0
     preferred_method: str = "card"
+    country_text: str = ""  # MT4: the country as the dealer typed it, when not the ISO code
+    was_dormant: bool = False  # woke in the window after months without activity
 
 
 def _luhn_tail(prefix: str) -> str:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from collections import defaultdict, deque
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal, TypeVar
@@ -134,6 +135,192 @@ class Structuring(Rule):
             )
         ]
 
+    def on_retract(self, op_key: str, account: str) -> None:
+        forget(self.by_account.get(account), op_key)
+
+
+def forget(q: deque[Any] | None, op_key: str) -> None:
+    """Take a deleted or corrected operation out of a window of (time, amount, op key, ...)."""
+    if q:
+        kept = [e for e in q if e[2] != op_key]
+        if len(kept) != len(q):
+            q.clear()
+            q.extend(kept)
+
+
+# --------------------------------------------------------------------------- structuring across accounts
+
+
+class AcrossParams(P):
+    threshold: Decimal = Field(default=Decimal(10_000), gt=0, description="reporting threshold")
+    lower_ratio: float = Field(default=0.9, gt=0, lt=1, description="a deposit counts from this share")
+    min_count: int = Field(default=3, ge=2, description="deposits in the band, all accounts together")
+    min_accounts: int = Field(default=2, ge=2, description="of the same client")
+    window_hours: float = Field(default=48, gt=0)
+
+
+@register
+class StructuringAcrossAccounts(Rule):
+    """Deposits just under the reporting threshold spread over one client's accounts (on any
+    platform: the client is the CRM id, else the normalised name + date of birth), so that no
+    account alone shows `structuring`."""
+
+    rule_id = "structuring_across_accounts"
+    keyed_by = "tenant"  # the accounts of one client may live on any server of the tenant
+    category = "aml"
+    Params = AcrossParams
+    p: AcrossParams
+
+    def __init__(self, params: AcrossParams, ctx: Context) -> None:
+        super().__init__(params, ctx)
+        # (client, currency) -> deposits in the band: (time, amount, op key, account)
+        self.by_client: dict[tuple[str, str], deque[tuple[datetime, Decimal, str, str]]] = defaultdict(deque)
+
+    def on_op(self, op: BalanceOperation, account: str) -> list[Hit]:
+        p = self.p
+        if not is_ledger(op) or op.amount <= 0:
+            return []
+        lower = p.threshold * Decimal(str(p.lower_ratio))
+        if not lower <= op.amount < p.threshold:
+            return []
+        client = self.ctx.person(account)
+        q = self.by_client[(client, op.currency)]
+        q.append((op.time, op.amount, op.op_key, account))
+        prune(q, op.time, timedelta(hours=p.window_hours))
+        accounts = sorted({a for _, _, _, a in q})
+        if len(q) < p.min_count or len(accounts) < p.min_accounts:
+            return []
+        total = sum(a for _, a, _, _ in q)
+        hours = (q[-1][0] - q[0][0]).total_seconds() / 3600
+        return [
+            Hit(
+                f"client:{client}",
+                op.tenant,
+                f"{len(q)} deposits totalling {fmt(total)} {op.currency} over {len(accounts)} accounts of "
+                f"one client in {hours:.0f} h, each between {p.lower_ratio:.0%} and 100% of "
+                f"{fmt(p.threshold)}",
+                {
+                    "deposits": len(q),
+                    "accounts": accounts,
+                    "total": float(total),
+                    "threshold": float(p.threshold),
+                    "lower_ratio": p.lower_ratio,
+                    "min_count": p.min_count,
+                    "min_accounts": p.min_accounts,
+                    "window_hours": p.window_hours,
+                    "hours": round(hours, 2),
+                },
+                [k for _, _, k, _ in q],
+                op.time,
+                q[0][0],
+            )
+        ]
+
+    def on_retract(self, op_key: str, account: str) -> None:
+        client = self.ctx.person(account)
+        for (who, _), q in self.by_client.items():
+            if who == client:
+                forget(q, op_key)
+
+
+# --------------------------------------------------------------------------- one deposit out in parts
+
+
+class SplitParams(P):
+    min_deposit: Decimal = Field(default=Decimal(500), ge=0, description="account currency")
+    min_parts: int = Field(default=3, ge=2, description="withdrawals taking the deposit out")
+    withdraw_ratio: float = Field(default=0.8, gt=0, le=1, description="parts together / deposit")
+    max_lots: Decimal = Field(default=Decimal("0.1"), ge=0, description="lots traded since the deposit")
+    window_hours: float = Field(default=168, gt=0, description="from the deposit to the last part")
+
+
+@register
+class SplitWithdrawal(Rule):
+    """One deposit withdrawn again in several smaller parts with (almost) no trading in between:
+    each part stays under what `deposit_withdraw_no_trading` looks for."""
+
+    rule_id = "split_withdrawal"
+    category = "aml"
+    Params = SplitParams
+    p: SplitParams
+
+    def __init__(self, params: SplitParams, ctx: Context) -> None:
+        super().__init__(params, ctx)
+        # account -> its deposits in the window, each with the withdrawals and lots since it
+        self.open: dict[str, list[_Taken]] = {}
+
+    def on_deal(self, deal: Deal, account: str) -> list[Hit]:
+        if deal.entry in ("in", "inout"):
+            for taken in self.open.get(account, ()):
+                taken.lots += deal.lots
+        return []
+
+    def on_op(self, op: BalanceOperation, account: str) -> list[Hit]:
+        p = self.p
+        if not is_ledger(op):
+            return []
+        window = timedelta(hours=p.window_hours)
+        deposits = [d for d in self.open.get(account, ()) if op.time - d.time <= window
+                    and d.lots <= p.max_lots]
+        self.open[account] = deposits
+        if op.amount > 0:
+            if op.amount >= p.min_deposit:
+                deposits.append(_Taken(op.time, op.amount, op.op_key))
+            return []
+        if not deposits or self.ctx.is_reversal(account, op):
+            return []
+        hits: list[Hit] = []
+        done_at = op.time
+        for d in deposits:
+            d.parts.append((op.time, -op.amount, op.op_key))
+            out = sum(a for _, a, _ in d.parts)
+            ratio = float(out / d.amount)
+            if hits or len(d.parts) < p.min_parts or ratio < p.withdraw_ratio:
+                continue
+            hours = (op.time - d.time).total_seconds() / 3600
+            done_at = d.time
+            hits.append(Hit(
+                account,
+                op.tenant,
+                f"deposit of {fmt(d.amount)} {op.currency} withdrawn in {len(d.parts)} parts "
+                f"({ratio:.0%}) within {hours:.0f} h after {fmt(d.lots)} lots traded",
+                {
+                    "deposit": float(d.amount),
+                    "parts": len(d.parts),
+                    "withdrawn": float(out),
+                    "ratio": round(ratio, 4),
+                    "min_parts": p.min_parts,
+                    "withdraw_ratio": p.withdraw_ratio,
+                    "lots": float(d.lots),
+                    "max_lots": float(p.max_lots),
+                    "hours": round(hours, 2),
+                },
+                [d.op_key] + [k for _, _, k in d.parts],
+                op.time,
+                d.time,
+            ))
+        if hits:  # that deposit is out: it and the ones before it are done
+            self.open[account] = [d for d in deposits if d.time > done_at]
+        return hits
+
+    def on_retract(self, op_key: str, account: str) -> None:
+        deposits = self.open.get(account)
+        if deposits:
+            self.open[account] = [d for d in deposits if d.op_key != op_key]
+            for d in self.open[account]:
+                d.parts[:] = [x for x in d.parts if x[2] != op_key]
+
+
+@dataclass(slots=True)
+class _Taken:
+    """A deposit `split_withdrawal` watches: the withdrawals and the lots opened since it."""
+
+    time: datetime
+    amount: Decimal
+    op_key: str
+    parts: list[tuple[datetime, Decimal, str]] = field(default_factory=list)
+    lots: Decimal = Decimal(0)
+
 
 # --------------------------------------------------------------------------- in/out with little trading
 
@@ -157,6 +344,9 @@ class DepositWithdrawNoTrading(Rule):
         self.deposits: dict[str, deque[tuple[datetime, Decimal, str]]] = defaultdict(deque)
         self.lots: dict[str, deque[tuple[datetime, Decimal]]] = defaultdict(deque)
 
+    def on_retract(self, op_key: str, account: str) -> None:
+        forget(self.deposits.get(account), op_key)
+
     def on_deal(self, deal: Deal, account: str) -> list[Hit]:
         if account in self.deposits and deal.entry in ("in", "inout"):
             q = self.lots[account]
@@ -172,6 +362,8 @@ class DepositWithdrawNoTrading(Rule):
         prune(deps, op.time, window)
         if op.amount > 0:
             deps.append((op.time, op.amount, op.op_key))
+            return []
+        if self.ctx.is_reversal(account, op):  # the broker booking a chargeback or refund
             return []
         out = -op.amount
         trades = self.lots.get(account, ())
@@ -324,6 +516,9 @@ class PayerNameMismatch(Rule):
 
 class WithdrawalRouteParams(P):
     check_country: bool = True
+    broker_address_providers: list[str] = Field(
+        default_factory=lambda: ["coinspaid"], description="providers whose deposit instrument is "
+        "an address the broker gave the client (not where the money came from): not compared")
 
 
 @register
@@ -344,7 +539,7 @@ class WithdrawalToOtherInstrument(Rule):
         if not psp_approved(op):
             return []
         if op.amount > 0:
-            if op.instrument_fingerprint:
+            if op.instrument_fingerprint and op.provider not in self.p.broker_address_providers:
                 self.instruments[account].add(op.instrument_fingerprint)
             if op.country:
                 self.countries[account].add(op.country)
@@ -391,39 +586,39 @@ class SharedInstrument(Rule):
 
     def __init__(self, params: SharedInstrumentParams, ctx: Context) -> None:
         super().__init__(params, ctx)
-        # fingerprint -> client -> (last use, {account: op key of its last use})
-        self.users: dict[str, dict[str, tuple[datetime, dict[str, str]]]] = defaultdict(dict)
+        # fingerprint -> account -> (last use, op key of its last use); the clients behind the
+        # accounts are counted when the rule looks (`Context.person`: CRM id, else name + birth date)
+        self.users: dict[str, dict[str, tuple[datetime, str]]] = defaultdict(dict)
 
     def on_op(self, op: BalanceOperation, account: str) -> list[Hit]:
         fp = op.instrument_fingerprint
         if op.platform != "psp" or not fp or op.status not in ("approved", "pending"):
             return []
-        acc = self.ctx.accounts.get(account)
-        person = (acc.client_id or acc.name) if acc is not None and (acc.client_id or acc.name) else account
         users = self.users[fp]
-        _, accts = users.get(person, (op.time, {}))
-        accts[account] = op.op_key
-        users[person] = (op.time, accts)
+        users[account] = (op.time, op.op_key)
         horizon = op.time - timedelta(hours=self.p.window_hours)
         for k in [k for k, v in users.items() if v[0] < horizon]:
             del users[k]
         if len(users) < self.p.min_accounts:
             return []
-        accounts = sorted(a for _, accts in users.values() for a in accts)
+        clients = {self.ctx.person(a) for a in users}
+        if len(clients) < self.p.min_accounts:
+            return []
+        accounts = sorted(users)
         return [
             Hit(
                 f"instrument:{fp}",
                 op.tenant,
-                f"one {op.method or 'payment'} instrument used by {len(users)} clients "
+                f"one {op.method or 'payment'} instrument used by {len(clients)} clients "
                 f"({len(accounts)} accounts) within {self.p.window_hours:.0f} h "
                 f"(threshold {self.p.min_accounts})",
                 {
-                    "clients": len(users),
+                    "clients": len(clients),
                     "accounts": accounts,
                     "min_accounts": self.p.min_accounts,
                     "window_hours": self.p.window_hours,
                 },
-                sorted(k for _, accts in users.values() for k in accts.values()),
+                sorted(k for _, k in users.values()),
                 op.time,
             )
         ]
@@ -614,13 +809,15 @@ class Chargeback(Rule):
     def on_op(self, op: BalanceOperation, account: str) -> list[Hit]:
         if op.platform != "psp" or not (op.status == "chargeback" or op.kind == "chargeback"):
             return []
+        # the deposit marked charged back and its reversing entry are one fact: one payment
+        payment = op.op_key.removesuffix(":chargeback")
         return [
             Hit(
                 account,
                 op.tenant,
                 f"chargeback of {fmt(abs(op.amount))} {op.currency} via {op.provider}",
-                {"amount": float(op.amount), "provider": op.provider, "method": op.method},
-                [op.op_key],
+                {"amount": float(abs(op.amount)), "provider": op.provider, "method": op.method},
+                [payment],
                 op.time,
             )
         ]

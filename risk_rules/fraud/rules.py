@@ -7,6 +7,7 @@ import math
 from collections import defaultdict, deque
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,9 +30,15 @@ def haversine_km(a: GeoPoint, b: GeoPoint) -> float:
 # --------------------------------------------------------------------------- shared IP / device
 
 
+IpKind = Literal["residential", "mobile", "hosting"]
+
+
 class SharedParams(P):
     min_accounts: int = Field(default=4, ge=2, description="different clients")
     window_hours: float = Field(default=96, gt=0)
+    ignore_kinds: list[IpKind] = Field(
+        default_factory=list, description="IP kinds (from the geo data) not counted: a mobile "
+        "carrier's address is shared by thousands of subscribers (carrier-grade NAT)")
 
 
 class _SharedKey(Rule):
@@ -44,38 +51,43 @@ class _SharedKey(Rule):
 
     def __init__(self, params: SharedParams, ctx: Context) -> None:
         super().__init__(params, ctx)
-        self.users: dict[str, dict[str, tuple[datetime, str, str]]] = defaultdict(dict)
+        # key -> account -> (last login, its login key); clients counted when the rule looks
+        self.users: dict[str, dict[str, tuple[datetime, str]]] = defaultdict(dict)
 
     def key(self, login: Login) -> str:
         raise NotImplementedError
 
+    def ignored(self, login: Login) -> bool:
+        return False
+
     def on_login(self, login: Login, account: str) -> list[Hit]:
         k = self.key(login)
-        if login.kind != "login" or not k:
+        if login.kind != "login" or not k or self.ignored(login):
             return []
-        acc = self.ctx.accounts.get(account)
-        person = acc.client_id if acc is not None and acc.client_id else account
         users = self.users[k]
-        users[person] = (login.time, account, login.login_key)
+        users[account] = (login.time, login.login_key)
         horizon = login.time - timedelta(hours=self.p.window_hours)
         for u in [u for u, v in users.items() if v[0] < horizon]:
             del users[u]
         if len(users) < self.p.min_accounts:
             return []
-        accounts = sorted({v[1] for v in users.values()})
+        clients = {self.ctx.person(a) for a in users}
+        if len(clients) < self.p.min_accounts:
+            return []
+        accounts = sorted(users)
         return [
             Hit(
                 f"{self.prefix}:{k}",
                 login.tenant,
-                f"{len(users)} clients ({len(accounts)} accounts) logged in from {self.prefix} {k} within "
-                f"{self.p.window_hours:.0f} h (threshold {self.p.min_accounts})",
+                f"{len(clients)} clients ({len(accounts)} accounts) logged in from {self.prefix} {k} "
+                f"within {self.p.window_hours:.0f} h (threshold {self.p.min_accounts})",
                 {
-                    "clients": len(users),
+                    "clients": len(clients),
                     "accounts": accounts,
                     "min_accounts": self.p.min_accounts,
                     "window_hours": self.p.window_hours,
                 },
-                sorted(v[2] for v in users.values()),
+                sorted(v[1] for v in users.values()),
                 login.time,
             )
         ]
@@ -89,6 +101,12 @@ class SharedIP(_SharedKey):
 
     def key(self, login: Login) -> str:
         return login.ip
+
+    def ignored(self, login: Login) -> bool:
+        if not self.p.ignore_kinds or self.ctx.geo is None:
+            return False
+        point = self.ctx.geo(login.ip)
+        return point is not None and point.kind in self.p.ignore_kinds
 
 
 @register
@@ -108,6 +126,10 @@ class TravelParams(P):
     max_speed_kmh: float = Field(default=1000, gt=0)
     min_distance_km: float = Field(default=500, ge=0)
     ignore_hosting: bool = Field(default=True, description="skip data-centre/VPN addresses")
+    ignore_kinds: list[IpKind] = Field(default_factory=list, description="IP kinds also skipped")
+    mobile_min_distance_km: float = Field(
+        default=2000, ge=0, description="when either address is a mobile carrier's: it is located "
+        "where the carrier's gateway is, often hundreds of km from the phone")
 
 
 @register
@@ -126,7 +148,9 @@ class ImpossibleTravel(Rule):
         if login.kind != "login" or not login.ip or geo is None:
             return []
         point = geo(login.ip)
-        if point is None or not point.located or (self.p.ignore_hosting and point.kind == "hosting"):
+        if point is None or not point.located or (
+                self.p.ignore_hosting and point.kind == "hosting") or (
+                point.kind and point.kind in self.p.ignore_kinds):
             return []
         prev = self.last.get(account)
         self.last[account] = (login.time, point, login.login_key, login.ip)
@@ -135,7 +159,11 @@ class ImpossibleTravel(Rule):
         km = haversine_km(prev[1], point)
         hours = max((login.time - prev[0]).total_seconds() / 3600, 1 / 60)
         speed = km / hours
-        if km < self.p.min_distance_km or speed <= self.p.max_speed_kmh:
+        mobile = "mobile" in (prev[1].kind, point.kind)
+        least = self.p.min_distance_km
+        if mobile:
+            least = max(least, self.p.mobile_min_distance_km)
+        if km < least or speed <= self.p.max_speed_kmh:
             return []
         return [
             Hit(
@@ -225,6 +253,60 @@ class FailedLoginsIP(_FailedBurst):
 
     def subject(self, login: Login, account: str) -> str:
         return f"ip:{login.ip}" if login.ip else ""
+
+
+# --------------------------------------------------------------------------- card testing
+
+
+class CardTestingParams(P):
+    min_cards: int = Field(default=5, ge=2, description="different cards declined")
+    window_minutes: float = Field(default=60, gt=0)
+
+
+@register
+class CardTesting(Rule):
+    """Many different cards declined on one account within minutes: stolen card numbers tried
+    one after another until one goes through."""
+
+    rule_id = "card_testing"
+    category = "fraud"
+    Params = CardTestingParams
+    p: CardTestingParams
+
+    def __init__(self, params: CardTestingParams, ctx: Context) -> None:
+        super().__init__(params, ctx)
+        self.declined: dict[str, deque[tuple[datetime, str, str]]] = defaultdict(deque)
+
+    def on_op(self, op: BalanceOperation, account: str) -> list[Hit]:
+        if (op.platform != "psp" or op.kind != "deposit" or op.status not in ("declined", "failed")
+                or op.method != "card" or not op.instrument_fingerprint):
+            return []
+        q = self.declined[account]
+        q.append((op.time, op.instrument_fingerprint, op.op_key))
+        window = timedelta(minutes=self.p.window_minutes)
+        while q and op.time - q[0][0] > window:
+            q.popleft()
+        cards = {fp for _, fp, _ in q}
+        if len(cards) < self.p.min_cards:
+            return []
+        minutes = (q[-1][0] - q[0][0]).total_seconds() / 60
+        return [
+            Hit(
+                account,
+                op.tenant,
+                f"{len(cards)} different cards declined in {minutes:.0f} min "
+                f"(threshold {self.p.min_cards} in {self.p.window_minutes:.0f} min)",
+                {
+                    "cards": len(cards),
+                    "declines": len(q),
+                    "min_cards": self.p.min_cards,
+                    "window_minutes": self.p.window_minutes,
+                },
+                [k for _, _, k in q],
+                op.time,
+                q[0][0],
+            )
+        ]
 
 
 # --------------------------------------------------------------------------- latency arbitrage

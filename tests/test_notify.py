@@ -377,8 +377,9 @@ def test_the_live_engine_notifies_each_high_alert_once_across_a_restart(
     before = raised()
     run_kafka(settings, exit_at_end=True, recovery=False)  # alerts raised again, with the same ids
     assert raised() > before, "the second run raised high alerts again"
-    # none notified again; a margin alert may get a new id (which crossings a check sees
-    # follows the consumed batches, which differ between two live runs): that one is new
+    # none notified again. The second live run may also raise alerts the first did not (which
+    # margin crossings a check sees, and how partitions interleave, follow the consumed
+    # batches): those are new alerts, notified once
     again = [b["blocks"][2]["elements"][0]["text"].split("`")[1] for b in hook.bodies[len(sent):]]
     assert not set(again) & set(sent), f"notified again: {set(again) & set(sent)}"
-    assert all(a.startswith("margin:") for a in again), again
+    assert len(again) == len(set(again)), again

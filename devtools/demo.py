@@ -16,7 +16,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import yaml
 from prometheus_client import CollectorRegistry
@@ -43,9 +43,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start_receiver(settings: Settings, bootstrap: str, port: int) -> CollectorRegistry:
+def _start_receiver(settings: Settings, bootstrap: str, port: int
+                    ) -> tuple[CollectorRegistry, Callable[[], None]]:
     """The webhook receiver in this process (uvicorn in a thread), publishing to Kafka;
-    returns its metrics' registry (the dashboard page shows them)."""
+    returns its metrics' registry (the dashboard page shows them) and how to stop it (before
+    Kafka stops: its producer would otherwise log every reconnection attempt)."""
     import uvicorn
 
     from services.webhooks import KafkaPublisher, create_app
@@ -60,7 +62,13 @@ def _start_receiver(settings: Settings, bootstrap: str, port: int) -> CollectorR
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
     registry: CollectorRegistry = app.state.metrics.registry
-    return registry
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(10)
+        publisher.close(timeout_s=5)
+
+    return registry, stop
 
 
 def demo_logins(settings: Settings) -> tuple[Settings, dict[str, str]]:
@@ -156,7 +164,7 @@ def run_demo(settings: Settings, *, events: int, rate: float, seed: int, duratio
     ensure_kafka_topics(settings, bootstrap)
     prepare_store(settings).close()
     port = _free_port()
-    receiver_metrics = _start_receiver(settings, bootstrap, port)
+    receiver_metrics, stop_receiver = _start_receiver(settings, bootstrap, port)
     print(f"[demo] ClickHouse: {settings.clickhouse_dsn()}", flush=True)
     print(f"[demo] webhook receiver: http://127.0.0.1:{port}/webhooks/<provider>", flush=True)
     if dashboard_port:
@@ -168,7 +176,8 @@ def run_demo(settings: Settings, *, events: int, rate: float, seed: int, duratio
                                       if name.endswith("-partner") else f" ({name} only)")
             for name, password in passwords.items()), flush=True)
     print(f"[demo] simulated brokerage: {accounts:,} accounts, seed {seed}, "
-          f"{f'{events:,} events' if events else 'endless'} at {rate:,.0f}/s; Ctrl-C stops",
+          f"{f'{events:,} events' if events else 'endless'} at {rate:,.0f}/s; "
+          + (f"stops after {duration:,.0f} s (or Ctrl-C)" if duration > 0 else "Ctrl-C stops"),
           flush=True)
     print("[demo] IB partner trees: " + ", ".join(files), flush=True)
 
@@ -202,6 +211,7 @@ def run_demo(settings: Settings, *, events: int, rate: float, seed: int, duratio
     finally:
         stop.set()
         simulator.join(30)  # webhooks in flight are answered before Kafka goes away
+        stop_receiver()
         if broker is not None:
             broker.stop()
     print("[demo] stopped. The data stays in the embedded ClickHouse; query it with `brokerstream sql`,"

@@ -34,7 +34,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -47,6 +46,7 @@ from prometheus_client import Counter, Gauge
 from cases.model import severity_rank
 from cases.settings import NotifySettings
 from pipelines.exposure_step import ALERT_COLUMNS
+from risk_rules.alerts import Alert
 
 log = logging.getLogger(__name__)
 
@@ -64,27 +64,8 @@ JOURNAL_KEEP = 100_000  # alert ids remembered across restarts
 PART = "notify"
 
 
-@dataclass(frozen=True, slots=True)
-class AlertNotice:
-    """What a notification says about one alert."""
-
-    alert_id: str
-    rule_id: str
-    rule_version: int
-    category: str
-    severity: str
-    tenant: str
-    subject: str
-    summary: str
-    facts: dict[str, Any]
-    evidence: list[str]
-    event_time: datetime
-    detected_at: datetime
-    mode: str = "alert"
-
-
-def notice_from_row(row: tuple[Any, ...]) -> AlertNotice:
-    """An `alerts_store` row (ALERT_COLUMNS order) as a notice."""
+def notice_from_row(row: tuple[Any, ...]) -> Alert:
+    """An `alerts_store` row (ALERT_COLUMNS order) as the alert it stores."""
     values = dict(zip(ALERT_COLUMNS, row, strict=True))
     facts = values["facts"]
     if isinstance(facts, str | bytes):
@@ -94,7 +75,7 @@ def notice_from_row(row: tuple[Any, ...]) -> AlertNotice:
             facts = {"facts": str(facts)}
     values["facts"] = facts if isinstance(facts, dict) else {"facts": facts}
     values["evidence"] = list(values["evidence"])
-    return AlertNotice(**values)
+    return Alert(**values)
 
 
 def notify_items(table_batch: tuple[str, list[tuple[Any, ...]]]) -> list[tuple[str, tuple[Any, ...]]]:
@@ -115,12 +96,12 @@ def _facts_line(facts: dict[str, Any], limit: int = 8) -> str:
     return ", ".join(f"{k}={v}" for k, v in items) + (" …" if len(facts) > limit else "")
 
 
-def headline(n: AlertNotice) -> str:
+def headline(n: Alert) -> str:
     return (f"[{n.severity.upper()}] {n.category} alert {n.rule_id} v{n.rule_version} — "
             f"{n.tenant} {n.subject}: {n.summary}")
 
 
-def webhook_payload(n: AlertNotice, dashboard_url: str = "") -> dict[str, Any]:
+def webhook_payload(n: Alert, dashboard_url: str = "") -> dict[str, Any]:
     """Slack/Teams-compatible: `text` for both (and Slack's fallback), Slack `blocks` for detail."""
     link = f"{dashboard_url.rstrip('/')}/cases/{n.alert_id}" if dashboard_url else ""
     evidence = ", ".join(n.evidence[:10]) + (f" (+{len(n.evidence) - 10})" if len(n.evidence) > 10 else "")
@@ -141,7 +122,7 @@ def webhook_payload(n: AlertNotice, dashboard_url: str = "") -> dict[str, Any]:
     return {"text": text, "blocks": blocks}
 
 
-def email_message(n: AlertNotice, sender: str, to: list[str], dashboard_url: str = "") -> EmailMessage:
+def email_message(n: Alert, sender: str, to: list[str], dashboard_url: str = "") -> EmailMessage:
     msg = EmailMessage()
     msg["Subject"] = headline(n)[:200]
     msg["From"] = sender
@@ -224,7 +205,7 @@ class Notifier:
         self.settings = settings
         self.journal = SentJournal(state_file)
         self._environ = environ
-        self._queue: queue.Queue[AlertNotice] = queue.Queue(maxsize=settings.queue_size)
+        self._queue: queue.Queue[Alert] = queue.Queue(maxsize=settings.queue_size)
         self._offered: dict[str, None] = {}  # queued or being sent (not yet in the journal)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -237,11 +218,11 @@ class Notifier:
 
     # -- the engine's side ---------------------------------------------------------------------
 
-    def wants(self, n: AlertNotice) -> bool:
+    def wants(self, n: Alert) -> bool:
         return (n.mode == "alert" and severity_rank(n.severity) >= self._min_rank
                 and n.category in self._categories)
 
-    def offer(self, n: AlertNotice) -> bool:
+    def offer(self, n: Alert) -> bool:
         """Queue `n` if it is to be notified and was not already; False otherwise. Never blocks."""
         if not self.wants(n):
             return False
@@ -281,8 +262,8 @@ class Notifier:
 
     # -- the sender thread --------------------------------------------------------------------
 
-    def _channels(self) -> list[tuple[str, Callable[[AlertNotice], None]]]:
-        out: list[tuple[str, Callable[[AlertNotice], None]]] = []
+    def _channels(self) -> list[tuple[str, Callable[[Alert], None]]]:
+        out: list[tuple[str, Callable[[Alert], None]]] = []
         if self.settings.webhook_url:
             out.append(("webhook", self._post))
         if self.settings.smtp is not None:
@@ -310,7 +291,7 @@ class Notifier:
                     if not self._offered:
                         self._idle.set()
 
-    def _deliver(self, channel: str, send: Callable[[AlertNotice], None], n: AlertNotice) -> None:
+    def _deliver(self, channel: str, send: Callable[[Alert], None], n: Alert) -> None:
         s = self.settings
         pause = s.backoff_s
         for attempt in range(1, s.attempts + 1):
@@ -336,7 +317,7 @@ class Notifier:
                     return
                 pause = min(pause * 2, s.max_backoff_s)
 
-    def _post(self, n: AlertNotice) -> None:
+    def _post(self, n: Alert) -> None:
         body = json.dumps(webhook_payload(n, self.settings.dashboard_url)).encode()
         request = urllib.request.Request(self.settings.webhook_url, data=body, method="POST",
                                          headers={"Content-Type": "application/json",
@@ -349,7 +330,7 @@ class Notifier:
             seconds = float(retry_after) if retry_after and retry_after.isdigit() else None
             raise _Retryable(f"HTTP {exc.code} {exc.reason}", seconds) from None
 
-    def _mail(self, n: AlertNotice) -> None:
+    def _mail(self, n: Alert) -> None:
         smtp = self.settings.smtp
         assert smtp is not None
         password = ""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import orjson
 
@@ -144,6 +144,26 @@ class Mt5DealSimulator:
             PositionID=str(position_id),
         )
 
+    def _undo(self, doc: dict[str, str]) -> None:
+        """A dealer deleted this trade: the account's books lose what it did (a deleted open
+        never opened its position; a deleted close leaves the position open)."""
+        if doc.get("Action") not in ("0", "1"):
+            return
+        acc = next(a for a in self.accounts if str(a.login) == doc["Login"])
+        position_id, volume = int(doc["PositionID"]), int(doc["Volume"])
+        pos = next((p for p in acc.positions if p.position_id == position_id), None)
+        if doc["Entry"] == "0":
+            if pos is not None:
+                pos.volume -= volume
+                if pos.volume <= 0:
+                    acc.positions.remove(pos)
+        elif pos is not None:
+            pos.volume += volume
+        else:
+            name = doc["Symbol"][:len(doc["Symbol"]) - len(acc.suffix)]
+            index = next(i for i, row in enumerate(SYMBOLS) if row[0] == name)
+            acc.positions.append(_Position(position_id, index, 1 - int(doc["Action"]), volume))
+
     def _money(self, acc: _Account) -> dict[str, str]:
         rng = self.rng
         roll = rng.random()
@@ -158,7 +178,11 @@ class Mt5DealSimulator:
     def _malformed(self, acc: _Account) -> tuple[bytes, str, str]:
         """(value, server header, event header) broken one of the ways real feeds break."""
         self.malformed += 1
+        # the broken message never reaches the platform's books: the account keeps the
+        # positions it had (else a later close would name a position no stored deal opened)
+        held = [replace(p) for p in acc.positions]
         good = self._trade(acc)
+        acc.positions = held
         kind = self.rng.randrange(5)
         if kind == 0:
             return orjson.dumps(good)[:-7], acc.server, "add"  # truncated JSON
@@ -186,6 +210,7 @@ class Mt5DealSimulator:
                 event = "delete" if rng.random() < 0.4 else "update"
                 if event == "delete":
                     self.recent.pop(pick)  # a deleted deal is not corrected afterwards
+                    self._undo(old)
                 doc = dict(old)
                 if event == "update":
                     doc["Comment"] = "dealer correction"

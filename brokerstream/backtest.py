@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from brokerstream.engine import run_replay
 from pipelines.config import Settings
@@ -45,6 +46,22 @@ class BacktestReport:
                 or r.baseline_alerts != r.candidate_alerts]
 
 
+def replay_and_query(scratch: Settings, paths: list[Path], sql: str
+                     ) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Replay `paths` with `scratch` settings into their database, emptied first, and run `sql`
+    on what the replay wrote (a backtest's scratch database)."""
+    database = scratch.clickhouse.database
+    admin = Store(scratch.clickhouse_dsn(), "default")
+    admin.client.command(f"DROP DATABASE IF EXISTS `{database}`")
+    admin.close()
+    run_replay(scratch, paths)
+    store = Store(scratch.clickhouse_dsn(), database)
+    try:
+        return store.query(sql)
+    finally:
+        store.close()
+
+
 def _alerts(settings: Settings, rules_file: str, database: str, paths: list[Path]
             ) -> dict[str, tuple[int | None, int, set[str]]]:
     """Replay with `rules_file` into a fresh `database`: rule -> (version, alerts, subjects)."""
@@ -55,15 +72,7 @@ def _alerts(settings: Settings, rules_file: str, database: str, paths: list[Path
         "recon": settings.recon.model_copy(update={"enabled": False}),
         "commissions": [],
     })
-    admin = Store(scratch.clickhouse_dsn(), "default")
-    admin.client.command(f"DROP DATABASE IF EXISTS `{database}`")
-    admin.close()
-    run_replay(scratch, paths)
-    store = Store(scratch.clickhouse_dsn(), database)
-    try:
-        rows = store.query(ALERTS_SQL)[1]
-    finally:
-        store.close()
+    rows = replay_and_query(scratch, paths, ALERTS_SQL)[1]
     out: dict[str, tuple[int | None, int, set[str]]] = {}
     counts: dict[str, int] = defaultdict(int)
     subjects: dict[str, set[str]] = defaultdict(set)

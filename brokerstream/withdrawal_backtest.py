@@ -18,9 +18,8 @@ from typing import Any
 
 import orjson
 
-from brokerstream.engine import run_replay
+from brokerstream.backtest import replay_and_query
 from pipelines.config import Settings
-from pipelines.store import Store
 from withdrawals import WithdrawalPolicy
 
 DECISIONS_SQL = ("SELECT tenant, request_key, account_key, amount, currency, decision, reason_codes, "
@@ -65,15 +64,7 @@ def _decisions(settings: Settings, policy: str | WithdrawalPolicy, database: str
         "withdrawals": settings.withdrawals.model_copy(update={"policy": policy, "enabled": True}),
         "commissions": [],
     })
-    admin = Store(scratch.clickhouse_dsn(), "default")
-    admin.client.command(f"DROP DATABASE IF EXISTS `{database}`")
-    admin.close()
-    run_replay(scratch, paths)
-    store = Store(scratch.clickhouse_dsn(), database)
-    try:
-        names, rows = store.query(DECISIONS_SQL)
-    finally:
-        store.close()
+    names, rows = replay_and_query(scratch, paths, DECISIONS_SQL)
     out = {}
     for row in rows:
         d = dict(zip(names, row, strict=True))

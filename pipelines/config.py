@@ -21,6 +21,7 @@ from reconciliation.settings import ReconSettings
 from risk_rules.exposure.settings import ExposureSettings
 from risk_rules.settings import RulesSettings
 from schemas.events import Platform
+from schemas.validation import describe_errors
 from withdrawals.policy import WithdrawalSettings
 
 
@@ -284,19 +285,11 @@ class ConfigError(ValueError):
     """A configuration that cannot be used, with every offending field named."""
 
 
-def _format_errors(source: str, exc: ValidationError) -> str:
-    lines = [f"config error in {source}:"]
-    for err in exc.errors():
-        loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
-        lines.append(f"  {loc}: {err['msg']}")
-    return "\n".join(lines)
-
-
 def parse_settings(doc: object, source: str = "config") -> Settings:
     try:
         return Settings.model_validate(doc)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(source, exc)) from None
+        raise ConfigError(describe_errors(f"config error in {source}:", exc)) from None
 
 
 # The example configuration of a source checkout (not package data: a wheel install has none and

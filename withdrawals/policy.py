@@ -19,6 +19,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from schemas.validation import describe_errors
+
 # The policy shipped with the package (package data, so a wheel install has it too).
 DEFAULT_POLICY_FILE = str(resources.files("withdrawals").joinpath("default_policy.yaml"))
 
@@ -174,19 +176,11 @@ class WithdrawalPolicy(_Strict):
     payout_details: PayoutDetailsCheck = PayoutDetailsCheck()
 
 
-def _errors(source: str, exc: ValidationError) -> str:
-    lines = [f"withdrawal policy error in {source}:"]
-    for err in exc.errors():
-        loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
-        lines.append(f"  {loc}: {err['msg']}")
-    return "\n".join(lines)
-
-
 def parse_policy(doc: object, source: str = "withdrawal policy") -> WithdrawalPolicy:
     try:
         return WithdrawalPolicy.model_validate(doc)
     except ValidationError as exc:
-        raise PolicyError(_errors(source, exc)) from None
+        raise PolicyError(describe_errors(f"withdrawal policy error in {source}:", exc)) from None
 
 
 def load_policy(path: str | Path) -> WithdrawalPolicy:

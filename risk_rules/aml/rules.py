@@ -82,6 +82,13 @@ class LargeTransaction(Rule):
 # --------------------------------------------------------------------------- structuring
 
 
+def in_band(op: BalanceOperation, p: StructuringParams | AcrossParams) -> bool:
+    """A ledger deposit just under the reporting threshold (from `lower_ratio` of it)."""
+    if not is_ledger(op) or op.amount <= 0:
+        return False
+    return p.threshold * Decimal(str(p.lower_ratio)) <= op.amount < p.threshold
+
+
 class StructuringParams(P):
     threshold: Decimal = Field(default=Decimal(10_000), gt=0, description="reporting threshold")
     lower_ratio: float = Field(default=0.9, gt=0, lt=1, description="a deposit counts from this share")
@@ -102,10 +109,7 @@ class Structuring(Rule):
 
     def on_op(self, op: BalanceOperation, account: str) -> list[Hit]:
         p = self.p
-        if not is_ledger(op) or op.amount <= 0:
-            return []
-        lower = p.threshold * Decimal(str(p.lower_ratio))
-        if not lower <= op.amount < p.threshold:
+        if not in_band(op, p):
             return []
         q = self.by_account[account]
         q.append((op.time, op.amount, op.op_key))
@@ -178,10 +182,7 @@ class StructuringAcrossAccounts(Rule):
 
     def on_op(self, op: BalanceOperation, account: str) -> list[Hit]:
         p = self.p
-        if not is_ledger(op) or op.amount <= 0:
-            return []
-        lower = p.threshold * Decimal(str(p.lower_ratio))
-        if not lower <= op.amount < p.threshold:
+        if not in_band(op, p):
             return []
         client = self.ctx.person(account)
         q = self.by_client[(client, op.currency)]

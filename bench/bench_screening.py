@@ -83,7 +83,7 @@ def main() -> None:
         for i, q in enumerate(qs):
             w = time.perf_counter()
             c = time.thread_time()
-            found = screener.screen(q, threshold=args.threshold)
+            found = screener.screen_uncached(q, threshold=args.threshold)
             cpu_best[i] = min(cpu_best[i], time.thread_time() - c)
             wall_best[i] = min(wall_best[i], time.perf_counter() - w)
             hits += rep == 0 and bool(found)

@@ -59,6 +59,10 @@ def _show(value: Any) -> str:
     return text if len(text) <= 80 else f"{text[:60]}... ({len(text):,} characters)"
 
 
+def _shown(raw: Any, number: Decimal) -> str:
+    return _plain(number) if raw is None else _show(raw)
+
+
 def _plain(number: Decimal) -> str:
     text = str(number)
     return text if len(text) <= 80 else f"{text[:60]}... ({len(text):,} characters)"
@@ -127,21 +131,22 @@ _EXACT = Context(prec=80, traps=[InvalidOperation, Inexact])
 
 
 def fit_decimal(number: Decimal, name: str, column: DecimalColumn = MONEY,
-                shown: str | None = None) -> Decimal:
+                raw: Any = None) -> Decimal:
     """`number` if `column` holds it exactly, else Rejected naming the field and why.
 
     The one check of scale and precision for every connector: a 9th decimal place would make
-    the store's Arrow conversion fail ("Rescaling Decimal value would cause data loss")."""
+    the store's Arrow conversion fail ("Rescaling Decimal value would cause data loss").
+    `raw` is what the message said, shown in the reason (formatted only when rejecting)."""
     if not number.is_finite():
-        raise Rejected(f"field {name!r}: {shown or number} is not a finite number")
+        raise Rejected(f"field {name!r}: {_shown(raw, number)} is not a finite number")
     if abs(number) >= column.limit:
-        raise Rejected(f"field {name!r}: {shown or _plain(number)} is out of range "
+        raise Rejected(f"field {name!r}: {_shown(raw, number)} is out of range "
                        f"(limit {column.limit:,.0f})")
     try:
         number.quantize(_Q8 if column.scale == 8 else Decimal(1).scaleb(-column.scale),
                         context=_EXACT)
     except DecimalException:
-        raise Rejected(f"field {name!r}: {shown or _plain(number)} has more than the "
+        raise Rejected(f"field {name!r}: {_shown(raw, number)} has more than the "
                        f"{column.scale} decimal places its column ({column.type_name}) "
                        "stores") from None
     return number
@@ -164,7 +169,7 @@ def as_decimal(value: Any, name: str, column: DecimalColumn = MONEY) -> Decimal:
         raise Rejected(f"field {name!r}: expected a number, got {_show(value)}")
     if not number.is_finite():
         raise Rejected(f"field {name!r}: {_show(value)} is not a finite number")
-    return fit_decimal(number, name, column, _show(value))
+    return fit_decimal(number, name, column, value)
 
 
 def optional_decimal(doc: Mapping[str, Any], name: str, column: DecimalColumn = MONEY) -> Decimal:

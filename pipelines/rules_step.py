@@ -44,6 +44,9 @@ LinkedInput = tuple[KeyKind, Routed]
 Row = tuple[str, tuple[Any, ...]]
 Clock = Callable[[], datetime]
 LINKED_KINDS: tuple[KeyKind, ...] = tuple(k for k in KEY_KINDS if k != "account")
+# the counters' children, bound once: `.labels()` per record was 1% of the engine's time
+_ACCOUNT_RECORDS = RULE_RECORDS.labels("account")
+_LINKED_RECORDS = {kind: RULE_RECORDS.labels(kind) for kind in LINKED_KINDS}
 log = logging.getLogger("brokerstream.rules")
 
 
@@ -131,7 +134,7 @@ class AccountRulesStep(_EngineStep):
         self, state: RuleEngine | None, record: RuleInput
     ) -> tuple[RuleEngine, list[Alert | tuple[str, LinkedInput]]]:
         engine = self._live(state) if state is not None else self.res.engine("account")
-        RULE_RECORDS.labels("account").inc()
+        _ACCOUNT_RECORDS.inc()
         out: list[Alert | tuple[str, LinkedInput]] = list(engine.on_record(record, self._now()))
         if isinstance(record, AccountUpdate) or not (engine.accepted or engine.retracted):
             return engine, out  # account states travel with the records; repeats stop here
@@ -157,7 +160,7 @@ class LinkedRulesStep(_EngineStep):
     def __call__(self, state: RuleEngine | None, item: LinkedInput) -> tuple[RuleEngine, list[Alert]]:
         kind, (record, account_key, account) = item
         engine = self._live(state) if state is not None else self.res.engine(kind)
-        RULE_RECORDS.labels(kind).inc()
+        _LINKED_RECORDS[kind].inc()
         return engine, engine.on_routed(record, account_key, account, self._now())
 
 

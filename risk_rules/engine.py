@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -170,6 +171,8 @@ class Context:
 
     def learn(self, account: Account) -> None:
         """Remember the account's merged state (and which CRM client its name + birth date is)."""
+        if self.accounts.get(account.account_key) is account:
+            return  # the linked engines see one merged state with many records
         self.accounts[account.account_key] = account
         if account.client_id:
             nd = name_dob(account)
@@ -204,8 +207,13 @@ def name_dob(account: Account) -> str:
     """The name's words sorted and joined (spacing and order vary between platforms) + birth date."""
     if not account.name or account.date_of_birth is None:
         return ""
-    words = sorted(_UMLAUT.sub(r"\1", w) for w in names.words(account.name))
-    return "".join(words) + "|" + account.date_of_birth.isoformat()
+    return _name_dob(account.name, account.date_of_birth)
+
+
+@lru_cache(maxsize=65_536)  # folding a name is costly; an account's name rarely changes
+def _name_dob(name: str, born: date) -> str:
+    words = sorted(_UMLAUT.sub(r"\1", w) for w in names.words(name))
+    return "".join(words) + "|" + born.isoformat()
 
 
 _UMLAUT = re.compile(r"([aou])e")  # Müller, Mueller and Muller: one spelling in the key

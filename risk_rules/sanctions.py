@@ -180,6 +180,7 @@ def _listed_keys(tok: names.Tok) -> set[str]:
     return keys
 
 
+_MEMO_SIZE = 65_536  # screening answers kept (cleared when full)
 _SLOTS = 8  # token positions told apart per listed name (later ones share the last slot)
 _POS = 3  # postings are name index << _POS | token slot
 Posting = npt.NDArray[np.int32]
@@ -229,6 +230,8 @@ class Screener:
 
     def __init__(self, entries: list[ListEntry]) -> None:
         self.entries = entries
+        # recent answers: one person's accounts on several platforms ask the same question
+        self._memo: dict[tuple[str, date | None, float], tuple[Match, ...]] = {}
         self._names: list[tuple[int, str, list[names.Tok]]] = []
         full_counts: list[int] = []  # per name: its distinct non-initial tokens
         singles: list[bool] = []  # names of one distinct token
@@ -366,6 +369,16 @@ class Screener:
         return out
 
     def screen(self, name: str, dob: date | None = None, threshold: float = 88) -> list[Match]:
+        key = (name, dob, threshold)
+        found = self._memo.get(key)
+        if found is None:
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
+            found = self._memo[key] = tuple(self.screen_uncached(name, dob, threshold))
+        return list(found)
+
+    def screen_uncached(self, name: str, dob: date | None = None, threshold: float = 88) -> list[Match]:
+        """`screen` without the memo (the benchmark times this)."""
         toks = names.tokens(name)
         best: dict[int, tuple[float, str]] = {}
         for ni in self._candidates(toks):

@@ -35,6 +35,8 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench_e2e import compile_checkout  # noqa: E402
+
 from devtools.simulator.sanctions import simulated_rules_section  # noqa: E402
 
 STEP = 100_000
@@ -134,6 +136,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=2_000_000, help="events per input")
     parser.add_argument("--mix", choices=["both", "mt5", "brokerage"], default="both")
     args = parser.parse_args()
+    compile_checkout()
     work = Path(tempfile.mkdtemp(prefix="bench-allon-"))
     env = {**os.environ, "BROKERSTREAM_HOME": str(work / "home")}
     env.pop("BROKERSTREAM_CLICKHOUSE", None)

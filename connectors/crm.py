@@ -46,6 +46,7 @@ from connectors.fields import (
 from connectors.routing import Router, ServerInfo
 from schemas.envelope import Envelope
 from schemas.events import AccountUpdate, event_version
+from schemas.identity import account_key
 
 TOPIC = "crm.accounts"
 PLATFORMS: Final = ("mt5", "mt4", "ctrader")
@@ -216,7 +217,7 @@ def read_crm_account(env: Envelope, router: Router) -> AccountUpdate:
     status = {"account_opened": "active", "account_closed": "closed"}.get(event)
     time_ms = (time - EPOCH) // _MS
     return AccountUpdate.trusted({
-        "account_key": f"{info.server.platform}:{info.server.name}:{login}",
+        "account_key": account_key(info.server.platform, info.server.name, login),
         "tenant": info.tenant,
         "platform": info.server.platform,
         "server": info.server.name,

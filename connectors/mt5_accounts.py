@@ -52,6 +52,7 @@ from connectors.mt5 import decode_json_object
 from connectors.routing import Router, ServerInfo
 from schemas.envelope import Envelope
 from schemas.events import AccountUpdate, Login, Quote, event_version
+from schemas.identity import account_key
 from schemas.symbols import canonical_symbol
 
 PLATFORM: Final = "mt5"
@@ -169,7 +170,7 @@ def _user(doc: dict[str, Any], env: Envelope, info: ServerInfo, event: str) -> A
     elif _present(doc, "Rights"):
         status = "active" if _count(doc, "Rights", 2**64) & USER_RIGHT_ENABLED else "disabled"
     return AccountUpdate.trusted({
-        "account_key": f"{PLATFORM}:{info.server.name}:{login}",
+        "account_key": account_key(PLATFORM, info.server.name, login),
         "tenant": info.tenant,
         "platform": PLATFORM,
         "server": info.server.name,
@@ -205,7 +206,7 @@ def _user(doc: dict[str, Any], env: Envelope, info: ServerInfo, event: str) -> A
 def _account_state(doc: dict[str, Any], env: Envelope, info: ServerInfo) -> AccountUpdate:
     login = _login(doc)
     return AccountUpdate.trusted({
-        "account_key": f"{PLATFORM}:{info.server.name}:{login}",
+        "account_key": account_key(PLATFORM, info.server.name, login),
         "tenant": info.tenant,
         "platform": PLATFORM,
         "server": info.server.name,

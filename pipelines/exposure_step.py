@@ -27,11 +27,11 @@ from risk_rules.exposure import (
     PositionBook,
     PositionChange,
     PositionRow,
-    account_key_of,
 )
 from risk_rules.exposure.positions import CorrectionIssue, DealHistory, Mode
 from risk_rules.exposure.settings import ExposureSettings
 from schemas.events import Account, BalanceOperation, Deal, Quote
+from schemas.identity import account_key_of, parse_account_key
 
 Row = tuple[str, tuple[Any, ...]]
 POSITION_COLUMNS: tuple[str, ...] = tuple(PositionRow.model_fields)
@@ -96,7 +96,7 @@ class StoreDealHistory:
         self.store = store
 
     def position_deals(self, account_key: str, mode: Mode, ref: str) -> list[Deal] | None:
-        platform, server, login = account_key.split(":", 2)
+        platform, server, login = parse_account_key(account_key)
         where = "symbol = {ref:String}" if mode == "netting" else (
             "if(position_id != '', position_id, if(order_id != '', order_id, deal_id)) = {ref:String}")
         columns = ", ".join(f"`{c}`" for c in Deal.model_fields)
@@ -105,7 +105,7 @@ class StoreDealHistory:
                "ORDER BY deal_key, version")
         try:
             names, rows = self.store.query(sql, {"platform": platform, "server": server,
-                                                 "login": int(login), "ref": ref})
+                                                 "login": login, "ref": ref})
         except Exception:  # any failure: report the correction, never guess
             return None
         out = []

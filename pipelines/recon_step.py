@@ -29,6 +29,7 @@ from reconciliation.matcher import BreakAged, Matcher
 from reconciliation.settings import ReconSettings
 from risk_rules.alerts import Alert, Severity, alert_id
 from schemas.events import BalanceOperation, Deal, Login
+from schemas.identity import account_key
 
 RECON_BREAKS = Counter(
     "brokerstream_recon_breaks_total", "Reconciliation break versions written, by kind and event",
@@ -98,7 +99,7 @@ class ReconStep:
     def alert(self, aged: BreakAged) -> Alert:
         b = aged.brk
         platform = self.servers.get(b.server, "")
-        subject = f"{platform}:{b.server}:{b.login}" if platform else f"{b.server}:{b.login}"
+        subject = account_key(platform, b.server, b.login) if platform else f"{b.server}:{b.login}"
         evidence = [k for k in (b.psp_op_key, b.platform_op_key) if k]
         hours = aged.age_s / 3600
         facts: dict[str, Any] = {

@@ -25,7 +25,7 @@ import orjson
 from pipelines.metrics import WITHDRAWAL_DECISIONS
 from risk_rules import names
 from risk_rules.alerts import Alert
-from risk_rules.engine import account_key
+from risk_rules.engine import resolved_account_key
 from schemas.events import Account, AccountUpdate, BalanceOperation
 from withdrawals import AlertFact, WithdrawalBook, WithdrawalDecision, WithdrawalPolicy, decide
 from withdrawals.facts import Held, Request
@@ -82,7 +82,7 @@ class WithdrawalStep:
             if book.held and _changed(before, account, book):
                 self._review(slot, record.time, out)
         elif isinstance(record, BalanceOperation) and record.platform == "psp":
-            key = account_key(record.platform, record.server, record.login, self.servers)
+            key = resolved_account_key(record.platform, record.server, record.login, self.servers)
             slot = shard.slot(key)
             book = slot.payouts = slot.payouts or WithdrawalBook()
             book.prune(record.time, self.policy)

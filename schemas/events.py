@@ -16,6 +16,7 @@ from typing import Any, Literal, Self, cast
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas import pickling
+from schemas.identity import account_key
 
 pickling.register()  # UTC datetimes pickle as microseconds: recovery snapshots hold many
 
@@ -274,7 +275,7 @@ def account_update(*, platform: str, server: str, login: int, tenant: str, event
     """An `AccountUpdate` that says only `says` (every other account field None: "says nothing"),
     built unvalidated like the connectors' other records."""
     return AccountUpdate.from_checked(
-        account_key=f"{platform}:{server}:{login}", tenant=tenant, platform=platform, server=server,
+        account_key=account_key(platform, server, login), tenant=tenant, platform=platform, server=server,
         login=login, origin=origin, event=event, **{**_SAYS_NOTHING, **says}, time=time,
         version=version, source=source)
 

@@ -30,8 +30,6 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
-import orjson
-
 from connectors.countries import country_code
 from connectors.fields import (
     EPOCH,
@@ -40,6 +38,7 @@ from connectors.fields import (
     as_login,
     check_time,
     check_time_ms,
+    decode_json_object,
     from_epoch_ms,
     required,
 )
@@ -60,16 +59,6 @@ _RANKS: Final = {"account_opened": "add", "account_closed": "delete"}
 _FIRST_BIRTH: Final = date(1900, 1, 1)
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MS = timedelta(milliseconds=1)
-
-
-def _decode(raw: bytes) -> dict[str, Any]:
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise Rejected(f"not JSON: {exc}", "decode") from None
-    if not isinstance(doc, dict):
-        raise Rejected(f"expected a JSON object, got {type(doc).__name__}", "decode")
-    return doc
 
 
 def _text(doc: dict[str, Any], name: str) -> str | None:
@@ -196,7 +185,7 @@ def _agent(doc: dict[str, Any], event: str, time: datetime) -> tuple[str | None,
 
 def read_crm_account(env: Envelope, router: Router) -> AccountUpdate:
     """One `crm.accounts` event -> what the CRM says about the account. Raises Rejected."""
-    doc = _decode(env.value)
+    doc = decode_json_object(env.value)
     event = _text(doc, "event")
     if event is None:
         raise Rejected(f"missing field 'event' ({', '.join(EVENTS)})")

@@ -42,8 +42,6 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl
 
-import orjson
-
 from connectors.countries import country_code
 from connectors.fields import (
     EPOCH,
@@ -51,6 +49,7 @@ from connectors.fields import (
     Rejected,
     as_decimal,
     check_time,
+    decode_json_object,
     fit_decimal,
     from_epoch_ms,
 )
@@ -166,12 +165,7 @@ def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     """A JSON object; a key repeated in any object is refused (parsers disagree on which copy
     counts, so what was signed and what is read could differ)."""
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise Rejected(f"not JSON: {exc}", "decode") from None
-    if not isinstance(doc, dict):
-        raise Rejected(f"expected a JSON object, got {type(doc).__name__}", "decode")
+    doc = decode_json_object(raw)
     try:  # orjson keeps the last copy silently: a second, checking parse
         json.loads(raw, object_pairs_hook=_refuse_duplicates)
     except RecursionError:

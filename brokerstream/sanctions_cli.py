@@ -16,7 +16,7 @@ from pipelines.config import Settings, load_settings
 from pipelines.reference import load_screener
 from pipelines.rules_step import alert_row
 from pipelines.store import Store, open_store
-from pipelines.tables import COLUMNS_BY_TABLE
+from pipelines.tables import ALERTS
 from risk_rules.engine import RuleSettings, load_rules_config, resolved_account_key
 from risk_rules.rescreen import HOLDER, RULE_ID, KnownKey, Party, known_key, rescreen, third_parties
 
@@ -126,7 +126,7 @@ def cmd_rescreen(args: argparse.Namespace) -> int:
                           progress=_progress(len(everyone)))
         rows = [alert_row(a)[1] for a in result.alerts]
         if rows and not args.dry_run:
-            store.insert_rows("alerts_store", COLUMNS_BY_TABLE["alerts_store"], rows)
+            store.insert_rows(ALERTS.name, ALERTS.columns, rows)
     finally:
         store.close()
     elapsed = time.perf_counter() - started

@@ -38,7 +38,6 @@ DECISION_COLUMNS: tuple[str, ...] = (
     "instrument_fingerprint", "amount", "currency", "decision", "reason_codes", "reasons",
     "release_conditions", "policy_version", "requested_at", "decided_at", "revision", "decision_id",
 )
-TABLE = "withdrawal_decisions_store"
 ACCOUNT_PLATFORMS = frozenset({"mt4", "mt5", "ctrader"})  # an account key: platform:server:login
 TOPIC = "withdrawal_decisions"
 

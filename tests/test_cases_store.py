@@ -39,7 +39,7 @@ def write_alert(store: Store, alert_id: str, subject: str, *, tenant: str = "acm
                   evidence=[f"psp:skrill:{alert_id}-1", f"psp:skrill:{alert_id}-2"], event_time=at,
                   detected_at=at, mode=mode)  # type: ignore[arg-type]
     table, row = alert_row(alert)
-    store.insert_rows(table, ("alert_id", "rule_id", "rule_version", "category", "severity", "tenant",
+    store.insert_rows(table.name, ("alert_id", "rule_id", "rule_version", "category", "severity", "tenant",
                               "subject", "summary", "facts", "evidence", "event_time", "detected_at", "mode"),
                       [row])
 

@@ -16,7 +16,7 @@ from typing import Any, Literal, Self, cast
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas import pickling
-from schemas.identity import account_key
+from schemas.identity import AccountKey, account_key
 
 pickling.register()  # UTC datetimes pickle as microseconds: recovery snapshots hold many
 
@@ -227,7 +227,7 @@ class AccountUpdate(Canonical):
     the dataflow merges them into the latest full state per account (`accounts` table).
     """
 
-    account_key: str = Field(description="platform:server:login")
+    account_key: AccountKey = Field(description="platform:server:login")
     tenant: str
     platform: str
     server: str
@@ -284,7 +284,7 @@ class Account(Canonical):
     """The latest known state of an account, merged field by field from every source: for each
     field the value of the newest update that said something about it wins."""
 
-    account_key: str
+    account_key: AccountKey
     tenant: str
     platform: str
     server: str

@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import NewType, Protocol
 
 AccountKey = NewType("AccountKey", str)
+# The same key computed by ClickHouse from a table's platform, server and login columns.
+ACCOUNT_KEY_SQL = "concat(platform, ':', server, ':', toString(login))"
 
 
 class OnAccount(Protocol):

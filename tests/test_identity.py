@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from schemas.identity import account_key, account_key_of, parse_account_key
+from pipelines.store import Store
+from schemas.identity import ACCOUNT_KEY_SQL, account_key, account_key_of, parse_account_key
 from tests.test_rules_builders import deal
 
 
@@ -32,3 +33,10 @@ def test_a_server_may_hold_colons() -> None:
 def test_a_malformed_key_is_refused_with_its_text(key: str) -> None:
     with pytest.raises(ValueError, match="is not 'platform:server:login'"):
         parse_account_key(key)
+
+
+def test_clickhouse_computes_the_same_key(store: Store) -> None:
+    sql = ACCOUNT_KEY_SQL.replace("platform", "'mt5'").replace("server", "'ACME:Live'").replace(
+        "login", "toUInt64(1001)")
+    [(key,)] = store.query(f"SELECT {sql}")[1]
+    assert key == account_key("mt5", "ACME:Live", 1001)

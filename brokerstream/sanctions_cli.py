@@ -16,8 +16,8 @@ from pipelines.config import Settings, load_settings
 from pipelines.reference import load_screener
 from pipelines.rules_step import alert_row
 from pipelines.store import Store, open_store
-from pipelines.tables import COLUMNS_BY_TABLE
-from risk_rules.engine import RuleSettings, account_key, load_rules_config
+from pipelines.tables import ALERTS
+from risk_rules.engine import RuleSettings, load_rules_config, resolved_account_key
 from risk_rules.rescreen import HOLDER, RULE_ID, KnownKey, Party, known_key, rescreen, third_parties
 
 ACCOUNTS_SQL = (
@@ -69,7 +69,7 @@ def parties(
                          dob if isinstance(dob, date) else None))
     servers = {name: cfg.platform for name, (_, cfg) in settings.server_index().items()}
     _, rows = store.query(PAYERS_SQL.replace("{where}", where), params)
-    payers = [Party(tenant, account_key("psp", server, int(login), servers), party, name,
+    payers = [Party(tenant, resolved_account_key("psp", server, int(login), servers), party, name,
                     _utc(last_time), (op,))
               for tenant, server, login, name, party, op, last_time in rows]
     out.extend(third_parties(payers, holders))
@@ -126,7 +126,7 @@ def cmd_rescreen(args: argparse.Namespace) -> int:
                           progress=_progress(len(everyone)))
         rows = [alert_row(a)[1] for a in result.alerts]
         if rows and not args.dry_run:
-            store.insert_rows("alerts_store", COLUMNS_BY_TABLE["alerts_store"], rows)
+            store.insert_rows(ALERTS.name, ALERTS.columns, rows)
     finally:
         store.close()
     elapsed = time.perf_counter() - started

@@ -23,6 +23,7 @@ from reports.model import Money, Report, text
 from reports.payout_run import payout_run
 from reports.statement import BALANCE_MOVEMENTS, Period, client_statement
 from risk_rules.exposure.routing import BookRouting
+from schemas.identity import account_key
 from tests.conftest import SimulatedStore
 
 ZERO = Decimal(0)
@@ -68,7 +69,7 @@ def raw(simulated_store: SimulatedStore) -> dict[str, list[dict[str, Any]]]:
 
 
 def key(row: dict[str, Any]) -> str:
-    return f"{row['platform']}:{row['server']}:{row['login']}"
+    return account_key(row['platform'], row['server'], row['login'])
 
 
 def period_of(sim: SimulatedStore) -> Period:

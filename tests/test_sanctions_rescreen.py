@@ -15,7 +15,7 @@ from brokerstream.cli import main
 from pipelines.config import Settings
 from pipelines.rules_step import alert_row
 from pipelines.store import Store
-from pipelines.tables import COLUMNS_BY_TABLE, to_row
+from pipelines.tables import ACCOUNTS, ALERTS, BALANCE_OPERATIONS, to_row
 from risk_rules.alerts import Alert
 from schemas.account_state import merge_account
 from schemas.events import Account
@@ -60,8 +60,8 @@ def _fill(store: Store) -> None:
         psp(-900, at(7), login=101, payer="Anna Schmidt", status="pending"),  # a payout under way
         psp(-100, at(8), login=101, payer="Mei Lin Zhouran", status="failed"),  # never paid
     ]
-    for table, records in (("accounts_store", accounts), ("balance_operations_store", ops)):
-        store.insert_rows(table, COLUMNS_BY_TABLE[table], [to_row(r)[1] for r in records])
+    for table, records in ((ACCOUNTS, accounts), (BALANCE_OPERATIONS, ops)):
+        store.insert_rows(table.name, table.columns, [to_row(r)[1] for r in records])
 
 
 def _alerts(store: Store) -> list[tuple[str, dict[str, object]]]:
@@ -79,7 +79,7 @@ def test_rescreen_raises_new_hits_once(
                  severity="critical", tenant="acme", subject=acct(101), summary="live",
                  facts={"party": "account holder", "entry": "7001", "list": "OFAC"},
                  evidence=[acct(101)], event_time=at(0), detected_at=at(0))
-    store.insert_rows("alerts_store", COLUMNS_BY_TABLE["alerts_store"], [alert_row(live)[1]])
+    store.insert_rows(ALERTS.name, ALERTS.columns, [alert_row(live)[1]])
 
     assert main(["sanctions", "rescreen", "--config", str(config)]) == 0
     out = capsys.readouterr()

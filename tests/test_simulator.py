@@ -34,6 +34,7 @@ from devtools.simulator.typologies import LARGE_THRESHOLD, REPORTING_THRESHOLD, 
 from pipelines.config import Settings, load_settings, parse_settings
 from schemas.envelope import Envelope, envelope_from_json_line
 from schemas.events import AccountUpdate, BalanceOperation, DeadLetter, Deal, Login
+from schemas.identity import account_key_of
 
 SAMPLE = 200_000
 ACCOUNTS = 3_000
@@ -331,8 +332,8 @@ def test_mirror_trades_are_opposite_and_close_in_time(sample: Sample) -> None:
         first, second = case["accounts"]
         ins = [sample.deals[e] for e in case["event_ids"]
                if e in sample.deals and sample.deals[e].entry == "in"]
-        a = [d for d in ins if f"{d.platform}:{d.server}:{d.login}" == first]
-        b = [d for d in ins if f"{d.platform}:{d.server}:{d.login}" == second]
+        a = [d for d in ins if account_key_of(d) == first]
+        b = [d for d in ins if account_key_of(d) == second]
         matched = 0
         for x in a:
             for y in b:

@@ -45,7 +45,7 @@ from devtools.simulator.payments import (
 from devtools.simulator.sanctions import with_simulated_reference
 from devtools.simulator.trading import Trading
 from devtools.simulator.typologies import TYPOLOGIES, Case, Typologies
-from devtools.simulator.world import Account, Server, World, build_world, partner_config
+from devtools.simulator.world import Server, SimAccount, World, build_world, partner_config
 from pipelines.config import ServerConfig, Settings, parse_settings
 from schemas.envelope import Envelope
 
@@ -362,10 +362,10 @@ class Brokerage:
 
     # -- clients --------------------------------------------------------------------------------
 
-    def with_positions(self) -> list[Account]:
+    def with_positions(self) -> list[SimAccount]:
         return [a for a in self.world.accounts if a.positions]
 
-    def schedule_session(self, acc: Account) -> None:
+    def schedule_session(self, acc: SimAccount) -> None:
         """The account's next session, more likely in its local daytime and on weekdays."""
         rng = self.rng
         rate = acc.rate * self.activity / DAY_MS
@@ -384,7 +384,7 @@ class Brokerage:
         acc.next_session_at = t
         self.at(t, self._session, (acc, 0))
 
-    def _session(self, arg: tuple[Account, int]) -> None:
+    def _session(self, arg: tuple[SimAccount, int]) -> None:
         acc, attempt = arg
         if acc.next_session_at != self.now and attempt == 0:
             return  # superseded
@@ -420,11 +420,11 @@ class Brokerage:
             self.at(self.now + duration, self._logout, (acc, ip, country, device))
         self.schedule_session(acc)
 
-    def _logout(self, arg: tuple[Account, int, str, Any]) -> None:
+    def _logout(self, arg: tuple[SimAccount, int, str, Any]) -> None:
         acc, ip, country, device = arg
         self.logins.login(acc, "logout", ip=ip, country=country, device=device)
 
-    def _session_money(self, acc: Account) -> None:
+    def _session_money(self, acc: SimAccount) -> None:
         rng = self.rng
         cashier = self.cashier
         typical = acc.profile.deposit_median * self.market.rate("USD", acc.server.currency)
@@ -438,7 +438,7 @@ class Brokerage:
         elif acc.balance > 200 and rng.random() < 0.006:
             cashier.withdraw(acc, acc.balance * rng.uniform(0.05, 0.3))
 
-    def first_deposit(self, acc: Account) -> None:
+    def first_deposit(self, acc: SimAccount) -> None:
         """A newly approved account funds itself, then starts trading."""
         if acc.state != "active":
             return
@@ -447,7 +447,7 @@ class Brokerage:
             acc.rate = max(acc.rate, acc.profile.sessions_per_day * 0.5)
         self.schedule_session(acc)
 
-    def _trade(self, arg: tuple[Account, str]) -> None:
+    def _trade(self, arg: tuple[SimAccount, str]) -> None:
         acc, channel = arg
         if acc.state != "active":
             return
@@ -562,7 +562,7 @@ class Brokerage:
 
             WithdrawalCases(self).plan(start + spread, self.horizon_ms, self.withdrawal_cases)
 
-    def _open_new(self, acc: Account) -> None:
+    def _open_new(self, acc: SimAccount) -> None:
         self.lifecycle.open(acc)
 
     # -- output ---------------------------------------------------------------------------------

@@ -70,7 +70,7 @@ def page_params(simulated_store: SimulatedStore) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def client(simulated_store: SimulatedStore) -> Iterator[TestClient]:
     """The API as an admin sees it (every tenant, engine health too)."""
-    app = create_app(simulated_store.store, auth=auth_for(simulated_store.settings), sample_every_s=0)
+    app = create_app(simulated_store.store, auth=auth_for(simulated_store.settings))
     with TestClient(app) as c:
         log_in(c, ADMIN)
         yield c
@@ -205,7 +205,7 @@ def test_failures_are_json_errors_and_promql_panels(simulated_store: SimulatedSt
     registry = CollectorRegistry()
     events = Counter("probe_events_total", "probe", ["topic"], registry=registry)
     app = create_app(simulated_store.store, auth=auth_for(simulated_store.settings), dashboards_dir=probe_dir,
-                     registry=registry, sample_every_s=0)
+                     registry=registry)
     page = app.state.page
     with TestClient(app) as c:
         log_in(c, ADMIN)
@@ -335,7 +335,6 @@ def served(simulated_store: SimulatedStore) -> Iterator[str]:
         yield f"http://127.0.0.1:{bound_port(server)}"
     finally:
         server.should_exit = True
-        server.config.app.state.page.history.stop()
 
 
 @pytest.mark.skipif(SKIP_BROWSER, reason=NO_CHROMIUM)
@@ -373,7 +372,7 @@ def test_the_page_shows_failures(simulated_store: SimulatedStore, probe_dir: Pat
     from services.dashboard.server import _serve
 
     app = create_app(simulated_store.store, auth=auth_for(simulated_store.settings), dashboards_dir=probe_dir,
-                     registry=CollectorRegistry(), sample_every_s=0)
+                     registry=CollectorRegistry())
     server, _ = _serve(app, "127.0.0.1", 0)
     try:
         url = f"http://127.0.0.1:{bound_port(server)}/d/probe?refresh=off"

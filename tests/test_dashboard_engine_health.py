@@ -5,9 +5,11 @@ says N (the hand-written `increase()` it replaces said 1,495 for 49)."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -65,15 +67,16 @@ def test_current_values_of_counters_gauges_and_histograms() -> None:
     lag = Gauge("brokerstream_consumer_lag_messages", "lag", ["topic", "partition"], registry=registry)
     lag.labels("deals", "0").set(30)
     lag.labels("deals", "1").set(12)
-    flush = Histogram("brokerstream_sink_flush_seconds", "flush", ["table"], buckets=(0.1, 1.0), registry=registry)
+    flush = Histogram("brokerstream_sink_flush_seconds", "flush", ["table"], buckets=(0.1, 1.0),
+                      registry=registry)
     for _ in range(3):
         flush.labels("deals").observe(0.05)
     flush.labels("deals").observe(0.5)
     flush.labels("alerts").observe(0.2)
     assert current_values(Current("brokerstream_events_in_total", name="events read"), [registry]) == [
         ["events read", 12.0]]
-    assert current_values(Current("brokerstream_events_in_total", by=("topic",)), [registry], "{{topic}}") == [
-        ["deals", 7.0], ["quotes", 5.0]]
+    by_topic = Current("brokerstream_events_in_total", by=("topic",))
+    assert current_values(by_topic, [registry], "{{topic}}") == [["deals", 7.0], ["quotes", 5.0]]
     assert current_values(Current("brokerstream_consumer_lag_messages", by=("topic",)), [registry]) == [
         ["deals", 42.0]]
     p50 = current_values(Current("brokerstream_sink_flush_seconds", by=("table",), kind="quantile", q=0.5),
@@ -120,8 +123,8 @@ def test_alerts_and_dead_letters_in_the_hour_are_the_stored_ones(
     now = datetime.now(UTC)
     n = 49
     _insert(store, "alerts_store",
-            [_alert(i, "alert", now - timedelta(minutes=i)) for i in range(n)]  # within the hour
-            + [_alert(100 + i, "observe", now - timedelta(minutes=1)) for i in range(3)]  # observe-only rules: not raised
+            [_alert(i, "alert", now - timedelta(minutes=i + 1)) for i in range(n)]  # in the hour
+            + [_alert(100 + i, "observe", now - timedelta(minutes=1)) for i in range(3)]  # not raised
             + [_alert(200 + i, "alert", now - timedelta(hours=2)) for i in range(5)])  # earlier
     _insert(store, "alerts_store", [_alert(0, "alert", now - timedelta(seconds=30))])  # stored again
     body = _value(c, 6)
@@ -183,13 +186,13 @@ def test_alerts_raised_on_the_simulated_engine_run(simulated_store: SimulatedSto
 
 
 def test_a_prometheus_panel_without_a_definition_needs_prometheus(
-        store: Store, settings: Settings, tmp_path: Any) -> None:
+        store: Store, settings: Settings, tmp_path: Path) -> None:
     ds = {"type": "prometheus", "uid": "${prometheus}"}
-    (tmp_path / "other.json").write_text(
-        '{"uid": "other", "title": "other", "templating": {"list": []}, "panels": [{"id": 1, "title": "x",'
-        ' "type": "stat", "datasource": %s, "gridPos": {"x": 0, "y": 0, "w": 6, "h": 4},'
-        ' "targets": [{"refId": "A", "datasource": %s, "expr": "up"}]}]}'
-        % (str(ds).replace("'", '"'), str(ds).replace("'", '"')))
+    panel = {"id": 1, "title": "x", "type": "stat", "datasource": ds,
+             "gridPos": {"x": 0, "y": 0, "w": 6, "h": 4},
+             "targets": [{"refId": "A", "datasource": ds, "expr": "up"}]}
+    (tmp_path / "other.json").write_text(json.dumps(
+        {"uid": "other", "title": "other", "templating": {"list": []}, "panels": [panel]}))
     app = create_app(store, auth=auth_for(settings), dashboards_dir=tmp_path, registry=CollectorRegistry())
     with TestClient(app) as c:
         log_in(c, ADMIN)

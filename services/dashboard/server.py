@@ -481,8 +481,8 @@ def _builtin_panel(page: _Page, d: Dashboard, panel: Panel, start: datetime, end
     extra = {k: v for k, v in (("unit", found.unit), ("note", found.note)) if v}
     if isinstance(found, engine_health.Current):
         rows = engine_health.current_values(found, page.registries, panel.legend)
-        return {**extra, "columns": [{"name": "series", "type": "string"}, {"name": "value", "type": "number"}],
-                "rows": rows}
+        columns = [{"name": "series", "type": "string"}, {"name": "value", "type": "number"}]
+        return {**extra, "columns": columns, "rows": rows}
     sql = render_sql(found.sql, time_from=start, time_to=end, variables={}, interval_s=interval_s)
     try:
         names, result = page.run(sql, who)

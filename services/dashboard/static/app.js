@@ -309,7 +309,7 @@
     // Consecutive points are joined whatever the distance, as Grafana does with ClickHouse
     // results (no nulls in them); sparse series also get dots, so a lone point shows.
     chartIn(box, {
-      grid: { left: 4, right: 12, top: 10, bottom: 26, containLabel: true },
+      grid: { left: 4, right: 12, top: 10, bottom: 32, containLabel: true },
       xAxis: timeAxis(data.from, data.to),
       yAxis: valueAxis(panel.unit),
       tooltip: timeTooltip(panel.unit),
@@ -335,7 +335,7 @@
     const box = el('div', { class: 'chart' });
     body.append(box);
     chartIn(box, {
-      grid: { left: 4, right: 12, top: 10, bottom: series.length > 1 ? 26 : 4, containLabel: true },
+      grid: { left: 4, right: 12, top: 10, bottom: series.length > 1 ? 32 : 4, containLabel: true },
       xAxis: timeAxis(Math.min(data.from, times[0] - band / 2), Math.max(data.to, times[times.length - 1] + band / 2)),
       yAxis: valueAxis(panel.unit),
       tooltip: { ...timeTooltip(panel.unit), axisPointer: { type: 'shadow' } },
@@ -361,7 +361,7 @@
     scroll.append(box);
     const labels = shown.map((it) => it.label || '–');
     chartIn(box, {
-      grid: { left: 4, right: 16, top: 4, bottom: legend + 4, containLabel: true },
+      grid: { left: 4, right: 16, top: legend + 4, bottom: 4, containLabel: true },
       yAxis: {
         type: 'category', inverse: true, data: labels, axisTick: { show: false },
         axisLabel: { ...AXIS_LABEL, color: TEXT, width: Math.max(60, box.clientWidth * 0.3), overflow: 'truncate' },
@@ -371,7 +371,7 @@
         ...TOOLTIP_STYLE, trigger: 'axis', axisPointer: { type: 'shadow' },
         valueFormatter: (v) => fmtValue(v, panel.unit),
       },
-      legend: names.length > 1 ? legendOption(names) : undefined,
+      legend: names.length > 1 ? { ...legendOption(names), top: 0, bottom: 'auto' } : undefined, // above: the list scrolls
       series: names.map((name, i) => ({
         type: 'bar', name, data: shown.map((it) => it.values[i]), barMaxWidth: panel.type === 'bargauge' ? 18 : 14,
         itemStyle: { color: PALETTE[names.length > 1 ? i % PALETTE.length : 0], borderRadius: 2 },

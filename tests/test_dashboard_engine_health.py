@@ -166,6 +166,10 @@ def test_metric_panels_are_the_counters_now(health: tuple[TestClient, Store, Col
     body = _value(c, 1)
     assert body["rows"] == [["events read", 1234.0]]
     assert body["unit"] == "short" and "since the process started" in body["note"]  # a total, not a rate
+    listed = c.get(f"/api/dashboards/{HEALTH}").json()["panels"]
+    info = {p["id"]: p["query"] for p in listed}
+    assert info[1] == "sum brokerstream_events_in_total, now (since the process started)"
+    assert "FROM alerts" in info[6] and "rate(" not in "".join(info.values())  # no PromQL shown
     assert _value(c, 7)["rows"] == [["mt5.deals", 1200.0], ["psp.webhooks", 34.0]]
     assert _value(c, 2)["rows"] == [["p50", pytest.approx(0.1 * 5 / 9)]]
     assert _value(c, 3)["rows"] == [["p99", pytest.approx(1.0 + 9.0 * (9.9 - 9) / 1)]]

@@ -109,6 +109,15 @@ def definition(dashboard_uid: str, panel_id: int) -> Definition | None:
     return DEFINITIONS.get(dashboard_uid, {}).get(panel_id)
 
 
+def describe(d: Definition) -> str:
+    """What the page reads for a panel (its ⓘ), in place of Grafana's PromQL."""
+    if isinstance(d, Stored):
+        return d.sql
+    what = {"sum": "sum", "quantile": f"quantile {d.q:g} of the buckets of", "mean": "mean of"}[d.kind]
+    by = f" by {', '.join(d.by)}" if d.by else ""
+    return f"{what} {d.metric}{by}, now ({d.note})"
+
+
 def read_names(d: Current) -> tuple[str, ...]:
     """The exported sample names `d` reads (what a panel's PromQL must name too)."""
     if d.kind == "quantile":

@@ -450,12 +450,16 @@ class _Page:
         return chosen
 
 
-def _panel_json(panel: Panel) -> dict[str, Any]:
+def _panel_json(panel: Panel, dashboard_uid: str) -> dict[str, Any]:
+    query = panel.sql
+    if panel.datasource_type == "prometheus":  # what this page reads instead of the PromQL
+        found = engine_health.definition(dashboard_uid, panel.id)
+        query = engine_health.describe(found) if found else f"{panel.sql} (Grafana only)"
     return {
         "id": panel.id, "title": panel.title, "type": panel.type,
         "datasource": panel.datasource_type, "format": panel.format, "grid": _grid(panel),
         "unit": panel.unit, "description": panel.description,
-        "query": panel.sql,
+        "query": query,
     }
 
 
@@ -466,7 +470,8 @@ def _dashboard_json(d: Dashboard) -> dict[str, Any]:
         "variables": [{"name": v.name, "label": v.label or v.name, "type": v.type, "multi": v.multi,
                        "include_all": v.include_all, "current": list(v.current),
                        "description": v.description} for v in d.variables],
-        "panels": [_panel_json(p) for p in sorted(d.panels, key=lambda p: (_grid(p)["y"], _grid(p)["x"]))],
+        "panels": [_panel_json(p, d.uid)
+                   for p in sorted(d.panels, key=lambda p: (_grid(p)["y"], _grid(p)["x"]))],
     }
 
 

@@ -73,7 +73,8 @@ def test_every_source_is_stamped_by_the_one_simulated_clock() -> None:
     for i, (env, at) in enumerate(handed):
         topics.add(env.topic)
         assert env.timestamp_ms == at and start <= at <= end
-        for record in normalise(Envelope(env.topic, env.value, env.timestamp_ms, env.key, env.headers, -1, i)):
+        located = Envelope(env.topic, env.value, env.timestamp_ms, env.key, env.headers, -1, i)
+        for record in normalise(located):
             assert not isinstance(record, DeadLetter), record.reason
             if isinstance(record, Quote | Login | BalanceOperation):
                 assert abs(record.time.timestamp() * 1000 - at) <= 2_000, (env.topic, record)

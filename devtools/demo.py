@@ -53,6 +53,9 @@ SUMMARY_TABLES = ("deals", "balance_operations", "accounts", "logins", "ib_commi
 # a simulated day passes in seconds of wall time: the simulated providers' freshness windows
 # are widened to two simulated days, or a webhook would be stale before it reached the receiver
 SIM_TOLERANCE_S = 2 * 86_400
+# envelopes published before the simulation waits for the engine's first rows (the accounts'
+# initial sync, the first simulated seconds)
+WARM_UP = 1_000
 
 
 def _free_port() -> int:
@@ -72,7 +75,7 @@ def _start_receiver(settings: Settings, bootstrap: str, port: int, clock: SimClo
     from services.webhooks import KafkaPublisher, create_app
 
     publisher = KafkaPublisher(bootstrap, timeout_s=settings.psp.publish_timeout_s)
-    app = create_app(settings, publisher, clock=clock.seconds)
+    app = create_app(settings, publisher, clock=clock.seconds, kafka_clock=time.time)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            access_log=False))
     thread = threading.Thread(target=server.run, daemon=True, name="webhooks")
@@ -148,6 +151,20 @@ def status_line(row: Sequence[Any], clock_ms: int) -> str:
 
 def iso_minute(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _wait_for_engine(settings: Settings, stop: threading.Event, limit_s: float = 90.0) -> None:
+    """Hold the simulation until the engine has stored its first rows (it starts in seconds;
+    the simulated clock would otherwise run days ahead of what is stored meanwhile)."""
+    store = Store(settings.clickhouse_dsn(), settings.clickhouse.database)
+    deadline = time.monotonic() + limit_s
+    try:
+        while not stop.is_set() and time.monotonic() < deadline:
+            if store.scalar("SELECT count() FROM accounts"):
+                return
+            stop.wait(0.5)
+    finally:
+        store.close()
 
 
 def _status(settings: Settings, stop: threading.Event, clock: SimClock) -> None:
@@ -254,9 +271,11 @@ def run_demo(settings: Settings, *, events: int, rate: float, seed: int, duratio
     stop = threading.Event()
 
     def until_stopped(envelopes: Iterable[Envelope]) -> Iterator[Envelope]:
-        for envelope in envelopes:
+        for i, envelope in enumerate(envelopes):
             if stop.is_set():
                 return
+            if i == WARM_UP:  # the simulated clock waits for the engine, not the other way
+                _wait_for_engine(settings, stop)
             yield envelope
 
     def publish_fn(envelopes: Iterable[Envelope]) -> int:

@@ -111,12 +111,16 @@ def _backtest(settings: Settings, paths: list[Path], args: argparse.Namespace) -
     from dataclasses import asdict
 
     from brokerstream.backtest import format_report, run_backtest
+    from brokerstream.progress import note, took
 
+    started = time.monotonic()
     report = run_backtest(settings, paths, args.rules, args.baseline_rules)
-    print(format_report(report))
+    print(format_report(report))  # the comparison: data, on stdout
     if args.report:
         Path(args.report).write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
-        print(f"report written to {args.report}")
+    note(f"backtest done in {took(started)}: {len(report.rules):,} rules compared, "
+         f"{len(report.changed()):,} alert differently; two replays of {', '.join(map(str, paths))}"
+         + (f"; report written to {args.report}" if args.report else ""))
     return 0
 
 

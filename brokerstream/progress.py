@@ -42,12 +42,12 @@ class Steps:
         self.done = 0
         self.started = time.monotonic()
         self._last = self.started
-        self._tty = sys.stderr.isatty() if tty is None else tty
+        self.tty = sys.stderr.isatty() if tty is None else tty
         self._bar: Any = None
         self._task: Any = None
 
     def __enter__(self) -> Steps:
-        if self._tty:
+        if self.tty:
             from rich.console import Console
             from rich.progress import (
                 BarColumn,

@@ -9,9 +9,9 @@ shows what has landed, and a summary what the run did when it stops.
 One simulated clock (devtools/simulator/clock.py) runs the whole demo: the simulated time runs
 days ahead of the wall clock within minutes, and every source (platform deals and accounts,
 quotes, logins, CRM, the payment providers' webhooks), the receiver's freshness checks and
-`received_at`, and the engine's detection and case-filing times all read it, so ages and
-detection times agree with the events' own times. Kafka's message timestamps alone stay on the
-wall clock (Kafka refuses messages stamped far ahead; the engine never reads them as event time).
+`received_at`, the Kafka message timestamps (the demo's topics accept stamps far ahead of the
+wall clock), and the engine's detection and case-filing times all read it, so ages, versions and
+detection times agree with the events' own times, as in a replay of the same events.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from devtools.simulator.brokerage import Stats
 from devtools.simulator.clock import SimClock
 from pipelines.config import Settings, home_dir
 from pipelines.store import Store
-from pipelines.topics import ensure_kafka_topics
+from pipelines.topics import all_topics, ensure_topics
 from schemas.envelope import Envelope
 
 DEMO_DATABASE = "brokerstream_demo"
@@ -75,7 +75,7 @@ def _start_receiver(settings: Settings, bootstrap: str, port: int, clock: SimClo
     from services.webhooks import KafkaPublisher, create_app
 
     publisher = KafkaPublisher(bootstrap, timeout_s=settings.psp.publish_timeout_s)
-    app = create_app(settings, publisher, clock=clock.seconds, kafka_clock=time.time)
+    app = create_app(settings, publisher, clock=clock.seconds)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            access_log=False))
     thread = threading.Thread(target=server.run, daemon=True, name="webhooks")
@@ -246,7 +246,10 @@ def run_demo(settings: Settings, *, events: int, rate: float, seed: int, duratio
         "commissions": files,
     })
     _reset(settings, bootstrap)
-    ensure_kafka_topics(settings, bootstrap)
+    # Kafka refuses a message stamped over an hour ahead of its wall clock by default; the
+    # demo's own topics take the simulated time, which runs days ahead
+    ensure_topics(bootstrap, all_topics(settings), config={"message.timestamp.after.max.ms": str(2**63 - 1)},
+                  replication_factor=settings.kafka.replication_factor)
     prepare_store(settings).close()
     port = _free_port()
     receiver_metrics, stop_receiver = _start_receiver(settings, bootstrap, port, clock)
@@ -279,7 +282,8 @@ def run_demo(settings: Settings, *, events: int, rate: float, seed: int, duratio
             yield envelope
 
     def publish_fn(envelopes: Iterable[Envelope]) -> int:
-        return publish(bootstrap, until_stopped(envelopes), topic_prefix=prefix, stamp_now=True)
+        # stamped with the simulated event time, as a bridge stamps its events' time
+        return publish(bootstrap, until_stopped(envelopes), topic_prefix=prefix)
 
     stats = Stats()  # filled by the simulator as it runs
 

@@ -529,7 +529,9 @@ def build_parser() -> argparse.ArgumentParser:
     from brokerstream.alerts_cli import add_alerts_parser
 
     add_alerts_parser(sub, _add_config)
-    return parser
+    from brokerstream.output import one_line_errors
+
+    return one_line_errors(parser)  # every command's argument errors: one line, exit 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:

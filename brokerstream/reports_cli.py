@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import NoReturn
 
+from brokerstream.output import one_line_errors
 from brokerstream.progress import Steps, note, spinner, took
 from pipelines.config import Settings, load_settings
 from pipelines.store import Store, StoreUnavailable, open_reader
@@ -30,19 +30,10 @@ class UsageError(ValueError):
     """A bad argument: printed as one line, exit 2."""
 
 
-def _one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """argparse's own errors (a missing option, a bad choice) as one line, exit 2."""
-    def error(message: str) -> NoReturn:
-        print(f"{parser.prog}: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(2)
-    parser.error = error  # type: ignore[method-assign]
-    return parser
-
-
 def _group(sub: argparse._SubParsersAction, name: str, help: str, description: str
            ) -> argparse._SubParsersAction:
     """A command with actions (`statement`, `report`, `commissions`)."""
-    p = _one_line_errors(sub.add_parser(name, help=help, description=description))
+    p = one_line_errors(sub.add_parser(name, help=help, description=description))
     return p.add_subparsers(dest="action", required=True, metavar="ACTION")
 
 
@@ -52,7 +43,7 @@ def _reader(group: argparse._SubParsersAction, name: str, command: Command, *, h
     """One reading action with the arguments every report shares: its own (the caller adds
     them to the returned parser), then --month when it has one, --out, --format, --tenant,
     --database and --config; its errors are one line (exit 2)."""
-    p = _one_line_errors(group.add_parser(name, help=help, description=description))
+    p = one_line_errors(group.add_parser(name, help=help, description=description))
     if month:
         p.add_argument("--month", required=True, metavar="YYYY-MM")
     p.add_argument("--out", metavar=out_metavar, required=out_required, help=out)

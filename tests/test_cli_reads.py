@@ -120,3 +120,26 @@ def test_recon_and_alerts_refuse_an_unknown_tenant_before_reading(
     assert main([*argv, "--tenant", "nobody", "--config", cfg]) == 2
     assert "no tenant" in _one_line(capsys.readouterr().err)
     assert not where.exists()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["sql"], "brokerstream sql: the following arguments are required: query"),
+    (["sql", "SELECT 1", "--format", "xml"], "argument --format: invalid choice: 'xml'"),
+    (["recon", "report"], "brokerstream recon report: the following arguments are required: --date"),
+    (["recon", "report", "--date", "2024-02-30"], "--date '2024-02-30' is not a calendar day"),
+    (["alerts", "assign", "C-1"], "brokerstream alerts assign: the following arguments are required: --to"),
+    (["alerts", "list", "--limit", "many"], "argument --limit: invalid int value: 'many'"),
+    (["alerts", "list", "--limit", "0"], "--limit must be at least 1"),
+    (["simulate", "--events", "ten"], "argument --events: invalid int value: 'ten'"),
+])
+def test_argument_mistakes_are_one_line_and_exit_2(argv: list[str], message: str, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    where = tmp_path / "never-opened"
+    cfg = _config(tmp_path, f"chdb://{where}", "brokerstream")
+    try:
+        code = main([*argv, "--config", cfg])
+    except SystemExit as exc:  # argparse's own errors
+        code = int(exc.code or 0)
+    assert code == 2
+    assert message in _one_line(capsys.readouterr().err)
+    assert not where.exists()

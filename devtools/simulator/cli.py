@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from brokerstream.output import one_line_errors
 from brokerstream.progress import Steps, note
 from devtools.simulator.brokerage import DEFAULT_ACCOUNTS, Brokerage, Stats, write_truth
 from devtools.simulator.emit import iso
@@ -92,7 +93,7 @@ def _report(stats: Stats, out: Callable[[str], None]) -> None:
 def main(argv: Sequence[str] | None = None, *, publish: Publish | None = None,
          bootstrap: str | Callable[[Settings], str] | None = None,
          settings: Settings | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = one_line_errors(build_parser()).parse_args(argv)
     out = note  # progress and summaries on stderr: stdout stays free for data
     try:
         settings = settings or load_settings(args.config)

@@ -318,9 +318,11 @@ def run_demo(settings: Settings, *, events: int, rate: float, seed: int, duratio
 
 
 def _widened(psp: PspSettings) -> PspSettings:
-    """The simulated providers with freshness windows in simulated time (SIM_TOLERANCE_S)."""
-    providers = {name: cfg.model_copy(update={"tolerance_s": max(cfg.tolerance_s or 0, SIM_TOLERANCE_S)})
-                 for name, cfg in psp.providers.items()}
+    """The simulated providers with freshness windows in simulated time (SIM_TOLERANCE_S); a
+    check switched off (tolerance 0) stays off."""
+    providers = {name: cfg if cfg.tolerance_s == 0 else cfg.model_copy(
+        update={"tolerance_s": max(cfg.tolerance_s or 0, SIM_TOLERANCE_S)})
+        for name, cfg in psp.providers.items()}
     return psp.model_copy(update={"providers": providers})
 
 

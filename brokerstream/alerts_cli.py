@@ -18,7 +18,7 @@ import argparse
 import getpass
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -70,6 +70,12 @@ def format_age(age: timedelta) -> str:
     if hours:
         return f"{hours}h {minutes:02d}m"
     return f"{minutes}m"
+
+
+def _now(latest: Iterable[datetime | None]) -> datetime:
+    """What ages are measured to: the wall clock, or the newest action when that is later (the
+    demo's simulated clock runs days ahead of the wall clock; its cases are filed by it)."""
+    return max([datetime.now(UTC), *(t for t in latest if t is not None)])
 
 
 def _severity(value: str) -> str:
@@ -125,7 +131,7 @@ def _list(args: argparse.Namespace, repo: Any, tenants: list[str] | None) -> int
 
     rows = repo.list_cases(status=args.status, assignee=args.assignee, severity=args.severity,
                            tenants=tenants, limit=args.limit)
-    now = datetime.now(UTC)
+    now = _now(c.last_action_at for c in rows)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     lines = [(c.case_id, c.tenant, c.client, c.severity, f"{c.alerts:,}",
               c.status if c.status == "open" else f"closed ({c.close_reason})",
@@ -158,7 +164,7 @@ def _show(console: Any, detail: Any) -> None:
     from rich.table import Table
 
     s = detail.state
-    now = datetime.now(UTC)
+    now = _now([s.last_action_at])
     status = s.status if s.status == "open" else f"closed ({s.close_reason}) at {_when(s.closed_at)}"
     end = s.closed_at or now
     console.print(f"[bold]{s.case_id}[/]  {s.tenant}  {s.client}")

@@ -7,13 +7,16 @@ from __future__ import annotations
 import http.server
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from devtools.demo import status_line
 from devtools.simulator.brokerage import Brokerage
 from devtools.simulator.clock import SimClock
 from devtools.simulator.payments import MODULES, received_at
+from pipelines.config import Settings
 from schemas.envelope import Envelope
 from schemas.events import BalanceOperation, DeadLetter, Login, Quote
 from tests.test_simulator import FIXED, normaliser
@@ -120,3 +123,20 @@ def test_the_status_line_never_shows_1970() -> None:
     some = (12, 3, 40, 5, 0, 0, datetime(2026, 12, 3, 4, 5, 6, tzinfo=UTC), 1)
     line = status_line(some, 1_764_700_000_000)
     assert "latest deal 2026-12-03 04:05:06" in line and "deals       12" in line
+
+
+def test_the_page_of_an_empty_store_has_no_1970_extent(settings: Settings, chdb_dir: Path) -> None:
+    """The demo's page opens before the first rows land: "all data" is no data, not 1970."""
+    from fastapi.testclient import TestClient
+
+    from pipelines.store import open_store
+    from services.dashboard.server import create_app
+    from tests.dashboard_logins import ADMIN, auth_for, log_in
+
+    store = open_store(f"chdb://{chdb_dir}", f"t_{uuid.uuid4().hex[:12]}")
+    try:
+        with TestClient(create_app(store, auth=auth_for(settings), sample_every_s=0)) as client:
+            log_in(client, ADMIN)
+            assert client.get("/api/extent").json() == {"from": None, "to": None}
+    finally:
+        store.close()

@@ -46,6 +46,7 @@ from pipelines.metrics import (
 from pipelines.recon_step import recon_rows
 from pipelines.rules_step import (
     AccountRulesStep,
+    Clock,
     LinkedRulesStep,
     RuleResources,
     alert_row,
@@ -256,11 +257,10 @@ def _decision_rows(kv: tuple[str, AccountOutputs]) -> list[TableRows]:
 
 
 def _rule_alerts(
-    outputs: Stream[tuple[str, AccountOutputs]], resources: RuleResources, live: bool
+    outputs: Stream[tuple[str, AccountOutputs]], resources: RuleResources, clock: Clock | None
 ) -> Stream[TableRows]:
     """AML/fraud alerts: the account stage ran the account-keyed rules; what it re-keyed by IP,
     device, payment instrument and tenant goes to the rules about those (pipelines/rules_step.py)."""
-    clock = wall_clock if live else None
     linked = op.flat_map("rules_linked_in", outputs, lambda kv: _keyed_lists(itemgetter(0), kv[1].linked))
     linked_inputs = op.map("rules_linked_values", linked, lambda kv: (kv[0], [v for _, v in kv[1]]))
     # several account shards feed one linked partition: event-time order within each batch
@@ -303,7 +303,10 @@ def build_flow(
     store_factory: Callable[[], Store],
     kafka_config: dict[str, str] | None = None,
     rules_file: str | None = None,
+    clock: Clock | None = None,
 ) -> Dataflow:
+    """`clock`: what a live run (Kafka) stamps detection times with (default the wall clock;
+    a demo gives its simulated clock); a replay stamps each alert with its event's time."""
     commissions = commission_step(settings)
     rules = load_rule_resources(settings, rules_file)
     withdrawals = withdrawal_step(settings, rules, settings.exposure.enabled)
@@ -320,6 +323,7 @@ def build_flow(
         batches = op.input("file_in", flow, StoppableSource(files, STOP))
 
     live = isinstance(source, KafkaInput)
+    detect = (clock or wall_clock) if live else None
     progress = None
     if isinstance(source, FileInput) and source.progress_every:
         progress = Progress(source.progress_every)
@@ -340,7 +344,7 @@ def build_flow(
     route = account_router(servers, settings.rules.shards, updates_only=updates_only)
     shards = op.flat_map("to_accounts", records, partial(_keyed_lists, route))
     stage = AccountStage(exposure, commissions is not None, rules,
-                         AccountRulesStep(rules, wall_clock if live else None) if rules else None,
+                         AccountRulesStep(rules, detect) if rules else None,
                          withdrawals)
     outputs = stateful_batch_map("accounts", shards, stage)
     streams.append(op.flat_map("account_rows", outputs, _account_rows))
@@ -361,7 +365,7 @@ def build_flow(
         produced = stateful_flat_map("ib_commissions", deals, commissions, batched=True)
         streams.append(op.flat_map("commission_rows", produced, _commission_rows))
     if rules is not None:
-        streams.append(_rule_alerts(outputs, rules, live))
+        streams.append(_rule_alerts(outputs, rules, detect))
     # -- reconciliation (issue 16): PSP payments against platform balance operations --
     if settings.recon.enabled:
         streams.append(recon_rows(records, settings))

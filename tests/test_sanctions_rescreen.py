@@ -85,8 +85,8 @@ def test_rescreen_raises_new_hits_once(
     out = capsys.readouterr()
     # 5 holders + 4 third-party names (the holder's own payment, the pending deposit and the
     # failed payout left out; the pending payout's beneficiary in)
-    assert "client base in" in out.out and "5 account holders, 4 payer/beneficiary names" in out.out
-    assert "screened 9 names" in out.out and "3 new, 1 unchanged" in out.out
+    assert "client base in" in out.err and "5 account holders, 4 payer/beneficiary names" in out.err
+    assert "screened 9 names" in out.err and "3 new, 1 unchanged" in out.err  # summaries: stderr
     assert "screened          9 / 9 names (100%)" in out.err
     expected = {  # written down from the lists and the clients above
         (acct(101), "account holder", "7001"),  # the live alert
@@ -103,17 +103,17 @@ def test_rescreen_raises_new_hits_once(
 
     # a second run: nothing new
     assert main(["sanctions", "rescreen", "--config", str(config)]) == 0
-    assert "0 new, 4 unchanged" in capsys.readouterr().out
+    assert "0 new, 4 unchanged" in capsys.readouterr().err
     assert len(_alerts(store)) == 4
 
 
 def test_rescreen_dry_run_and_tenant(store: Store, config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _fill(store)
     assert main(["sanctions", "rescreen", "--config", str(config), "--dry-run"]) == 0
-    assert "4 new, 0 unchanged; dry run: no alert written" in capsys.readouterr().out
+    assert "4 new, 0 unchanged; dry run: no alert written" in capsys.readouterr().err
     assert _alerts(store) == []
     assert main(["sanctions", "rescreen", "--config", str(config), "--tenant", "zenith"]) == 0
-    assert "screened 0 names" in capsys.readouterr().out
+    assert "screened 0 names" in capsys.readouterr().err
     assert main(["sanctions", "rescreen", "--config", str(config), "--tenant", "nope"]) == 2
     assert "--tenant nope: not in the configuration" in capsys.readouterr().err
 

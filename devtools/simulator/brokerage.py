@@ -32,6 +32,7 @@ import orjson
 
 from devtools.simulator import emit
 from devtools.simulator.cashier import Cashier
+from devtools.simulator.clock import SimClock
 from devtools.simulator.lifecycle import Lifecycle
 from devtools.simulator.logins import Logins
 from devtools.simulator.market import DAY_MS, HOUR_MS, Market, Symbol, fx_open, is_open, is_rollover
@@ -654,17 +655,27 @@ class Brokerage:
     def run_live(self, publish_fn: Callable[[Iterable[Envelope]], Any], rate: float, n: int = 0,
                  bursts: bool = False, *, post_url: str = "", max_in_flight: int = 32,
                  progress: Callable[[int, Stats], None] | None = None,
-                 progress_every_s: float = 5.0) -> Stats:
+                 progress_every_s: float = 5.0, clock: SimClock | None = None,
+                 resign: bool = True, stats: Stats | None = None) -> Stats:
         """Hand envelopes to `publish_fn` (an iterable of envelopes, e.g. a wrapper around
         `brokerstream.publish.publish`) paced at `rate` per second (0: as fast as possible);
         `bursts` makes the pace uneven, as real traffic is. With `post_url`, payment webhooks
         are posted (re-signed with the wall clock) to the receiver at
-        `{post_url}/webhooks/{provider}` instead, with at most `max_in_flight` requests open."""
-        stats = Stats()
+        `{post_url}/webhooks/{provider}` instead, with at most `max_in_flight` requests open.
+
+        `clock`: advanced to each envelope's time as it is handed out, for everything else
+        that must share the simulated time (a demo's receiver, engine and page). `resign`:
+        sign each posted webhook afresh with the wall clock, for a receiver that checks
+        freshness against it; without, a webhook is posted as the simulation made it (its
+        simulated time: the receiver must judge it by the same `clock`). `stats`: filled as
+        it runs (a caller may read it meanwhile), and returned."""
+        stats = stats if stats is not None else Stats()
         if post_url:
             self.keep_webhooks()
-        poster = _Poster(post_url.rstrip("/"), max_in_flight, self) if post_url else None
+        poster = _Poster(post_url.rstrip("/"), max_in_flight, self, resign) if post_url else None
         started = time.perf_counter()
+
+        sim_clock = clock
 
         def paced() -> Iterator[Envelope]:
             rng = random.Random(self.seed ^ 0x5EED)
@@ -688,6 +699,8 @@ class Brokerage:
                         time.sleep(ahead)
                     elif ahead < -1.0:
                         due = clock  # fell behind: do not try to catch up in a burst
+                if sim_clock is not None:
+                    sim_clock.advance(env.timestamp_ms)
                 if poster is not None and hook is not None:
                     poster.post(hook)
                 else:
@@ -712,9 +725,10 @@ class Brokerage:
 class _Poster:
     """Posts webhooks to a receiver: bounded in-flight requests, a few retries like PSPs do."""
 
-    def __init__(self, base: str, max_in_flight: int, sim: Brokerage) -> None:
+    def __init__(self, base: str, max_in_flight: int, sim: Brokerage, resign: bool = True) -> None:
         self.base = base
         self.sim = sim
+        self.resign = resign
         self.pool = ThreadPoolExecutor(max_workers=min(8, max(1, max_in_flight)),
                                        thread_name_prefix="sim-webhook")
         self.slots = threading.BoundedSemaphore(max(1, max_in_flight))
@@ -724,8 +738,9 @@ class _Poster:
         self.futures: list[Future[None]] = []
 
     def post(self, hook: Webhook) -> None:
-        now_ms = int(time.time() * 1000)
-        signed = build_webhook(hook.txn, hook.status, now_ms, extra=hook.extra)
+        signed = hook
+        if self.resign:  # a receiver on the wall clock: signed now, stamped now
+            signed = build_webhook(hook.txn, hook.status, int(time.time() * 1000), extra=hook.extra)
         self.slots.acquire()
         self.futures.append(self.pool.submit(self._send, signed))
         if len(self.futures) > 1024:

@@ -78,6 +78,7 @@ EXTENT_SQL = (
     " SELECT min(time) AS t0, max(time) AS t1 FROM deals_store"
     " UNION ALL SELECT min(time), max(time) FROM balance_operations_store"
     " UNION ALL SELECT min(time), max(time) FROM logins_store) WHERE t0 > toDateTime64(0, 3)"
+    " HAVING count() > 0"  # no data yet: no row (an empty aggregate would be 1970)
 )
 _NICE_INTERVALS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600,
                      43200, 86400, 172800, 604800, 2592000)

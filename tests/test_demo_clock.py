@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import http.server
 import threading
-import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,12 +42,15 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
         pass
 
 
+START_MS = 1_796_025_600_000  # 2026-11-30 08:00 UTC
+
+
 def _world(start_ms: int) -> Brokerage:
     return Brokerage(FIXED, seed=SEED, accounts=400, events=EVENTS, start_ms=start_ms)
 
 
 def test_every_source_is_stamped_by_the_one_simulated_clock() -> None:
-    start = int(time.time() * 1000)
+    start = START_MS  # a fixed Monday morning: how much the clients pay depends on the day and hour
     sim, clock = _world(start), SimClock(start)
     _Receiver.clock, _Receiver.posted = clock, []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)

@@ -27,9 +27,10 @@ import numpy.typing as npt
 from pydantic import Field
 
 from risk_rules import names
-from risk_rules.aml.rules import P, psp_approved
+from risk_rules.aml.rules import psp_approved
 from risk_rules.engine import Context, Hit, Rule, register
 from risk_rules.reference import read_text
+from risk_rules.rulekit import P
 from schemas.chunked import ChunkedDict
 from schemas.events import Account, BalanceOperation
 

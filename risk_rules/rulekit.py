@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections import defaultdict, deque
 from datetime import datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from risk_rules.engine import Context, Hit, Rule
 from schemas.events import BalanceOperation, Login
@@ -40,12 +40,11 @@ def note_use(uses: Uses, who: str, t: datetime, key: str, window_hours: float) -
         del uses[k]
 
 
-class SharedParamsLike(Protocol):
-    @property
-    def min_accounts(self) -> int: ...
+class SharedUseParams(P):
+    """What `SharedUse` reads; each rule sets its own defaults."""
 
-    @property
-    def window_hours(self) -> float: ...
+    min_accounts: int = Field(ge=2, description="different clients")
+    window_hours: float = Field(gt=0)
 
 
 class SharedUse(Rule):
@@ -53,7 +52,7 @@ class SharedUse(Rule):
     behind one key within a window. Subclasses set `prefix` (the subject is `prefix:key`) and say
     who used what (`summary`); the sentence ends with the window and the threshold."""
 
-    p: SharedParamsLike
+    p: SharedUseParams
     prefix = ""
 
     def __init__(self, params: Any, ctx: Context) -> None:

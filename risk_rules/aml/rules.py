@@ -14,7 +14,7 @@ from pydantic import Field
 
 from risk_rules import names
 from risk_rules.engine import Context, Hit, Rule, fmt, register
-from risk_rules.rulekit import P, SharedUse, note_use, prune
+from risk_rules.rulekit import P, SharedUse, SharedUseParams, note_use, prune
 from schemas.events import Account, BalanceOperation, Deal, Login
 
 PLATFORMS = ("mt4", "mt5", "ctrader")
@@ -560,7 +560,7 @@ class WithdrawalToOtherInstrument(Rule):
         ]
 
 
-class SharedInstrumentParams(P):
+class SharedInstrumentParams(SharedUseParams):
     min_accounts: int = Field(default=3, ge=2, description="different clients")
     window_hours: float = Field(default=720, gt=0)
 

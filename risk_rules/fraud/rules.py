@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field
 
 from risk_rules.engine import Context, GeoPoint, Hit, Rule, register
-from risk_rules.rulekit import P, SharedUse, prune
+from risk_rules.rulekit import P, SharedUse, SharedUseParams, prune
 from schemas.chunked import ChunkedDict
 from schemas.events import BalanceOperation, Deal, Login
 from schemas.pickling import utc_from_micros, utc_micros
@@ -30,7 +30,7 @@ def haversine_km(a: GeoPoint, b: GeoPoint) -> float:
 IpKind = Literal["residential", "mobile", "hosting"]
 
 
-class SharedParams(P):
+class SharedParams(SharedUseParams):
     min_accounts: int = Field(default=4, ge=2, description="different clients")
     window_hours: float = Field(default=96, gt=0)
     ignore_kinds: list[IpKind] = Field(

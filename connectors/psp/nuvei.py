@@ -60,6 +60,7 @@ from connectors.psp.common import (
     build_ops,
     card_instrument,
     check_fresh,
+    check_merchant,
     context,
     country2,
     email_instrument,
@@ -73,6 +74,7 @@ from connectors.psp.common import (
     pick_account,
     require_secret,
     routing_from,
+    signed_account,
     tolerance,
 )
 from connectors.psp.settings import PspProviderSettings
@@ -176,16 +178,9 @@ def verify(
         raise SignatureError("missing advanceResponseChecksum")
     if not _SIG.fullmatch(sig) or not equal(sig.lower(), checksum(form, secret)):
         raise SignatureError("advanceResponseChecksum does not match")
-    if merchant_id and not equal(form.get("merchant_id", ""), merchant_id):
-        raise SignatureError("merchant_id is not the configured merchant", "foreign_merchant")
-    signed = maybe(lambda: _signed_account(form))
-    try:  # an unsigned echo of the account that can't even be read is not the provider's
-        unsigned = _field_account(form)
-    except Rejected as exc:
-        raise SignatureError(exc.reason, "tampered") from None
-    if signed and unsigned and (signed.server, signed.login) != (unsigned.server, unsigned.login):
-        raise SignatureError("customField1 names another account than the signed productId",
-                             "tampered")
+    check_merchant(form.get("merchant_id", ""), merchant_id)
+    signed = signed_account(lambda: _signed_account(form), lambda: _field_account(form),
+                            "customField1 names another account than the signed productId")
     try:
         check_signed_formats(form)
     except Rejected as exc:

@@ -58,6 +58,7 @@ from connectors.psp.common import (
     account_fields,
     account_ref,
     build_ops,
+    check_merchant,
     context,
     country2,
     email_instrument,
@@ -71,6 +72,7 @@ from connectors.psp.common import (
     pick_account,
     require_secret,
     routing_from,
+    signed_account,
 )
 from connectors.psp.settings import PspProviderSettings
 from schemas.envelope import Envelope
@@ -157,16 +159,9 @@ def verify(
     sig2 = form.get("sha2sig", "")
     if sig2 and (not _SIG2.fullmatch(sig2) or not equal(sig2.upper(), sha2sig(form, secret))):
         raise SignatureError("sha2sig does not match")
-    if merchant_id and not equal(form.get("merchant_id", ""), merchant_id):
-        raise SignatureError("merchant_id is not the configured merchant", "foreign_merchant")
-    signed = maybe(lambda: _signed_account(form))
-    try:  # an unsigned echo of the account that can't even be read is not the provider's
-        unsigned = _field_account(form)
-    except Rejected as exc:
-        raise SignatureError(exc.reason, "tampered") from None
-    if signed and unsigned and (signed.server, signed.login) != (unsigned.server, unsigned.login):
-        raise SignatureError("merchant fields name another account than the signed "
-                             "transaction_id", "tampered")
+    check_merchant(form.get("merchant_id", ""), merchant_id)
+    signed_account(lambda: _signed_account(form), lambda: _field_account(form),
+                   "merchant fields name another account than the signed transaction_id")
     txn, _, _, status = _signed_values(form, merchant_id)
     payout = _signed_payout(txn, status, payout_prefix)
     if merchant_email:

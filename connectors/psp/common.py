@@ -383,6 +383,11 @@ def maybe(parse: Callable[[], Account | None]) -> Account | None:
         return None
 
 
+def ack_ok(raw_body: bytes, secret: str, now: float) -> tuple[bytes, str, dict[str, str]]:
+    """A plain HTTP 200: all a provider that retries until it gets one needs."""
+    return b"OK", "text/plain; charset=utf-8", {}
+
+
 def check_merchant(signed: str, merchant_id: str) -> None:
     """The merchant id the provider signed must be the configured one (when one is)."""
     if merchant_id and not equal(signed, merchant_id):

@@ -57,6 +57,7 @@ from connectors.psp.common import (
     Routing,
     SignatureError,
     account_ref,
+    ack_ok,
     build_ops,
     card_instrument,
     check_fresh,
@@ -70,6 +71,7 @@ from connectors.psp.common import (
     maybe,
     method_from_name,
     money,
+    need,
     parse_form,
     pick_account,
     require_secret,
@@ -204,9 +206,7 @@ def replay_id(raw_body: bytes, headers: Mapping[str, str]) -> tuple[str, bool]:
     return parse_form(raw_body).get("advanceResponseChecksum", "").strip().lower(), True
 
 
-def ack(raw_body: bytes, secret: str, now: float) -> tuple[bytes, str, dict[str, str]]:
-    """Nuvei only needs an HTTP 200."""
-    return b"OK", "text/plain; charset=utf-8", {}
+ack = ack_ok  # Nuvei only needs an HTTP 200
 
 
 def _txn(form: Mapping[str, str]) -> str:
@@ -219,9 +219,7 @@ def _txn(form: Mapping[str, str]) -> str:
 
 def dedupe_id(raw_body: bytes, headers: Mapping[str, str]) -> str:
     form = parse_form(raw_body)
-    status = form.get("Status", "")
-    if not status:
-        raise Rejected("missing field 'Status'")
+    status = need(form, "Status")
     return f"{_txn(form)}:{status}:{form.get('transactionType', '')}"
 
 

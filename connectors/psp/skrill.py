@@ -57,6 +57,7 @@ from connectors.psp.common import (
     SignatureError,
     account_fields,
     account_ref,
+    ack_ok,
     build_ops,
     check_merchant,
     context,
@@ -68,6 +69,7 @@ from connectors.psp.common import (
     map_status,
     maybe,
     money,
+    need,
     parse_form,
     pick_account,
     require_secret,
@@ -187,9 +189,7 @@ def replay_id(raw_body: bytes, headers: Mapping[str, str]) -> tuple[str, bool]:
     return f"{form.get('transaction_id', '')}:{form.get('status', '')}", True
 
 
-def ack(raw_body: bytes, secret: str, now: float) -> tuple[bytes, str, dict[str, str]]:
-    """Skrill wants a plain HTTP 200 (it re-posts until it gets one)."""
-    return b"OK", "text/plain; charset=utf-8", {}
+ack = ack_ok  # Skrill wants a plain HTTP 200 (it re-posts until it gets one)
 
 
 def _txn(form: Mapping[str, str]) -> str:
@@ -202,9 +202,7 @@ def _txn(form: Mapping[str, str]) -> str:
 
 def dedupe_id(raw_body: bytes, headers: Mapping[str, str]) -> str:
     form = parse_form(raw_body)
-    status = form.get("status", "")
-    if not status:
-        raise Rejected("missing field 'status'")
+    status = need(form, "status")
     return f"{_txn(form)}:{status}"
 
 

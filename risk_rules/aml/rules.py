@@ -70,16 +70,21 @@ class LargeTransaction(Rule):
 # --------------------------------------------------------------------------- structuring
 
 
-def in_band(op: BalanceOperation, p: StructuringParams | AcrossParams) -> bool:
+class BandParams(P):
+    """The band just under the reporting threshold (`in_band`), of both structuring rules."""
+
+    threshold: Decimal = Field(default=Decimal(10_000), gt=0, description="reporting threshold")
+    lower_ratio: float = Field(default=0.9, gt=0, lt=1, description="a deposit counts from this share")
+
+
+def in_band(op: BalanceOperation, p: BandParams) -> bool:
     """A ledger deposit just under the reporting threshold (from `lower_ratio` of it)."""
     if not is_ledger(op) or op.amount <= 0:
         return False
     return p.threshold * Decimal(str(p.lower_ratio)) <= op.amount < p.threshold
 
 
-class StructuringParams(P):
-    threshold: Decimal = Field(default=Decimal(10_000), gt=0, description="reporting threshold")
-    lower_ratio: float = Field(default=0.9, gt=0, lt=1, description="a deposit counts from this share")
+class StructuringParams(BandParams):
     min_count: int = Field(default=3, ge=2)
     window_hours: float = Field(default=48, gt=0)
 
@@ -143,9 +148,7 @@ def forget(q: deque[Any] | None, op_key: str) -> None:
 # --------------------------------------------------------------------------- structuring across accounts
 
 
-class AcrossParams(P):
-    threshold: Decimal = Field(default=Decimal(10_000), gt=0, description="reporting threshold")
-    lower_ratio: float = Field(default=0.9, gt=0, lt=1, description="a deposit counts from this share")
+class AcrossParams(BandParams):
     min_count: int = Field(default=3, ge=2, description="deposits in the band, all accounts together")
     min_accounts: int = Field(default=2, ge=2, description="of the same client")
     window_hours: float = Field(default=48, gt=0)

@@ -49,11 +49,11 @@ class SharedUseParams(P):
 
 class SharedUse(Rule):
     """Distinct clients (`Context.person`: CRM id, else name + birth date, else the account)
-    behind one key within a window. Subclasses set `prefix` (the subject is `prefix:key`) and say
-    who used what (`summary`); the sentence ends with the window and the threshold."""
+    behind one key within a window: the subject is `keyed_by:key` (instrument:..., ip:...,
+    device:...). Subclasses say who used what (`summary`); the sentence ends with the window and
+    the threshold."""
 
     p: SharedUseParams
-    prefix = ""
 
     def __init__(self, params: Any, ctx: Context) -> None:
         super().__init__(params, ctx)
@@ -76,7 +76,7 @@ class SharedUse(Rule):
         accounts = sorted(users)
         return [
             Hit(
-                f"{self.prefix}:{key}",
+                f"{self.keyed_by}:{key}",
                 record.tenant,
                 f"{self.summary(record, key, len(clients), len(accounts))} "
                 f"within {self.p.window_hours:.0f} h (threshold {self.p.min_accounts})",

@@ -575,7 +575,6 @@ class SharedInstrument(SharedUse):
     category = "aml"
     Params = SharedInstrumentParams
     p: SharedInstrumentParams
-    prefix = "instrument"
 
     def on_op(self, op: BalanceOperation, account: str) -> list[Hit]:
         fp = op.instrument_fingerprint

@@ -39,36 +39,29 @@ class SharedParams(SharedUseParams):
 
 
 class _SharedKey(SharedUse):
-    """Distinct clients logging in from one IP address or device."""
+    """Distinct clients logging in from one IP address or device: the login field `keyed_by` names."""
 
     category = "fraud"
     Params = SharedParams
     p: SharedParams
 
-    def key(self, login: Login) -> str:
-        raise NotImplementedError
-
     def ignored(self, login: Login) -> bool:
         return False
 
     def on_login(self, login: Login, account: str) -> list[Hit]:
-        k = self.key(login)
+        k = login.ip if self.keyed_by == "ip" else login.device
         if login.kind != "login" or not k or self.ignored(login):
             return []
         return self.used(login, k, account, login.login_key)
 
     def summary(self, record: Login | BalanceOperation, key: str, clients: int, accounts: int) -> str:
-        return f"{clients} clients ({accounts} accounts) logged in from {self.prefix} {key}"
+        return f"{clients} clients ({accounts} accounts) logged in from {self.keyed_by} {key}"
 
 
 @register
 class SharedIP(_SharedKey):
     rule_id = "shared_ip"
     keyed_by = "ip"
-    prefix = "ip"
-
-    def key(self, login: Login) -> str:
-        return login.ip
 
     def ignored(self, login: Login) -> bool:
         if not self.p.ignore_kinds or self.ctx.geo is None:
@@ -81,10 +74,6 @@ class SharedIP(_SharedKey):
 class SharedDevice(_SharedKey):
     rule_id = "shared_device"
     keyed_by = "device"
-    prefix = "device"
-
-    def key(self, login: Login) -> str:
-        return login.device
 
 
 # --------------------------------------------------------------------------- impossible travel

@@ -35,6 +35,8 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench_e2e import compile_checkout  # noqa: E402
+
 from devtools.simulator.sanctions import simulated_rules_section  # noqa: E402
 
 STEP = 100_000
@@ -49,7 +51,8 @@ class Leg:
     wall_s: float = 0.0
     cpu_s: float = 0.0
     peak_mb: float = 0.0
-    steps: list[tuple[int, float, int, float]] = field(default_factory=list)  # n, s, rate, rss MB
+    # per 100k: events so far, seconds, events/s of the last 100k, rss MB, CPU us/event of the last 100k
+    steps: list[tuple[int, float, int, float, float]] = field(default_factory=list)
 
 
 def config(root: Path) -> Path:
@@ -63,6 +66,15 @@ def config(root: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(doc))
     return path
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a running process (all its threads: ClickHouse's included)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def _rss_mb(pid: int) -> float:
@@ -85,14 +97,18 @@ def replay(name: str, path: Path, events: int, work: Path, env: dict[str, str]) 
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     tail: list[str] = []
+    cpu_before, n_before = 0.0, 0
     for line in proc.stderr:
         tail = [*tail, line][-20:]
         m = PROGRESS.match(line)
         if m:
             n, at, last = int(m[1].replace(",", "")), float(m[2]), int(m[4].replace(",", ""))
-            leg.steps.append((n, at, last, _rss_mb(proc.pid)))
-            print(f"  {name:<10} {n:>10,} events {at:>7.1f} s  last 100k {last:>8,}/s  "
-                  f"rss {leg.steps[-1][3]:>6,.0f} MB", flush=True)
+            cpu = _cpu_s(proc.pid)
+            per_event = (cpu - cpu_before) / max(1, n - n_before) * 1e6
+            cpu_before, n_before = cpu, n
+            leg.steps.append((n, at, last, _rss_mb(proc.pid), per_event))
+            print(f"  {name:<10} {n:>10,} events {at:>7.1f} s  last 100k {last:>8,}/s "
+                  f"{per_event:>6.1f} us CPU/event  rss {leg.steps[-1][3]:>6,.0f} MB", flush=True)
     _, status, usage = os.wait4(proc.pid, 0)
     leg.wall_s = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
@@ -134,6 +150,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=2_000_000, help="events per input")
     parser.add_argument("--mix", choices=["both", "mt5", "brokerage"], default="both")
     args = parser.parse_args()
+    compile_checkout()
     work = Path(tempfile.mkdtemp(prefix="bench-allon-"))
     env = {**os.environ, "BROKERSTREAM_HOME": str(work / "home")}
     env.pop("BROKERSTREAM_CLICKHOUSE", None)

@@ -47,7 +47,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(PEERS))
 
 import common  # noqa: E402  (bench/peers/common.py: the parse the peers share)
-from bench_e2e import SERVERS  # noqa: E402
+from bench_e2e import SERVERS, compile_checkout  # noqa: E402
 
 from devtools.simulator.sanctions import simulated_rules_section  # noqa: E402
 
@@ -237,6 +237,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=900, help="seconds before a leg is killed")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
+    compile_checkout()
     legs = [leg.strip() for leg in args.legs.split(",") if leg.strip()]
     unknown = set(legs) - set(LEGS)
     if unknown:

@@ -15,13 +15,10 @@ actor (`--as`, default $USER) in the append-only `alert_actions` log.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import getpass
-import io
 import os
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -75,52 +72,47 @@ def format_age(age: timedelta) -> str:
     return f"{minutes}m"
 
 
+def _now(latest: Iterable[datetime | None]) -> datetime:
+    """What ages are measured to: the wall clock, or the newest action when that is later (the
+    demo's simulated clock runs days ahead of the wall clock; its cases are filed by it)."""
+    return max([datetime.now(UTC), *(t for t in latest if t is not None)])
+
+
 def _severity(value: str) -> str:
     style = _SEVERITY_STYLE.get(value)
     return f"[{style}]{value}[/]" if style else value
 
 
+CASE_TABLES = ("alert_actions_store", "cases")  # migration 0010
+
+
 def _open(args: argparse.Namespace, settings: Settings) -> Any:
-    from pipelines.cases_store import CaseRepository, NoDatabase, open_existing
+    """The case repository over the existing store, opened as `sql` opens it
+    (pipelines.store.open_reader): nothing created or migrated, a missing database or store and
+    an embedded store an engine holds each said in one line (StoreUnavailable, exit 2)."""
+    from pipelines.cases_store import CaseRepository
+    from pipelines.store import StoreUnavailable, open_reader
 
     dsn = settings.clickhouse_dsn()
-    database = args.database or settings.clickhouse.database
     try:
-        with _engine_stderr() as said:
-            store = open_existing(dsn, database)
-    except NoDatabase as exc:
-        raise _UserError(str(exc)) from None
-    except Exception as exc:
-        if "Cannot lock file" in said.getvalue():
-            raise _StoreUnavailable(
-                f"the embedded store {dsn} is in use by another process (brokerstream run, demo or "
-                "dashboard); it opens in one process only: use the dashboard page's Cases view "
-                "while it runs, or a ClickHouse server") from None
+        store = open_reader(dsn, args.database or settings.clickhouse.database)
+    except StoreUnavailable:
+        raise
+    except Exception as exc:  # a server that does not answer: not the user's mistake
         first = " ".join(str(exc).split())[:300]
         raise _StoreUnavailable(f"cannot open ClickHouse {dsn}: {first}") from None
+    found = {r[0] for r in store.query(
+        "SELECT name FROM system.tables WHERE database = currentDatabase() AND has({t:Array(String)}, name)",
+        {"t": list(CASE_TABLES)})[1]}
+    if missing := [t for t in CASE_TABLES if t not in found]:
+        store.close()
+        raise StoreUnavailable(f"database {store.database} has no {', '.join(missing)} (its schema "
+                               "predates migration 0010: the engine migrates it when it starts)")
     return CaseRepository(store, settings.cases.categories)
 
 
-@contextlib.contextmanager
-def _engine_stderr() -> Iterator[io.StringIO]:
-    """Catch what the embedded engine's C++ code writes to file descriptor 2 while the store
-    opens (a lock failure is printed there, not raised), so the user gets one line from us."""
-    said = io.StringIO()
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield said
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            said.write(sink.read().decode("utf-8", "replace"))
-
-
 class _StoreUnavailable(Exception):
-    """The store cannot be opened (locked by an engine, server down): one line, exit 1."""
+    """The ClickHouse server does not answer: one line, exit 1."""
 
 
 def _tenants(args: argparse.Namespace, settings: Settings) -> list[str] | None:
@@ -139,7 +131,7 @@ def _list(args: argparse.Namespace, repo: Any, tenants: list[str] | None) -> int
 
     rows = repo.list_cases(status=args.status, assignee=args.assignee, severity=args.severity,
                            tenants=tenants, limit=args.limit)
-    now = datetime.now(UTC)
+    now = _now(c.last_action_at for c in rows)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     lines = [(c.case_id, c.tenant, c.client, c.severity, f"{c.alerts:,}",
               c.status if c.status == "open" else f"closed ({c.close_reason})",
@@ -172,7 +164,7 @@ def _show(console: Any, detail: Any) -> None:
     from rich.table import Table
 
     s = detail.state
-    now = datetime.now(UTC)
+    now = _now([s.last_action_at])
     status = s.status if s.status == "open" else f"closed ({s.close_reason}) at {_when(s.closed_at)}"
     end = s.closed_at or now
     console.print(f"[bold]{s.case_id}[/]  {s.tenant}  {s.client}")
@@ -226,6 +218,7 @@ def _check(args: argparse.Namespace) -> None:
 
 def cmd_alerts(args: argparse.Namespace) -> int:
     from pipelines.cases_store import CaseNotFound, StoreError
+    from pipelines.store import StoreUnavailable
 
     try:
         settings = load_settings(args.config)
@@ -251,7 +244,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
             return 0
         finally:
             repo.store.close()
-    except (_UserError, CaseNotFound, TransitionError) as exc:
+    except (_UserError, CaseNotFound, TransitionError, StoreUnavailable) as exc:
         print(f"brokerstream: {exc}", file=sys.stderr)
         return 2
     except _StoreUnavailable as exc:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from brokerstream.engine import run_replay
+from brokerstream.progress import note, spinner
 from pipelines.config import Settings
 from pipelines.store import Store
 from risk_rules.engine import load_rules_config
@@ -88,10 +89,12 @@ def run_backtest(settings: Settings, paths: list[Path], candidate: str, baseline
                  database_prefix: str | None = None) -> BacktestReport:
     base_file = baseline or settings.rules.file
     prefix = database_prefix or f"{settings.clickhouse.database}_backtest"
-    print(f"backtest: baseline rules {base_file}", flush=True)
-    base = _alerts(settings, base_file, f"{prefix}_baseline", paths)
-    print(f"backtest: candidate rules {candidate}", flush=True)
-    cand = _alerts(settings, candidate, f"{prefix}_candidate", paths)
+    note(f"backtest: baseline rules {base_file} -> {prefix}_baseline")
+    with spinner("replaying with the baseline rules…"):
+        base = _alerts(settings, base_file, f"{prefix}_baseline", paths)
+    note(f"backtest: candidate rules {candidate} -> {prefix}_candidate")
+    with spinner("replaying with the candidate rules…"):
+        cand = _alerts(settings, candidate, f"{prefix}_candidate", paths)
     rules = []
     for rule_id in sorted(set(base) | set(cand)):
         bv, bn, bs = base.get(rule_id, (None, 0, set()))

@@ -58,40 +58,51 @@ def cmd_kafka(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from brokerstream.engine import run_kafka
+    from brokerstream.progress import EngineCounts, note
 
     settings = _settings(args)
     addresses = args.addresses.split(";") if args.addresses else None
     print(f"brokerstream engine: Kafka -> ClickHouse ({settings.clickhouse_dsn()})", flush=True)
     if args.dashboard_port:
         print(f"dashboard page: http://127.0.0.1:{args.dashboard_port}/", flush=True)
-    run_kafka(
-        settings,
-        exit_at_end=args.exit_at_end,
-        recovery_dir=Path(args.recovery_dir) if args.recovery_dir else None,
-        recovery=not args.no_recovery,
-        workers=args.workers,
-        process_id=args.process_id,
-        addresses=addresses,
-        metrics_port=args.metrics_port,
-        dashboard_port=args.dashboard_port,
-    )
+    started, counts = time.monotonic(), EngineCounts()
+    try:
+        run_kafka(
+            settings,
+            exit_at_end=args.exit_at_end,
+            recovery_dir=Path(args.recovery_dir) if args.recovery_dir else None,
+            recovery=not args.no_recovery,
+            workers=args.workers,
+            process_id=args.process_id,
+            addresses=addresses,
+            metrics_port=args.metrics_port,
+            dashboard_port=args.dashboard_port,
+        )
+    finally:  # stopped (Ctrl-C, SIGTERM, the end of the topics) or failed: what it did
+        scope = "" if not args.process_id else f" (process {args.process_id})"
+        note(counts.summary(f"engine stopped{scope}", started,
+                            f"{settings.clickhouse.database} ({settings.clickhouse_dsn()})"))
     return 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from brokerstream.engine import run_replay
+    from brokerstream.progress import EngineCounts, note, spinner
 
     settings = _settings(args)
     paths = [Path(p) for p in args.files]
-    started = time.perf_counter()
-    print(f"replaying {', '.join(map(str, paths))} -> {settings.clickhouse_dsn()}", flush=True)
+    note(f"replaying {', '.join(map(str, paths))} -> {settings.clickhouse_dsn()}")
     if args.rules:
         return _backtest(settings, paths, args)
     if args.withdrawal_policy:  # a withdrawal policy backtest (brokerstream/withdrawal_cli.py)
         return withdrawal_cli.run_cli(settings, paths, args)
-    run_replay(settings, paths, recovery_dir=Path(args.recovery_dir) if args.recovery_dir else None,
-               progress_every=args.progress_every)
-    print(f"done in {time.perf_counter() - started:.1f} s")
+    started, counts = time.monotonic(), EngineCounts()
+    # --progress-every prints its own lines: no spinner over them
+    with spinner("replaying…", tty=None if not args.progress_every else False):
+        run_replay(settings, paths, recovery_dir=Path(args.recovery_dir) if args.recovery_dir else None,
+                   progress_every=args.progress_every)
+    note(counts.summary("replay done", started,
+                        f"{settings.clickhouse.database} ({settings.clickhouse_dsn()})"))
     return 0
 
 
@@ -100,12 +111,16 @@ def _backtest(settings: Settings, paths: list[Path], args: argparse.Namespace) -
     from dataclasses import asdict
 
     from brokerstream.backtest import format_report, run_backtest
+    from brokerstream.progress import note, took
 
+    started = time.monotonic()
     report = run_backtest(settings, paths, args.rules, args.baseline_rules)
-    print(format_report(report))
+    print(format_report(report))  # the comparison: data, on stdout
     if args.report:
         Path(args.report).write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
-        print(f"report written to {args.report}")
+    note(f"backtest done in {took(started)}: {len(report.rules):,} rules compared, "
+         f"{len(report.changed()):,} alert differently; two replays of {', '.join(map(str, paths))}"
+         + (f"; report written to {args.report}" if args.report else ""))
     return 0
 
 
@@ -514,7 +529,9 @@ def build_parser() -> argparse.ArgumentParser:
     from brokerstream.alerts_cli import add_alerts_parser
 
     add_alerts_parser(sub, _add_config)
-    return parser
+    from brokerstream.output import one_line_errors
+
+    return one_line_errors(parser)  # every command's argument errors: one line, exit 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 from commissions import load_commissions
@@ -78,9 +79,12 @@ def run_kafka(
     addresses: list[str] | None = None,
     metrics_port: int | None = None,
     dashboard_port: int | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> None:
     """Consume the raw topics until stopped (or until their end with exit_at_end).
-    `dashboard_port`: serve the dashboard page from this process (process 0 of a cluster)."""
+    `dashboard_port`: serve the dashboard page from this process (process 0 of a cluster).
+    `clock`: the time detections and case filing are stamped with (default the wall clock;
+    the demo gives its simulated clock)."""
     bootstrap = kafka_bootstrap(settings)
     ensure_kafka_topics(settings, bootstrap)
     # embedded ClickHouse belongs to one process: in a cluster, process 0 opens and writes it
@@ -104,7 +108,8 @@ def run_kafka(
         # -- alert cases (issue 16): new alerts filed into cases while the engine runs --
         from pipelines.cases_store import start_filing
 
-        start_filing(lambda: _store_factory(settings), settings.cases.categories, settings.cases.file_every_s)
+        start_filing(lambda: _store_factory(settings), settings.cases.categories, settings.cases.file_every_s,
+                     clock=clock)
     prefix = settings.kafka.topic_prefix
     flow = build_flow(
         settings,
@@ -112,6 +117,7 @@ def run_kafka(
                    prefix=prefix),
         _handing_over(prepared, settings),
         kafka_config=settings.kafka.extra,
+        clock=clock,
     )
     install_stop_handlers()
     rc = None

@@ -1,13 +1,16 @@
-"""Printing query results for people (aligned table) and programs (CSV, JSON Lines)."""
+"""Printing query results for people (aligned table) and programs (CSV, JSON Lines), and the
+command line's own errors in one line."""
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
+import sys
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 
@@ -69,3 +72,17 @@ def format_json(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 FORMATS = {"table": format_table, "csv": format_csv, "json": format_json}
+
+
+def one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """argparse's own errors (a missing option, a bad choice) as one line on stderr, exit 2 --
+    for `parser` and every subcommand under it."""
+    def error(message: str) -> NoReturn:
+        print(f"{parser.prog}: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+    parser.error = error  # type: ignore[method-assign]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                one_line_errors(sub)
+    return parser

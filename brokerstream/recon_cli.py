@@ -13,7 +13,8 @@ from typing import Any
 
 def cmd_recon_report(args: argparse.Namespace) -> int:
     from pipelines.config import load_settings
-    from pipelines.recon_report import NoDatabase, daily_report, read_only_client
+    from pipelines.recon_report import daily_report
+    from pipelines.store import StoreUnavailable, open_reader
 
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", args.date):
         print(f"brokerstream: --date must look like 2024-11-25, not {args.date!r}", file=sys.stderr)
@@ -24,16 +25,20 @@ def cmd_recon_report(args: argparse.Namespace) -> int:
         print(f"brokerstream: --date {args.date!r} is not a calendar day", file=sys.stderr)
         return 2
     settings = load_settings(args.config)
-    try:
-        client, database = read_only_client(settings.clickhouse_dsn(),
-                                            args.database or settings.clickhouse.database)
-    except NoDatabase as exc:
-        print(f"brokerstream: {exc}", file=sys.stderr)
+    known = [t.id for t in settings.tenants]
+    if args.tenant is not None and args.tenant not in known:
+        print(f"brokerstream: no tenant {args.tenant!r} (tenants are {', '.join(known)})", file=sys.stderr)
         return 2
+    # a read: nothing created or migrated; a store an engine holds is said to be held
+    store = open_reader(settings.clickhouse_dsn(), args.database or settings.clickhouse.database)
     try:
-        report = daily_report(client, database, day, args.tenant)
+        if not store.scalar("SELECT count() FROM system.tables WHERE database = currentDatabase() "
+                            "AND name = 'reconciliation_breaks'"):
+            raise StoreUnavailable(f"database {store.database} has no reconciliation_breaks (its "
+                                   "schema predates migration 0008: the engine migrates it when it starts)")
+        report = daily_report(store.client, store.database, day, args.tenant)
     finally:
-        client.close()
+        store.close()
     text = report.csv()
     ops = sum(s.ops for s in report.summary)
     matched = sum(s.matched for s in report.summary)

@@ -12,12 +12,13 @@ from typing import Any
 
 import orjson
 
+from brokerstream.progress import Steps, note, took
 from pipelines.config import Settings, load_settings
 from pipelines.reference import load_screener
 from pipelines.rules_step import alert_row
-from pipelines.store import Store, open_store
-from pipelines.tables import COLUMNS_BY_TABLE
-from risk_rules.engine import RuleSettings, account_key, load_rules_config
+from pipelines.store import Store, open_reader
+from pipelines.tables import ALERTS
+from risk_rules.engine import RuleSettings, load_rules_config, resolved_account_key
 from risk_rules.rescreen import HOLDER, RULE_ID, KnownKey, Party, known_key, rescreen, third_parties
 
 ACCOUNTS_SQL = (
@@ -69,7 +70,7 @@ def parties(
                          dob if isinstance(dob, date) else None))
     servers = {name: cfg.platform for name, (_, cfg) in settings.server_index().items()}
     _, rows = store.query(PAYERS_SQL.replace("{where}", where), params)
-    payers = [Party(tenant, account_key("psp", server, int(login), servers), party, name,
+    payers = [Party(tenant, resolved_account_key("psp", server, int(login), servers), party, name,
                     _utc(last_time), (op,))
               for tenant, server, login, name, party, op, last_time in rows]
     out.extend(third_parties(payers, holders))
@@ -113,26 +114,30 @@ def cmd_rescreen(args: argparse.Namespace) -> int:
               f"(tenants are {', '.join(sorted(known_ids))})", file=sys.stderr)
         return 2
     database = args.database or settings.clickhouse.database
-    print(line, flush=True)
-    store = open_store(settings.clickhouse_dsn(), database)
+    note(line)
+    # the client base must be there: a missing database is said, never created
+    store = open_reader(settings.clickhouse_dsn(), database)
+    started = time.monotonic()
     try:
         everyone, holders = parties(store, settings, tenants)
         known = known_hits(store, tenants)
-        print(f"client base in {database}: {len(holders):,} account holders, "
-              f"{len(everyone) - len(holders):,} payer/beneficiary names; "
-              f"{len(known):,} hits already alerted", flush=True)
-        started = time.perf_counter()
-        result = rescreen(everyone, screener, rule, known, datetime.now(UTC),
-                          progress=_progress(len(everyone)))
+        note(f"client base in {database}: {len(holders):,} account holders, "
+             f"{len(everyone) - len(holders):,} payer/beneficiary names; "
+             f"{len(known):,} hits already alerted")
+        with Steps("screened", len(everyone), unit="names") as steps:
+            # a terminal gets the bar; a pipe or a log the plain lines every 2 s
+            report = (lambda done: steps.advance(done - steps.done)) if steps.tty \
+                else _progress(len(everyone))
+            result = rescreen(everyone, screener, rule, known, datetime.now(UTC), progress=report)
         rows = [alert_row(a)[1] for a in result.alerts]
         if rows and not args.dry_run:
-            store.insert_rows("alerts_store", COLUMNS_BY_TABLE["alerts_store"], rows)
+            store.insert_rows(ALERTS.name, ALERTS.columns, rows)
     finally:
         store.close()
-    elapsed = time.perf_counter() - started
-    print(f"screened {result.screened:,} names in {elapsed:.1f} s: {result.hits:,} hits, "
-          f"{len(result.alerts):,} new, {result.unchanged:,} unchanged"
-          + ("; dry run: no alert written" if args.dry_run and result.alerts else ""))
+    note(f"screened {result.screened:,} names in {took(started)}: {result.hits:,} hits, "
+         f"{len(result.alerts):,} new, {result.unchanged:,} unchanged"
+         + ("; dry run: no alert written" if args.dry_run and result.alerts
+            else f"; {len(rows):,} alerts written to {database}" if rows else ""))
     for alert in result.alerts[: args.show]:
         print(f"  NEW {alert.tenant} {alert.subject}: {alert.summary}")
     if len(result.alerts) > args.show:

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from brokerstream.backtest import replay_and_query
+from brokerstream.progress import note, spinner
 from pipelines.config import Settings
 from withdrawals import WithdrawalPolicy
 
@@ -79,10 +80,12 @@ def run_withdrawal_backtest(settings: Settings, paths: list[Path], candidate: st
     base_version = settings.withdrawals.load(baseline).version
     cand_version = settings.withdrawals.load(candidate).version
     prefix = f"{settings.clickhouse.database}_wbacktest"
-    print(f"withdrawal backtest: baseline policy {_label(base_policy)} (v{base_version})", flush=True)
-    base = _decisions(settings, base_policy, f"{prefix}_baseline", paths)
-    print(f"withdrawal backtest: candidate policy {candidate} (v{cand_version})", flush=True)
-    cand = _decisions(settings, candidate, f"{prefix}_candidate", paths)
+    note(f"withdrawal backtest: baseline policy {_label(base_policy)} (v{base_version}) -> {prefix}_baseline")
+    with spinner("replaying with the baseline policy…"):
+        base = _decisions(settings, base_policy, f"{prefix}_baseline", paths)
+    note(f"withdrawal backtest: candidate policy {candidate} (v{cand_version}) -> {prefix}_candidate")
+    with spinner("replaying with the candidate policy…"):
+        cand = _decisions(settings, candidate, f"{prefix}_candidate", paths)
     changed: list[DecisionChange] = []
     reasons_changed = 0
     for key in sorted(set(base) | set(cand)):

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from dataclasses import asdict
 from pathlib import Path
 
+from brokerstream.progress import note, took
 from pipelines.config import Settings
 
 
@@ -22,10 +24,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run_cli(settings: Settings, paths: list[Path], args: argparse.Namespace) -> int:
     from brokerstream.withdrawal_backtest import format_withdrawal_report, run_withdrawal_backtest
 
+    started = time.monotonic()
     report = run_withdrawal_backtest(settings, paths, args.withdrawal_policy,
                                      args.baseline_withdrawal_policy)
-    print(format_withdrawal_report(report))
+    print(format_withdrawal_report(report))  # the comparison: data, on stdout
     if args.report:
         Path(args.report).write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
-        print(f"report written to {args.report}")
+    note(f"withdrawal backtest done in {took(started)}: {len(report.changed):,} of {report.requests:,} "
+         f"decisions change; two replays of {', '.join(map(str, paths))}"
+         + (f"; report written to {args.report}" if args.report else ""))
     return 0

@@ -61,6 +61,7 @@ from commissions.symbols import (
 )
 from commissions.tree import BEGINNING, PartnerTree, TreeError, utc
 from schemas.events import Account, AccountUpdate, Deal
+from schemas.identity import account_key_of
 
 EIGHT_DP = Decimal("0.00000001")
 
@@ -73,10 +74,6 @@ class Issue:
     key: str
     version: int
     reason: str
-
-
-def account_key_of(deal: Deal) -> str:
-    return f"{deal.platform}:{deal.server}:{deal.login}"
 
 
 def _month(moment: datetime) -> str:

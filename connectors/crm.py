@@ -30,8 +30,6 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
-import orjson
-
 from connectors.countries import country_code
 from connectors.fields import (
     EPOCH,
@@ -40,12 +38,14 @@ from connectors.fields import (
     as_login,
     check_time,
     check_time_ms,
+    decode_json_object,
     from_epoch_ms,
     required,
 )
 from connectors.routing import Router, ServerInfo
 from schemas.envelope import Envelope
 from schemas.events import AccountUpdate, event_version
+from schemas.identity import account_key
 
 TOPIC = "crm.accounts"
 PLATFORMS: Final = ("mt5", "mt4", "ctrader")
@@ -59,16 +59,6 @@ _RANKS: Final = {"account_opened": "add", "account_closed": "delete"}
 _FIRST_BIRTH: Final = date(1900, 1, 1)
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MS = timedelta(milliseconds=1)
-
-
-def _decode(raw: bytes) -> dict[str, Any]:
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise Rejected(f"not JSON: {exc}", "decode") from None
-    if not isinstance(doc, dict):
-        raise Rejected(f"expected a JSON object, got {type(doc).__name__}", "decode")
-    return doc
 
 
 def _text(doc: dict[str, Any], name: str) -> str | None:
@@ -195,7 +185,7 @@ def _agent(doc: dict[str, Any], event: str, time: datetime) -> tuple[str | None,
 
 def read_crm_account(env: Envelope, router: Router) -> AccountUpdate:
     """One `crm.accounts` event -> what the CRM says about the account. Raises Rejected."""
-    doc = _decode(env.value)
+    doc = decode_json_object(env.value)
     event = _text(doc, "event")
     if event is None:
         raise Rejected(f"missing field 'event' ({', '.join(EVENTS)})")
@@ -216,7 +206,7 @@ def read_crm_account(env: Envelope, router: Router) -> AccountUpdate:
     status = {"account_opened": "active", "account_closed": "closed"}.get(event)
     time_ms = (time - EPOCH) // _MS
     return AccountUpdate.trusted({
-        "account_key": f"{info.server.platform}:{info.server.name}:{login}",
+        "account_key": account_key(info.server.platform, info.server.name, login),
         "tenant": info.tenant,
         "platform": info.server.platform,
         "server": info.server.name,

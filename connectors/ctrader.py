@@ -33,7 +33,6 @@ from datetime import datetime
 from decimal import Decimal, DecimalException, localcontext
 from typing import Any, Final, Literal
 
-import orjson
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.unknown_fields import UnknownFieldSet
@@ -47,6 +46,7 @@ from connectors.fields import (
     as_decimal,
     as_id,
     as_int,
+    decode_json_object,
     event_time,
     fit_decimal,
     from_epoch_ms,
@@ -174,12 +174,7 @@ def _json_hint(raw: bytes) -> str:
 
 
 def _decode_json(raw: bytes) -> Message | None:
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise Rejected(f"not JSON: {exc}", "decode") from None
-    if not isinstance(doc, dict):
-        raise Rejected(f"expected a JSON object, got {type(doc).__name__}", "decode")
+    doc = decode_json_object(raw)
     payload_type = doc.get("payloadType")
     if payload_type is None:
         raise Rejected("JSON ProtoMessage without payloadType", "decode")

@@ -17,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Context, Decimal, DecimalException, Inexact, InvalidOperation
 from typing import Any, Literal
 
+import orjson
+
 from connectors.server_time import ServerClock
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -31,6 +33,21 @@ class Rejected(Exception):
         super().__init__(reason)
         self.reason = reason
         self.stage = stage
+
+
+def decode_json_object(raw: bytes, *, unwrap_answer: bool = False) -> dict[str, Any]:
+    """The message as a JSON object, else `Rejected(..., "decode")` (the dead letters' reasons:
+    "not JSON: ..." / "expected a JSON object, got ..."). `unwrap_answer`: an MT5 Web API reply
+    `{"retcode":..,"answer":{..}}` gives its answer."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Rejected(f"not JSON: {exc}", "decode") from None
+    if unwrap_answer and isinstance(doc, dict) and isinstance(doc.get("answer"), dict):
+        doc = doc["answer"]
+    if not isinstance(doc, dict):
+        raise Rejected(f"expected a JSON object, got {type(doc).__name__}", "decode")
+    return doc
 
 
 def required(doc: Mapping[str, Any], name: str) -> Any:

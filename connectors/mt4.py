@@ -78,8 +78,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final, Literal
 
-import orjson
-
 from connectors.countries import country_code
 from connectors.fields import (
     PRICE,
@@ -89,6 +87,7 @@ from connectors.fields import (
     as_id,
     as_int,
     as_login,
+    decode_json_object,
     from_epoch_ms,
     mul8,
     optional_decimal,
@@ -143,16 +142,6 @@ _MS_THRESHOLD = 10**11
 
 
 # -- shared reading -------------------------------------------------------------------------
-
-
-def _decode(raw: bytes) -> dict[str, Any]:
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise Rejected(f"not JSON: {exc}", "decode") from None
-    if not isinstance(doc, dict):
-        raise Rejected(f"expected a JSON object, got {type(doc).__name__}", "decode")
-    return doc
 
 
 def transaction_event(env: Envelope) -> str:
@@ -317,7 +306,7 @@ def read_mt4_trade(env: Envelope, router: Router) -> list[Record]:
     """One `mt4.trades` TradeRecord -> its deals (0, 1 or 2) or balance operation."""
     event = transaction_event(env)
     info = router.server_of(env, PLATFORM)
-    doc = _decode(env.value)
+    doc = decode_json_object(env.value)
     order = as_id(required(doc, "order"), "order", end=2**63)
     login = _login(doc)
     cmd = as_int(required(doc, "cmd"), "cmd")
@@ -373,7 +362,7 @@ def read_mt4_user(env: Envelope, router: Router) -> AccountUpdate:
     """One `mt4.users` UserRecord -> what the platform says about the account."""
     event = transaction_event(env)
     info = router.server_of(env, PLATFORM)
-    return _user(_decode(env.value), env, info, event)
+    return _user(decode_json_object(env.value), env, info, event)
 
 
 def _user(doc: dict[str, Any], env: Envelope, info: ServerInfo, event: str) -> AccountUpdate:
@@ -444,14 +433,14 @@ def read_mt4_margin_level(env: Envelope, router: Router) -> AccountUpdate:
     """One MarginLevel record on `mt4.users` -> the account's balance, equity and margin."""
     transaction_event(env)  # checked, but a snapshot is a snapshot whatever the header says
     info = router.server_of(env, PLATFORM)
-    return _margin_level(_decode(env.value), env, info)
+    return _margin_level(decode_json_object(env.value), env, info)
 
 
 def read_mt4_users(env: Envelope, router: Router) -> AccountUpdate:
     """The `mt4.users` reader: a MarginLevel becomes an account state, anything else a user."""
     event = transaction_event(env)
     info = router.server_of(env, PLATFORM)
-    doc = _decode(env.value)
+    doc = decode_json_object(env.value)
     if is_margin_level(doc):
         return _margin_level(doc, env, info)
     return _user(doc, env, info, event)
@@ -493,7 +482,7 @@ def _ip(value: Any) -> str:
 def read_mt4_online(env: Envelope, router: Router) -> Login:
     """One `mt4.logins` online record -> a `Login` (kind from the record, else the header)."""
     info = router.server_of(env, PLATFORM)
-    doc = _decode(env.value)
+    doc = decode_json_object(env.value)
     login = _login(doc)
     raw_kind = doc.get("kind") or env.headers.get("event") or "login"
     kind = _LOGIN_KINDS.get(str(raw_kind).strip().lower())
@@ -539,7 +528,7 @@ def _tick_time(doc: dict[str, Any], info: ServerInfo) -> datetime:
 def read_mt4_tick(env: Envelope, router: Router) -> Quote:
     """One `mt4.ticks` TickInfo -> a `Quote` (MT4 always sends both sides)."""
     info = router.server_of(env, PLATFORM)
-    doc = _decode(env.value)
+    doc = decode_json_object(env.value)
     platform_symbol = str(required(doc, "symbol")).strip()
     if not platform_symbol:
         raise Rejected("missing field 'symbol'")

@@ -12,8 +12,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import orjson
-
 from connectors.fields import (
     PRICE,
     PRICE_LIMIT,
@@ -22,6 +20,7 @@ from connectors.fields import (
     as_id,
     as_int,
     as_login,
+    decode_json_object,
     mul8,
     optional_decimal,
     optional_id,
@@ -45,19 +44,6 @@ from schemas.symbols import canonical_symbol
 
 TOPIC = "mt5.deals"
 ZERO = Decimal(0)
-
-
-def decode_json_object(raw: bytes) -> dict[str, Any]:
-    """The message as a JSON object; a Web API `{"retcode":..,"answer":{..}}` is unwrapped."""
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise Rejected(f"not JSON: {exc}", "decode") from None
-    if isinstance(doc, dict) and isinstance(doc.get("answer"), dict):
-        doc = doc["answer"]
-    if not isinstance(doc, dict):
-        raise Rejected(f"expected a JSON object, got {type(doc).__name__}", "decode")
-    return doc
 
 
 def _lots(doc: dict[str, Any]) -> Decimal:
@@ -162,7 +148,7 @@ def read_mt5_deal(env: Envelope, router: Router) -> Deal | BalanceOperation:
     """One `mt5.deals` message -> its canonical record. Raises Rejected with the reason."""
     event = router.deal_event(env)
     info = router.server_of(env, "mt5")
-    doc = decode_json_object(env.value)
+    doc = decode_json_object(env.value, unwrap_answer=True)
     deal_id = as_id(required(doc, "Deal"), "Deal")
     action = as_int(required(doc, "Action"), "Action")
     if action not in DEAL_ACTIONS:

@@ -44,14 +44,15 @@ from connectors.fields import (
     as_decimal,
     as_int,
     as_login,
+    decode_json_object,
     from_epoch_ms,
     required,
     server_event_time,
 )
-from connectors.mt5 import decode_json_object
 from connectors.routing import Router, ServerInfo
 from schemas.envelope import Envelope
 from schemas.events import AccountUpdate, Login, Quote, event_version
+from schemas.identity import account_key
 from schemas.symbols import canonical_symbol
 
 PLATFORM: Final = "mt5"
@@ -169,7 +170,7 @@ def _user(doc: dict[str, Any], env: Envelope, info: ServerInfo, event: str) -> A
     elif _present(doc, "Rights"):
         status = "active" if _count(doc, "Rights", 2**64) & USER_RIGHT_ENABLED else "disabled"
     return AccountUpdate.trusted({
-        "account_key": f"{PLATFORM}:{info.server.name}:{login}",
+        "account_key": account_key(PLATFORM, info.server.name, login),
         "tenant": info.tenant,
         "platform": PLATFORM,
         "server": info.server.name,
@@ -205,7 +206,7 @@ def _user(doc: dict[str, Any], env: Envelope, info: ServerInfo, event: str) -> A
 def _account_state(doc: dict[str, Any], env: Envelope, info: ServerInfo) -> AccountUpdate:
     login = _login(doc)
     return AccountUpdate.trusted({
-        "account_key": f"{PLATFORM}:{info.server.name}:{login}",
+        "account_key": account_key(PLATFORM, info.server.name, login),
         "tenant": info.tenant,
         "platform": PLATFORM,
         "server": info.server.name,
@@ -243,21 +244,21 @@ def read_mt5_user(env: Envelope, router: Router) -> AccountUpdate:
     """One IMTUser on `mt5.users` -> what the platform says about the account."""
     event = router.deal_event(env)
     info = router.server_of(env, PLATFORM)
-    return _user(decode_json_object(env.value), env, info, event)
+    return _user(decode_json_object(env.value, unwrap_answer=True), env, info, event)
 
 
 def read_mt5_account_state(env: Envelope, router: Router) -> AccountUpdate:
     """One IMTAccount on `mt5.users` -> the account's trading state (balance, margin, equity)."""
     router.deal_event(env)  # checked, but a snapshot is a snapshot whatever the header says
     info = router.server_of(env, PLATFORM)
-    return _account_state(decode_json_object(env.value), env, info)
+    return _account_state(decode_json_object(env.value, unwrap_answer=True), env, info)
 
 
 def read_mt5_users(env: Envelope, router: Router) -> AccountUpdate:
     """The `mt5.users` reader: an IMTAccount becomes an account state, anything else a user."""
     event = router.deal_event(env)
     info = router.server_of(env, PLATFORM)
-    doc = decode_json_object(env.value)
+    doc = decode_json_object(env.value, unwrap_answer=True)
     if is_account_state(doc):
         return _account_state(doc, env, info)
     return _user(doc, env, info, event)
@@ -294,7 +295,7 @@ def _number_text(doc: dict[str, Any], name: str) -> str:
 def read_mt5_login(env: Envelope, router: Router) -> Login:
     """One `mt5.logins` online record -> a `Login` (kind from the record, else the header)."""
     info = router.server_of(env, PLATFORM)
-    doc = decode_json_object(env.value)
+    doc = decode_json_object(env.value, unwrap_answer=True)
     login = _login(doc)
     raw_kind = _text(doc, "Kind", "kind") or env.headers.get("event") or "login"
     kind = _LOGIN_KINDS.get(raw_kind.strip().lower())
@@ -353,7 +354,7 @@ def read_mt5_tick(env: Envelope, router: Router) -> Quote | list[Quote]:
     """One `mt5.ticks` MqlTick -> a `Quote`; a tick that changes neither bid nor ask (a last
     price or volume only) has no quote to keep: an empty list."""
     info = router.server_of(env, PLATFORM)
-    doc = decode_json_object(env.value)
+    doc = decode_json_object(env.value, unwrap_answer=True)
     platform_symbol = _text(doc, "symbol", "Symbol")
     if platform_symbol is None:
         raise Rejected("missing field 'symbol'")

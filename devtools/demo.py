@@ -4,7 +4,14 @@ A seeded brokerage (two tenants; MT4, MT5 and cTrader servers; an IB hierarchy; 
 trading, payments, logins, injected suspicious behaviour) publishes live into the local Kafka;
 its payment webhooks are posted, signed, to the webhook receiver running here; the engine
 consumes every raw topic into the embedded ClickHouse, IB commissions included; a status line
-shows what has landed.
+shows what has landed, and a summary what the run did when it stops.
+
+One simulated clock (devtools/simulator/clock.py) runs the whole demo: the simulated time runs
+days ahead of the wall clock within minutes, and every source (platform deals and accounts,
+quotes, logins, CRM, the payment providers' webhooks), the receiver's freshness checks and
+`received_at`, the Kafka message timestamps (the demo's topics accept stamps far ahead of the
+wall clock), and the engine's detection and case-filing times all read it, so ages, versions and
+detection times agree with the events' own times, as in a replay of the same events.
 """
 
 from __future__ import annotations
@@ -16,16 +23,21 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import yaml
 from prometheus_client import CollectorRegistry
 
 from brokerstream.engine import prepare_store, run_kafka
 from brokerstream.publish import publish
+from connectors.psp.settings import PspSettings
+from devtools.simulator.brokerage import Stats
+from devtools.simulator.clock import SimClock
 from pipelines.config import Settings, home_dir
 from pipelines.store import Store
-from pipelines.topics import ensure_kafka_topics
+from pipelines.topics import all_topics, ensure_topics
 from schemas.envelope import Envelope
 
 DEMO_DATABASE = "brokerstream_demo"
@@ -33,8 +45,17 @@ STATUS_SQL = (
     "SELECT (SELECT count() FROM deals), (SELECT count() FROM balance_operations), "
     "(SELECT count() FROM accounts), (SELECT count() FROM logins), "
     "(SELECT count() FROM ib_commissions), (SELECT count() FROM dead_letters), "
-    "(SELECT max(time) FROM deals)"
+    "(SELECT max(time) FROM deals), (SELECT count() FROM alerts)"
 )
+# what the final summary counts, by table (views: one row per stored record)
+SUMMARY_TABLES = ("deals", "balance_operations", "accounts", "logins", "ib_commissions", "alerts",
+                  "withdrawal_decisions", "reconciliation_breaks", "dead_letters")
+# a simulated day passes in seconds of wall time: the simulated providers' freshness windows
+# are widened to two simulated days, or a webhook would be stale before it reached the receiver
+SIM_TOLERANCE_S = 2 * 86_400
+# envelopes published before the simulation waits for the engine's first rows (the accounts'
+# initial sync, the first simulated seconds)
+WARM_UP = 1_000
 
 
 def _free_port() -> int:
@@ -43,17 +64,18 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start_receiver(settings: Settings, bootstrap: str, port: int
+def _start_receiver(settings: Settings, bootstrap: str, port: int, clock: SimClock
                     ) -> tuple[CollectorRegistry, Callable[[], None]]:
-    """The webhook receiver in this process (uvicorn in a thread), publishing to Kafka;
-    returns its metrics' registry (the dashboard page shows them) and how to stop it (before
-    Kafka stops: its producer would otherwise log every reconnection attempt)."""
+    """The webhook receiver in this process (uvicorn in a thread), publishing to Kafka, judging
+    and stamping webhooks by the simulated clock; returns its metrics' registry (the dashboard
+    page shows them) and how to stop it (before Kafka stops: its producer would otherwise log
+    every reconnection attempt)."""
     import uvicorn
 
     from services.webhooks import KafkaPublisher, create_app
 
     publisher = KafkaPublisher(bootstrap, timeout_s=settings.psp.publish_timeout_s)
-    app = create_app(settings, publisher)
+    app = create_app(settings, publisher, clock=clock.seconds)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            access_log=False))
     thread = threading.Thread(target=server.run, daemon=True, name="webhooks")
@@ -117,14 +139,73 @@ def _start_dashboard(settings: Settings, port: int, metrics: CollectorRegistry) 
     return f"http://127.0.0.1:{port}/"
 
 
-def _status(settings: Settings, stop: threading.Event) -> None:
+def status_line(row: Sequence[Any], clock_ms: int) -> str:
+    """One status line from STATUS_SQL's row: "no deal yet" until there is one (an empty
+    table's max(time) is 1970)."""
+    deals, ops, accounts, logins, commissions, dead, last, alerts = row
+    latest = f"latest deal {last:%Y-%m-%d %H:%M:%S}" if deals else "no deal yet"
+    return (f"[demo] simulated {iso_minute(clock_ms)} | deals {deals:>8,} | payments & balance ops "
+            f"{ops:>6,} | accounts {accounts:>5,} | logins {logins:>6,} | IB commission rows "
+            f"{commissions:>7,} | alerts {alerts:>5,} | dead letters {dead:>3,} | {latest}")
+
+
+def iso_minute(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _wait_for_engine(settings: Settings, stop: threading.Event, limit_s: float = 90.0) -> None:
+    """Hold the simulation until the engine has stored its first rows (it starts in seconds;
+    the simulated clock would otherwise run days ahead of what is stored meanwhile)."""
     store = Store(settings.clickhouse_dsn(), settings.clickhouse.database)
-    while not stop.wait(5):
-        deals, ops, accounts, logins, commissions, dead, last = store.query(STATUS_SQL)[1][0]
-        print(f"[demo] deals {deals:>8,} | payments & balance ops {ops:>6,} | accounts {accounts:>5,} "
-              f"| logins {logins:>6,} | IB commission rows {commissions:>7,} | dead letters {dead:>3,} "
-              f"| latest deal {last:%Y-%m-%d %H:%M:%S}", flush=True)
+    deadline = time.monotonic() + limit_s
+    try:
+        while not stop.is_set() and time.monotonic() < deadline:
+            if store.scalar("SELECT count() FROM accounts"):
+                return
+            stop.wait(0.5)
+    finally:
+        store.close()
+
+
+def _status(settings: Settings, stop: threading.Event, clock: SimClock) -> None:
+    store = Store(settings.clickhouse_dsn(), settings.clickhouse.database)
+    wait = 2.0  # the first line soon: the engine's first batches land within seconds
+    while not stop.wait(wait):
+        wait = 5.0
+        print(status_line(store.query(STATUS_SQL)[1][0], clock.ms), flush=True)
     store.close()
+
+
+def _summary(settings: Settings, stats: Stats, started: float, clock: SimClock, start_ms: int) -> str:
+    """The paragraph printed when the demo stops: what was sent, what was stored, how long."""
+    kinds: dict[str, int] = {}
+    for topic, n in stats.by_topic.items():
+        kind = "payment webhooks" if topic.startswith("psp.") else KIND_OF_TOPIC.get(topic, topic)
+        kinds[kind] = kinds.get(kind, 0) + n
+    sent = ", ".join(f"{n:,} {kind}" for kind, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+    try:
+        store = Store(settings.clickhouse_dsn(), settings.clickhouse.database)
+        sql = "SELECT " + ", ".join(f"(SELECT count() FROM {t})" for t in SUMMARY_TABLES)
+        counts = store.query(sql)[1][0]
+        store.close()
+        stored = ", ".join(f"{n:,} {t.replace('_', ' ')}"
+                           for t, n in zip(SUMMARY_TABLES, counts, strict=True))
+    except Exception as exc:  # the store is gone (an interrupted start): say so, keep the rest
+        stored = f"unknown ({str(exc).splitlines()[0][:120]})"
+    elapsed = time.monotonic() - started
+    failed = f" ({stats.post_failures:,} webhook posts failed)" if stats.post_failures else ""
+    return (f"[demo] summary: {elapsed:,.0f} s of wall time, {(clock.ms - start_ms) / 3_600_000:,.1f} "
+            f"simulated hours; sent {stats.events:,} events ({sent or 'none'}){failed}, "
+            f"{stats.cases:,} suspicious cases injected; stored {stored}.")
+
+
+# raw topic -> what the summary calls it
+KIND_OF_TOPIC = {
+    "mt5.deals": "deals", "mt4.trades": "deals", "mt5.users": "accounts", "mt4.users": "accounts",
+    "mt5.accounts": "accounts", "mt5.ticks": "quotes", "mt4.ticks": "quotes",
+    "mt5.logins": "logins", "mt4.logins": "logins", "crm.accounts": "CRM events",
+    "ctrader.events": "cTrader events",
+}
 
 
 def run_demo(settings: Settings, *, events: int, rate: float, seed: int, duration: float = 0,
@@ -147,7 +228,10 @@ def run_demo(settings: Settings, *, events: int, rate: float, seed: int, duratio
     # commission configuration, as a broker's partner programme would be.
     # suspicious behaviour a few times more often than a real book has it, so compliance's
     # dashboard has something to show within the first minutes
-    sim = Brokerage(settings, seed, accounts=accounts, start_ms=int(time.time() * 1000), typology_rate=3)
+    started = time.monotonic()
+    start_ms = int(time.time() * 1000)
+    sim = Brokerage(settings, seed, accounts=accounts, start_ms=start_ms, typology_rate=3)
+    clock = SimClock(start_ms)  # every part of the demo reads the simulated time from here
     partners = home_dir() / "demo-partners"
     partners.mkdir(parents=True, exist_ok=True)
     files = []
@@ -156,15 +240,19 @@ def run_demo(settings: Settings, *, events: int, rate: float, seed: int, duratio
         path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
         files.append(str(path))
     settings = sim.settings.model_copy(update={
+        "psp": _widened(sim.settings.psp),
         "kafka": settings.kafka.model_copy(update={"bootstrap": bootstrap, "topic_prefix": "demo."}),
         "clickhouse": settings.clickhouse.model_copy(update={"database": DEMO_DATABASE}),
         "commissions": files,
     })
     _reset(settings, bootstrap)
-    ensure_kafka_topics(settings, bootstrap)
+    # Kafka refuses a message stamped over an hour ahead of its wall clock by default; the
+    # demo's own topics take the simulated time, which runs days ahead
+    ensure_topics(bootstrap, all_topics(settings), config={"message.timestamp.after.max.ms": str(2**63 - 1)},
+                  replication_factor=settings.kafka.replication_factor)
     prepare_store(settings).close()
     port = _free_port()
-    receiver_metrics, stop_receiver = _start_receiver(settings, bootstrap, port)
+    receiver_metrics, stop_receiver = _start_receiver(settings, bootstrap, port, clock)
     print(f"[demo] ClickHouse: {settings.clickhouse_dsn()}", flush=True)
     print(f"[demo] webhook receiver: http://127.0.0.1:{port}/webhooks/<provider>", flush=True)
     if dashboard_port:
@@ -186,26 +274,33 @@ def run_demo(settings: Settings, *, events: int, rate: float, seed: int, duratio
     stop = threading.Event()
 
     def until_stopped(envelopes: Iterable[Envelope]) -> Iterator[Envelope]:
-        for envelope in envelopes:
+        for i, envelope in enumerate(envelopes):
             if stop.is_set():
                 return
+            if i == WARM_UP:  # the simulated clock waits for the engine, not the other way
+                _wait_for_engine(settings, stop)
             yield envelope
 
     def publish_fn(envelopes: Iterable[Envelope]) -> int:
-        return publish(bootstrap, until_stopped(envelopes), topic_prefix=prefix, stamp_now=True)
+        # stamped with the simulated event time, as a bridge stamps its events' time
+        return publish(bootstrap, until_stopped(envelopes), topic_prefix=prefix)
+
+    stats = Stats()  # filled by the simulator as it runs
 
     def simulate() -> None:
-        # events=0: endless, with suspicious cases planned over a 30-day horizon from the start
-        sim.run_live(publish_fn, rate, events, bursts=True, post_url=f"http://127.0.0.1:{port}")
+        # events=0: endless, with suspicious cases planned over a 30-day horizon from the start;
+        # webhooks posted as simulated (their simulated time), judged by the same clock
+        sim.run_live(publish_fn, rate, events, bursts=True, post_url=f"http://127.0.0.1:{port}",
+                     clock=clock, resign=False, stats=stats)
 
     simulator = threading.Thread(target=simulate, daemon=True, name="simulator")
     simulator.start()
-    threading.Thread(target=_status, args=(settings, stop), daemon=True, name="status").start()
+    threading.Thread(target=_status, args=(settings, stop, clock), daemon=True, name="status").start()
     if duration > 0:
         # The same clean stop as Ctrl-C: inputs end, sinks flush, the snapshot is consistent.
         threading.Timer(duration, lambda: os.kill(os.getpid(), signal.SIGTERM)).start()
     try:
-        run_kafka(settings, recovery_dir=home_dir() / "demo-recovery")
+        run_kafka(settings, recovery_dir=home_dir() / "demo-recovery", clock=clock.now)
     except KeyboardInterrupt:
         pass
     finally:
@@ -214,10 +309,21 @@ def run_demo(settings: Settings, *, events: int, rate: float, seed: int, duratio
         stop_receiver()
         if broker is not None:
             broker.stop()
+    stats.cases = len(sim.truth())
+    print(_summary(settings, stats, started, clock, start_ms), flush=True)
     print("[demo] stopped. The data stays in the embedded ClickHouse; query it with `brokerstream sql`,"
           f" --database {DEMO_DATABASE}, e.g. brokerstream sql --database {DEMO_DATABASE} "
           "\"SELECT tenant, ib_id, own, override FROM ib_payouts_monthly ORDER BY total DESC LIMIT 10\"")
     return 0
+
+
+def _widened(psp: PspSettings) -> PspSettings:
+    """The simulated providers with freshness windows in simulated time (SIM_TOLERANCE_S); a
+    check switched off (tolerance 0) stays off."""
+    providers = {name: cfg if cfg.tolerance_s == 0 else cfg.model_copy(
+        update={"tolerance_s": max(cfg.tolerance_s or 0, SIM_TOLERANCE_S)})
+        for name, cfg in psp.providers.items()}
+    return psp.model_copy(update={"providers": providers})
 
 
 def _reset(settings: Settings, bootstrap: str) -> None:

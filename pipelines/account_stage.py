@@ -29,12 +29,13 @@ from pipelines.exposure_step import AccountBook, PositionBookStep
 from pipelines.rules_step import AccountRulesStep, LinkedInput, RuleResources, shard_key
 from pipelines.withdrawal_step import WithdrawalStep
 from risk_rules.alerts import Alert
-from risk_rules.engine import RuleEngine, account_key
+from risk_rules.engine import RuleEngine, resolved_account_key
 from risk_rules.exposure import PositionChange
 from risk_rules.exposure.positions import CorrectionIssue
 from risk_rules.exposure.settings import ExposureSettings
 from schemas.account_state import AccountState, merge_account
 from schemas.events import Account, AccountUpdate, BalanceOperation, Deal, Login
+from schemas.identity import account_key_of
 from schemas.payment_merge import PaymentFacts, merge_payment
 from withdrawals import WithdrawalBook, WithdrawalDecision
 
@@ -132,7 +133,7 @@ class AccountStage:
                     out.commissions.setdefault(tenant, []).append(account)
             elif isinstance(record, Deal):
                 if books is not None:
-                    slot = shard.slot(f"{record.platform}:{record.server}:{record.login}")
+                    slot = shard.slot(account_key_of(record))
                     slot.book, changes = books(slot.book, record)
                     if changes:
                         out.exposure.setdefault(tenant, []).extend(changes)
@@ -179,9 +180,9 @@ def account_router(servers: Mapping[str, str], shards: int,
         elif isinstance(record, BalanceOperation) and (not updates_only or record.platform == "psp"):
             # payments always: their notifications are merged here before they are stored; a
             # payment names only the server: its platform comes from the configuration
-            key = account_key(record.platform, record.server, record.login, servers)
+            key = resolved_account_key(record.platform, record.server, record.login, servers)
         elif not updates_only and isinstance(record, Deal | Login):
-            key = account_key(record.platform, record.server, record.login, servers)
+            key = resolved_account_key(record.platform, record.server, record.login, servers)
         else:
             return None
         return shard_key(record.tenant, "account", key, shards)

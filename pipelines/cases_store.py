@@ -146,7 +146,8 @@ def open_existing(dsn: str, database: str) -> Store:
 
 
 def start_filing(store_factory: Callable[[], Store], categories: Iterable[str], every_s: float,
-                 stop: threading.Event | None = None) -> threading.Thread:
+                 stop: threading.Event | None = None,
+                 clock: Callable[[], datetime] | None = None) -> threading.Thread:
     """File new alerts into cases every `every_s` from a daemon thread of the engine (the
     process that holds an embedded store). A failure is logged (at most once per 10 minutes)
     and tried again at the next round; it never stops the engine."""
@@ -158,7 +159,8 @@ def start_filing(store_factory: Callable[[], Store], categories: Iterable[str], 
         while not halt.wait(every_s):
             try:
                 if repo is None:
-                    repo = CaseRepository(store_factory(), categories)
+                    repo = (CaseRepository(store_factory(), categories) if clock is None
+                            else CaseRepository(store_factory(), categories, clock=clock))
                 filed = repo.file_new_alerts()
                 if filed:
                     log.info("cases: filed %d new alert(s)", filed)

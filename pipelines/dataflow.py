@@ -46,6 +46,7 @@ from pipelines.metrics import (
 from pipelines.recon_step import recon_rows
 from pipelines.rules_step import (
     AccountRulesStep,
+    Clock,
     LinkedRulesStep,
     RuleResources,
     alert_row,
@@ -56,8 +57,18 @@ from pipelines.rules_step import (
 from pipelines.sinks import CLUSTER, ClickHouseSink, TopicSink, alert_message, dead_letter_message
 from pipelines.sources import FileItem, JsonlSource, StoppableSource
 from pipelines.store import Store
-from pipelines.tables import issue_row, to_row
-from pipelines.withdrawal_step import TABLE as WITHDRAWAL_TABLE
+from pipelines.tables import (
+    ACCOUNTS,
+    ALERTS,
+    BALANCE_OPERATIONS,
+    DEALS,
+    WITHDRAWAL_DECISIONS,
+    Table,
+    TableRows,
+    issue_row,
+    table_batches,
+    to_row,
+)
 from pipelines.withdrawal_step import TOPIC as WITHDRAWAL_TOPIC
 from pipelines.withdrawal_step import (
     WithdrawalStep,
@@ -119,7 +130,7 @@ class StoredRows:
     """Rows a columnar reader built for a table (an Arrow table in its column order): they
     travel with the batch's records and go to the sink as they are."""
 
-    table: str
+    table: Table
     rows: pa.Table
 
 
@@ -132,7 +143,7 @@ class BatchNormaliser:
     columnar reader leaves go through the normaliser one by one."""
 
     def __init__(self, normaliser: Normaliser, live: bool, progress: Progress | None = None,
-                 columnar: dict[str, tuple[str, ColumnarReader]] | None = None) -> None:
+                 columnar: dict[str, tuple[Table, ColumnarReader]] | None = None) -> None:
         self._normalise = normaliser
         self._live = live
         self._progress = progress
@@ -181,27 +192,12 @@ class BatchNormaliser:
         return out
 
 
-TableBatch = tuple[str, list[tuple[Any, ...]] | pa.Table]  # (table, rows in its column order)
-
-
-def table_batches(rows: Iterable[tuple[str, tuple[Any, ...]]]) -> list[TableBatch]:
-    """(table, row) pairs -> one (table, rows) item per table, rows in their order."""
-    by_table: dict[str, list[tuple[Any, ...]]] = {}
-    for table, row in rows:
-        batch = by_table.get(table)
-        if batch is None:
-            by_table[table] = [row]
-        else:
-            batch.append(row)
-    return list(by_table.items())
-
-
-def _record_rows(records: list[Record | StoredRows]) -> list[TableBatch]:
+def _record_rows(records: list[Record | StoredRows]) -> list[TableRows]:
     # account updates and payments are stored as the account stage merged them
-    batches: list[TableBatch] = list(table_batches(
+    batches: list[TableRows] = list(table_batches(
         to_row(r) for r in records if not isinstance(r, AccountUpdate | StoredRows) and not (
             isinstance(r, BalanceOperation) and r.platform == "psp")))
-    batches.extend((r.table, r.rows) for r in records if isinstance(r, StoredRows))
+    batches.extend(TableRows(r.table, r.rows) for r in records if isinstance(r, StoredRows))
     return batches
 
 
@@ -231,7 +227,7 @@ def install_stop_handlers() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def _commission_rows(kv: tuple[str, list[CommissionRow | Issue]]) -> list[TableBatch]:
+def _commission_rows(kv: tuple[str, list[CommissionRow | Issue]]) -> list[TableRows]:
     tenant, items = kv
     rows = []
     for item in items:
@@ -247,25 +243,24 @@ def _quotes_by_tenant(records: list[Record | StoredRows]) -> list[tuple[str, lis
     return _keyed_lists(lambda r: r.tenant if isinstance(r, Quote) else None, records)
 
 
-def _account_rows(kv: tuple[str, AccountOutputs]) -> list[TableBatch]:
+def _account_rows(kv: tuple[str, AccountOutputs]) -> list[TableRows]:
     accounts, payments = kv[1].accounts, kv[1].payments
-    out = [("accounts_store", [to_row(a)[1] for a in accounts])] if accounts else []
+    out = [TableRows(ACCOUNTS, [to_row(a)[1] for a in accounts])] if accounts else []
     if payments:  # every notification of a payment merged field by field (account stage)
-        out.append(("balance_operations_store", [to_row(p)[1] for p in payments]))
+        out.append(TableRows(BALANCE_OPERATIONS, [to_row(p)[1] for p in payments]))
     return out
 
 
-def _decision_rows(kv: tuple[str, AccountOutputs]) -> list[TableBatch]:
+def _decision_rows(kv: tuple[str, AccountOutputs]) -> list[TableRows]:
     decisions = kv[1].decisions
-    return [(WITHDRAWAL_TABLE, [decision_row(d) for d in decisions])] if decisions else []
+    return [TableRows(WITHDRAWAL_DECISIONS, [decision_row(d) for d in decisions])] if decisions else []
 
 
 def _rule_alerts(
-    outputs: Stream[tuple[str, AccountOutputs]], resources: RuleResources, live: bool
-) -> Stream[TableBatch]:
+    outputs: Stream[tuple[str, AccountOutputs]], resources: RuleResources, clock: Clock | None
+) -> Stream[TableRows]:
     """AML/fraud alerts: the account stage ran the account-keyed rules; what it re-keyed by IP,
     device, payment instrument and tenant goes to the rules about those (pipelines/rules_step.py)."""
-    clock = wall_clock if live else None
     linked = op.flat_map("rules_linked_in", outputs, lambda kv: _keyed_lists(itemgetter(0), kv[1].linked))
     linked_inputs = op.map("rules_linked_values", linked, lambda kv: (kv[0], [v for _, v in kv[1]]))
     # several account shards feed one linked partition: event-time order within each batch
@@ -308,7 +303,10 @@ def build_flow(
     store_factory: Callable[[], Store],
     kafka_config: dict[str, str] | None = None,
     rules_file: str | None = None,
+    clock: Clock | None = None,
 ) -> Dataflow:
+    """`clock`: what a live run (Kafka) stamps detection times with (default the wall clock;
+    a demo gives its simulated clock); a replay stamps each alert with its event's time."""
     commissions = commission_step(settings)
     rules = load_rule_resources(settings, rules_file)
     withdrawals = withdrawal_step(settings, rules, settings.exposure.enabled)
@@ -325,19 +323,20 @@ def build_flow(
         batches = op.input("file_in", flow, StoppableSource(files, STOP))
 
     live = isinstance(source, KafkaInput)
+    detect = (clock or wall_clock) if live else None
     progress = None
     if isinstance(source, FileInput) and source.progress_every:
         progress = Progress(source.progress_every)
     exposure = settings.exposure if settings.exposure.enabled else None
     updates_only = exposure is None and commissions is None and rules is None and withdrawals is None
     router = Router(settings)
-    columnar: dict[str, tuple[str, ColumnarReader]] | None = None
+    columnar: dict[str, tuple[Table, ColumnarReader]] | None = None
     if updates_only:  # nothing but the store reads the deals
-        columnar = {"mt5.deals": ("deals_store", Mt5DealColumns(router))}
+        columnar = {"mt5.deals": (DEALS, Mt5DealColumns(router))}
     normaliser = BatchNormaliser(Normaliser(router, readers_for(settings)), live=live,
                                  progress=progress, columnar=columnar)
     records = op.map("normalise", batches, normaliser)
-    streams: list[Stream[TableBatch]] = [op.flat_map("record_rows", records, _record_rows)]
+    streams: list[Stream[TableRows]] = [op.flat_map("record_rows", records, _record_rows)]
 
     # One ordered stream per account: updates, deals, balance operations, payments and logins
     # of an account reach one shard of the account stage in the order they were read.
@@ -345,7 +344,7 @@ def build_flow(
     route = account_router(servers, settings.rules.shards, updates_only=updates_only)
     shards = op.flat_map("to_accounts", records, partial(_keyed_lists, route))
     stage = AccountStage(exposure, commissions is not None, rules,
-                         AccountRulesStep(rules, wall_clock if live else None) if rules else None,
+                         AccountRulesStep(rules, detect) if rules else None,
                          withdrawals)
     outputs = stateful_batch_map("accounts", shards, stage)
     streams.append(op.flat_map("account_rows", outputs, _account_rows))
@@ -366,7 +365,7 @@ def build_flow(
         produced = stateful_flat_map("ib_commissions", deals, commissions, batched=True)
         streams.append(op.flat_map("commission_rows", produced, _commission_rows))
     if rules is not None:
-        streams.append(_rule_alerts(outputs, rules, live))
+        streams.append(_rule_alerts(outputs, rules, detect))
     # -- reconciliation (issue 16): PSP payments against platform balance operations --
     if settings.recon.enabled:
         streams.append(recon_rows(records, settings))
@@ -374,7 +373,7 @@ def build_flow(
     all_rows = op.merge("all_rows", *streams)
     sink = ClickHouseSink(store_factory, settings.pipeline.batch_rows, settings.pipeline.flush_s,
                           every_process_writes=not settings.clickhouse_dsn().startswith("chdb:"))
-    to_writer = op.map("to_writer", all_rows, lambda tb: (f"{tb[0]}#{sink.writer()}", tb[1]))
+    to_writer = op.map("to_writer", all_rows, lambda tb: (f"{tb.table.name}#{sink.writer()}", tb.rows))
     op.output("clickhouse", to_writer, sink)
 
     if isinstance(source, KafkaInput):
@@ -385,8 +384,8 @@ def build_flow(
         op.output("dead_letter_topic", dead, TopicSink(config, dl_topic, dead_letter_message))
         alert_topic = source.prefix + "alerts"
         # observe-only alerts are stored for tuning, not published for compliance to act on
-        alerts = op.flat_map("alerts", all_rows, lambda tb: [(alert_topic, row) for row in tb[1]
-                             if row[-1] == "alert"] if tb[0] == "alerts_store" else [])
+        alerts = op.flat_map("alerts", all_rows, lambda tb: [(alert_topic, row) for row in tb.rows
+                             if row[-1] == "alert"] if tb.table is ALERTS else [])
         op.output("alert_topic", alerts, TopicSink(config, alert_topic, alert_message))
         if withdrawals is not None:  # for the cashier / PSP integration to act on
             decision_topic = source.prefix + WITHDRAWAL_TOPIC

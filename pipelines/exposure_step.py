@@ -19,6 +19,15 @@ from typing import Any
 
 import orjson
 
+from pipelines.tables import (
+    ALERTS,
+    CORRECTION_ISSUES,
+    CURRENCY_EXPOSURE,
+    EXPOSURE,
+    EXPOSURE_HISTORY,
+    POSITIONS,
+    Row,
+)
 from risk_rules.exposure import (
     ExposureEngine,
     ExposureSnapshot,
@@ -26,23 +35,13 @@ from risk_rules.exposure import (
     MarginEvent,
     PositionBook,
     PositionChange,
-    PositionRow,
-    account_key_of,
 )
 from risk_rules.exposure.positions import CorrectionIssue, DealHistory, Mode
 from risk_rules.exposure.settings import ExposureSettings
 from schemas.events import Account, BalanceOperation, Deal, Quote
+from schemas.identity import account_key_of, parse_account_key
 
-Row = tuple[str, tuple[Any, ...]]
-POSITION_COLUMNS: tuple[str, ...] = tuple(PositionRow.model_fields)
-_position_values = itemgetter(*POSITION_COLUMNS)
-EXPOSURE_COLUMNS = ("side", "tenant", "book", "symbol", "net_lots", "net_units", "net_notional_usd",
-                    "floating_pnl_usd", "as_of")
-CURRENCY_COLUMNS = ("side", "tenant", "book", "currency", "net_amount", "net_usd", "as_of")
-CORRECTION_ISSUE_COLUMNS = ("tenant", "account_key", "deal_key", "version", "event", "position_ref",
-                            "deal_time", "reason", "detected_at")
-ALERT_COLUMNS = ("alert_id", "rule_id", "rule_version", "category", "severity", "tenant", "subject",
-                 "summary", "facts", "evidence", "event_time", "detected_at", "mode")
+_position_values = itemgetter(*POSITIONS.columns)
 
 
 @dataclass
@@ -96,7 +95,7 @@ class StoreDealHistory:
         self.store = store
 
     def position_deals(self, account_key: str, mode: Mode, ref: str) -> list[Deal] | None:
-        platform, server, login = account_key.split(":", 2)
+        platform, server, login = parse_account_key(account_key)
         where = "symbol = {ref:String}" if mode == "netting" else (
             "if(position_id != '', position_id, if(order_id != '', order_id, deal_id)) = {ref:String}")
         columns = ", ".join(f"`{c}`" for c in Deal.model_fields)
@@ -105,7 +104,7 @@ class StoreDealHistory:
                "ORDER BY deal_key, version")
         try:
             names, rows = self.store.query(sql, {"platform": platform, "server": server,
-                                                 "login": int(login), "ref": ref})
+                                                 "login": login, "ref": ref})
         except Exception:  # any failure: report the correction, never guess
             return None
         out = []
@@ -166,7 +165,7 @@ def _limit_alert(event: LimitEvent) -> Row:
              "recover_usd": event.recover_usd, "scope": event.scope, "book": event.book,
              "target": event.target, "measure": event.measure, "metric": event.metric,
              "config_version": event.config_version, "kind": event.kind}
-    return "alerts_store", (
+    return ALERTS, (
         event.event_id, f"limit.{event.rule_id}", event.rule_version, "risk",
         "high" if breach else "info", event.tenant, f"{event.scope}:{event.book}:{event.target}",
         summary, facts_json(facts), [], event.as_of, event.as_of, "alert",
@@ -181,7 +180,7 @@ def _margin_alert(event: MarginEvent) -> Row:
     facts = {"margin_level": event.margin_level, "threshold": event.threshold, "equity": event.equity,
              "margin": event.margin, "currency": event.currency, "state": event.state,
              "previous_state": event.previous_state, "config_version": event.config_version}
-    return "alerts_store", (
+    return ALERTS, (
         event.event_id, f"margin.{event.kind}", 1, "risk", severity, event.tenant, event.account_key,
         summary, facts_json(facts), [], event.as_of, event.as_of, "alert",
     )
@@ -197,10 +196,10 @@ def correction_issue_rows(issue: CorrectionIssue) -> list[Row]:
     facts = {"deal_key": issue.deal_key, "version": issue.version, "event": issue.event,
              "position_ref": issue.position_ref, "deal_time": issue.deal_time, "reason": issue.reason}
     return [
-        ("correction_issues_store", (issue.tenant, issue.account_key, issue.deal_key, issue.version,
+        (CORRECTION_ISSUES, (issue.tenant, issue.account_key, issue.deal_key, issue.version,
                                      issue.event, issue.position_ref, issue.deal_time, issue.reason,
                                      detected)),
-        ("alerts_store", (f"correction:{issue.deal_key}:v{issue.version}", "correction.unapplied", 1,
+        (ALERTS, (f"correction:{issue.deal_key}:v{issue.version}", "correction.unapplied", 1,
                           "risk", "high", issue.tenant, issue.account_key, summary, facts_json(facts),
                           [issue.deal_key], issue.deal_time, detected, "alert")),
     ]
@@ -209,17 +208,17 @@ def correction_issue_rows(issue: CorrectionIssue) -> list[Row]:
 def snapshot_rows(snapshot: ExposureSnapshot) -> list[Row]:
     rows: list[Row] = []
     for position in snapshot.positions:
-        rows.append(("positions_store", _position_values(position.__dict__)))
+        rows.append((POSITIONS, _position_values(position.__dict__)))
     for side, exposure in (("clients", snapshot.exposure), ("broker", snapshot.broker_exposure)):
         for e in exposure:
             values = (side, e.tenant, e.book, e.symbol, e.net_lots, e.net_units, e.net_notional_usd,
                       e.floating_pnl_usd, e.as_of)
-            rows.append(("exposure_store", values))
-            rows.append(("exposure_history", values))
+            rows.append((EXPOSURE, values))
+            rows.append((EXPOSURE_HISTORY, values))
     for side, currencies in (("clients", snapshot.currency_exposure),
                              ("broker", snapshot.broker_currency_exposure)):
         for c in currencies:
-            rows.append(("currency_exposure_store",
+            rows.append((CURRENCY_EXPOSURE,
                          (side, c.tenant, c.book, c.currency, c.net_amount, c.net_usd, c.as_of)))
     return rows
 

@@ -44,8 +44,8 @@ from prometheus_client import Counter, Gauge
 
 from cases.model import severity_rank
 from cases.settings import NotifySettings
-from pipelines.exposure_step import ALERT_COLUMNS
 from pipelines.sinks import EveryInterval
+from pipelines.tables import ALERTS, TableRows
 from risk_rules.alerts import Alert
 
 log = logging.getLogger(__name__)
@@ -65,8 +65,8 @@ PART = "notify"
 
 
 def notice_from_row(row: tuple[Any, ...]) -> Alert:
-    """An `alerts_store` row (ALERT_COLUMNS order) as the alert it stores."""
-    values = dict(zip(ALERT_COLUMNS, row, strict=True))
+    """An `alerts_store` row (`ALERTS.columns` order) as the alert it stores."""
+    values = dict(zip(ALERTS.columns, row, strict=True))
     facts = values["facts"]
     if isinstance(facts, str | bytes):
         try:
@@ -78,12 +78,11 @@ def notice_from_row(row: tuple[Any, ...]) -> Alert:
     return Alert(**values)
 
 
-def notify_items(table_batch: tuple[str, list[tuple[Any, ...]]]) -> list[tuple[str, tuple[Any, ...]]]:
+def notify_items(batch: TableRows) -> list[tuple[str, tuple[Any, ...]]]:
     """The dataflow's alert rows (mode `alert`) routed to the one notifier partition."""
-    table, rows = table_batch
-    if table != "alerts_store":
+    if batch.table is not ALERTS:
         return []
-    return [(PART, row) for row in rows if row[-1] == "alert"]
+    return [(PART, row) for row in batch.rows if row[-1] == "alert"]
 
 
 def _when(t: datetime) -> str:

@@ -14,14 +14,9 @@ import io
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-import clickhouse_connect
 from clickhouse_connect.driver.client import Client
-
-from pipelines.store import _database_in_dsn
 
 PSP_KINDS = "('deposit', 'withdrawal', 'chargeback', 'refund')"
 BREAK_FIELDS = (
@@ -32,10 +27,6 @@ BREAK_FIELDS = (
 )
 CSV_COLUMNS = ("section", "tenant", "provider", "ops", "matched", "match_rate", "breaks",
                "open_breaks", *(f for f in BREAK_FIELDS if f not in ("tenant", "provider")))
-
-
-class NoDatabase(LookupError):
-    """The configured database (or its reconciliation table) does not exist."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,22 +67,6 @@ def _text(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     return "" if value is None else value
-
-
-def read_only_client(dsn: str, database: str) -> tuple[Client, str]:
-    """A client on an existing database, or NoDatabase - never creating one (an embedded
-    store's directory must exist, the database must be there and hold the breaks table)."""
-    database = _database_in_dsn(dsn) or database
-    if dsn.startswith("chdb:") and not Path(urlparse(dsn).path).is_dir():
-        raise NoDatabase(f"no embedded ClickHouse at {urlparse(dsn).path}")
-    client = clickhouse_connect.get_client(dsn=dsn, database="default")
-    found = client.query("SELECT count() FROM system.tables WHERE database = {db:String} "
-                         "AND name = 'reconciliation_breaks'", parameters={"db": database})
-    if not found.result_rows[0][0]:
-        client.close()
-        raise NoDatabase(f"database {database!r} has no reconciliation_breaks "
-                         "(no such database, or its schema predates migration 0008)")
-    return client, database
 
 
 def daily_report(client: Client, database: str, day: date, tenant: str | None = None) -> Report:

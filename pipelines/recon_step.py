@@ -24,11 +24,13 @@ from prometheus_client import Counter
 from pipelines.config import Settings
 from pipelines.keyed_state import stateful_flat_map
 from pipelines.rules_step import alert_row
+from pipelines.tables import RECONCILIATION_BREAKS, Row, TableRows, table_batches
 from reconciliation.breaks import Break, BreakKind
 from reconciliation.matcher import BreakAged, Matcher
 from reconciliation.settings import ReconSettings
 from risk_rules.alerts import Alert, Severity, alert_id
 from schemas.events import BalanceOperation, Deal, Login
+from schemas.identity import account_key
 
 RECON_BREAKS = Counter(
     "brokerstream_recon_breaks_total", "Reconciliation break versions written, by kind and event",
@@ -45,7 +47,6 @@ SEVERITY: dict[BreakKind, Severity] = {
     "duplicate_credit": "high",
     "reversal_not_booked": "high",     # a chargeback/refund the client keeps on the platform
 }
-Row = tuple[str, tuple[Any, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,13 +93,13 @@ class ReconStep:
     def row(self, item: Break | BreakAged) -> Row:
         if isinstance(item, Break):
             RECON_BREAKS.labels(item.kind, item.event).inc()
-            return "reconciliation_breaks_store", item.row()
+            return RECONCILIATION_BREAKS, item.row()
         return alert_row(self.alert(item))
 
     def alert(self, aged: BreakAged) -> Alert:
         b = aged.brk
         platform = self.servers.get(b.server, "")
-        subject = f"{platform}:{b.server}:{b.login}" if platform else f"{b.server}:{b.login}"
+        subject = account_key(platform, b.server, b.login) if platform else f"{b.server}:{b.login}"
         evidence = [k for k in (b.psp_op_key, b.platform_op_key) if k]
         hours = aged.age_s / 3600
         facts: dict[str, Any] = {
@@ -117,14 +118,11 @@ class ReconStep:
         )
 
 
-def _by_table(kv: tuple[str, list[Row]]) -> list[tuple[str, list[tuple[Any, ...]]]]:
-    tables: dict[str, list[tuple[Any, ...]]] = {}
-    for table, row in kv[1]:
-        tables.setdefault(table, []).append(row)
-    return list(tables.items())
+def _by_table(kv: tuple[str, list[Row]]) -> list[TableRows]:
+    return table_batches(kv[1])
 
 
-def recon_rows(records: Stream[list[Any]], settings: Settings) -> Stream[tuple[str, list[tuple[Any, ...]]]]:
+def recon_rows(records: Stream[list[Any]], settings: Settings) -> Stream[TableRows]:
     """The stage wired on the normalised records: (table, rows) batches for the sink."""
     servers = {name: cfg.platform for name, (_, cfg) in settings.server_index().items()}
     inputs = op.flat_map("recon_inputs", records, recon_inputs)

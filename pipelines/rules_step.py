@@ -19,12 +19,13 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
+from pipelines import tables
 from pipelines.config import Settings
 from pipelines.exposure_step import facts_json
 from pipelines.metrics import ALERTS, RULE_RECORDS
 from pipelines.reference import load_geoip, load_screener
+from pipelines.tables import Row
 from risk_rules.alerts import Alert
 from risk_rules.engine import (
     KEY_KINDS,
@@ -41,7 +42,6 @@ from schemas.events import Account, AccountUpdate, BalanceOperation, Deal, Login
 RuleInput = Deal | BalanceOperation | Login | AccountUpdate
 Routed = tuple[Deal | BalanceOperation | Login, str, Account | None]  # record, account key, state
 LinkedInput = tuple[KeyKind, Routed]
-Row = tuple[str, tuple[Any, ...]]
 Clock = Callable[[], datetime]
 LINKED_KINDS: tuple[KeyKind, ...] = tuple(k for k in KEY_KINDS if k != "account")
 # the counters' children, bound once: `.labels()` per record was 1% of the engine's time
@@ -166,7 +166,7 @@ class LinkedRulesStep(_EngineStep):
 
 def alert_row(alert: Alert) -> Row:
     ALERTS.labels(alert.rule_id, alert.category, alert.severity, alert.mode).inc()
-    return "alerts_store", (
+    return tables.ALERTS, (
         alert.alert_id, alert.rule_id, alert.rule_version, alert.category, alert.severity, alert.tenant,
         alert.subject, alert.summary, facts_json(alert.facts),
         alert.evidence, alert.event_time, alert.detected_at, alert.mode,

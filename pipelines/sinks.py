@@ -21,7 +21,6 @@ import pyarrow as pa
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from pipelines.exposure_step import ALERT_COLUMNS
 from pipelines.metrics import (
     KAFKA_TRUNCATED,
     KAFKA_UNDELIVERED,
@@ -33,7 +32,7 @@ from pipelines.metrics import (
     ready,
 )
 from pipelines.store import Store
-from pipelines.tables import COLUMNS_BY_TABLE
+from pipelines.tables import ALERTS, COLUMNS_BY_TABLE
 from schemas.events import DeadLetter
 
 log = logging.getLogger(__name__)
@@ -238,7 +237,7 @@ def dead_letter_message(dl: DeadLetter) -> Message:
 
 def alert_message(row: tuple[Any, ...]) -> Message:
     """An alert row as JSON, keyed by its subject."""
-    alert = dict(zip(ALERT_COLUMNS, row, strict=True))
+    alert = dict(zip(ALERTS.columns, row, strict=True))
     alert["facts"] = orjson.loads(alert["facts"])
     return (str(alert["subject"]).encode(), orjson.dumps(alert, default=str),
             [("alert_id", str(alert["alert_id"]).encode())])

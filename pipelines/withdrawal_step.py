@@ -25,7 +25,7 @@ import orjson
 from pipelines.metrics import WITHDRAWAL_DECISIONS
 from risk_rules import names
 from risk_rules.alerts import Alert
-from risk_rules.engine import account_key
+from risk_rules.engine import resolved_account_key
 from schemas.events import Account, AccountUpdate, BalanceOperation
 from withdrawals import AlertFact, WithdrawalBook, WithdrawalDecision, WithdrawalPolicy, decide
 from withdrawals.facts import Held, Request
@@ -38,7 +38,6 @@ DECISION_COLUMNS: tuple[str, ...] = (
     "instrument_fingerprint", "amount", "currency", "decision", "reason_codes", "reasons",
     "release_conditions", "policy_version", "requested_at", "decided_at", "revision", "decision_id",
 )
-TABLE = "withdrawal_decisions_store"
 ACCOUNT_PLATFORMS = frozenset({"mt4", "mt5", "ctrader"})  # an account key: platform:server:login
 TOPIC = "withdrawal_decisions"
 
@@ -82,7 +81,7 @@ class WithdrawalStep:
             if book.held and _changed(before, account, book):
                 self._review(slot, record.time, out)
         elif isinstance(record, BalanceOperation) and record.platform == "psp":
-            key = account_key(record.platform, record.server, record.login, self.servers)
+            key = resolved_account_key(record.platform, record.server, record.login, self.servers)
             slot = shard.slot(key)
             book = slot.payouts = slot.payouts or WithdrawalBook()
             book.prune(record.time, self.policy)

@@ -22,6 +22,7 @@ from reports import queries as q
 from reports.model import Cell, Column, Money, Report, Section
 from reports.statement import Reader, rows_of, utc
 from risk_rules.exposure.routing import BookRouting
+from schemas.identity import parse_account_key
 from schemas.money import EXACT
 
 ZERO = Decimal(0)
@@ -38,13 +39,6 @@ def routing_books(routing: BookRouting) -> BookOf:
                                 account_key=account_key, login=login)
         return book, routing.b_share(book)
     return book_of
-
-
-def split_account_key(key: str) -> tuple[str, str, int]:
-    """`platform:server:login` -> (platform, server, login)."""
-    platform, rest = key.split(":", 1)
-    server, login = rest.rsplit(":", 1)
-    return platform, server, int(login)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +65,7 @@ def broker_pnl(reader: Reader, tenant: str, day: date, book_of: BookOf) -> list[
     sums: dict[tuple[str, str, str], list[Decimal]] = {}
     shares: dict[str, Decimal] = {}
     for r in rows_of(reader, q.DAILY_CLIENT_PNL, {"tenant": tenant, "day": day}):
-        platform, server, login = split_account_key(r["account_key"])
+        platform, server, login = parse_account_key(r["account_key"])
         book, share = book_of(tenant, server, platform, r["account_group"] or "", r["account_key"], login)
         shares[book] = share
         acc = sums.setdefault((book, r["symbol"], r["currency"]), [ZERO, ZERO, ZERO, ZERO])

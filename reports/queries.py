@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from schemas.identity import ACCOUNT_KEY_SQL
+
 
 @dataclass(frozen=True, slots=True)
 class Query:
@@ -30,7 +32,7 @@ class Query:
     sql: str
 
 
-ACCOUNT_KEY = "concat(platform, ':', server, ':', toString(login))"
+ACCOUNT_KEY = ACCOUNT_KEY_SQL
 CREDIT_KINDS = "('credit', 'so_compensation_credit')"
 _MINE = (f"tenant = {{tenant:String}} AND has({{accounts:Array(String)}}, {ACCOUNT_KEY})")
 _PERIOD = "time >= {t_from:DateTime64(3, 'UTC')} AND time < {t_to:DateTime64(3, 'UTC')}"

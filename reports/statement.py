@@ -65,7 +65,7 @@ class Period:
 
 
 @dataclass(frozen=True, slots=True)
-class Account:
+class StatementAccount:
     account_key: str
     platform: str
     server: str
@@ -80,7 +80,7 @@ class Account:
 class AccountSummary:
     """One account's statement figures (exact Decimals: rounded only when shown)."""
 
-    account: Account
+    account: StatementAccount
     opening: Decimal
     movements: dict[str, Decimal]  # BALANCE_MOVEMENTS + "credit"
     closing: Decimal
@@ -111,7 +111,7 @@ def rows_of(reader: Reader, query: q.Query, params: dict[str, Any]) -> list[dict
 
 
 def find_accounts(reader: Reader, tenant: str, *, client: str | None = None,
-                  login: int | None = None, server: str | None = None) -> list[Account]:
+                  login: int | None = None, server: str | None = None) -> list[StatementAccount]:
     if client is not None:
         found = rows_of(reader, q.CLIENT_ACCOUNTS, {"tenant": tenant, "client": client})
         if not found:
@@ -127,7 +127,7 @@ def find_accounts(reader: Reader, tenant: str, *, client: str | None = None,
         if len(found) > 1:
             servers = ", ".join(r["server"] for r in found)
             raise ReportError(f"login {login} is on several servers ({servers}): add --server")
-    return [Account(r["account_key"], r["platform"], r["server"], int(r["login"]), r["currency"],
+    return [StatementAccount(r["account_key"], r["platform"], r["server"], int(r["login"]), r["currency"],
                     r["name"], r["group"], r["client_id"]) for r in found]
 
 
@@ -138,7 +138,7 @@ def balances_at(reader: Reader, tenant: str, keys: Sequence[str], at: datetime
     return {r["account_key"]: (r["balance"], r["credit"]) for r in found}
 
 
-def summarise(reader: Reader, tenant: str, accounts: Sequence[Account], period: Period
+def summarise(reader: Reader, tenant: str, accounts: Sequence[StatementAccount], period: Period
               ) -> list[AccountSummary]:
     keys = [a.account_key for a in accounts]
     opening = balances_at(reader, tenant, keys, period.start)

@@ -28,6 +28,7 @@ from risk_rules.geoip import GeoPoint as GeoPoint  # re-exported: the rules name
 from schemas.account_state import AccountState, merge_account
 from schemas.chunked import ChunkedDict
 from schemas.events import Account, AccountUpdate, BalanceOperation, Deal, Login
+from schemas.identity import AccountKey, account_key, account_key_of
 
 # ----------------------------------------------------------------------------- configuration
 
@@ -166,8 +167,8 @@ class Context:
         # the configured files, so snapshots stay small and a list update applies on restart.
         return {**self.__dict__, "geo": None, "screener": None}
 
-    def account_of(self, server: str, login: int, platform: str) -> str:
-        return account_key(platform, server, login, self.server_platform)
+    def account_of(self, server: str, login: int, platform: str) -> AccountKey:
+        return resolved_account_key(platform, server, login, self.server_platform)
 
     def learn(self, account: Account) -> None:
         """Remember the account's merged state (and which CRM client its name + birth date is)."""
@@ -219,12 +220,13 @@ def _name_dob(name: str, born: date) -> str:
 _UMLAUT = re.compile(r"([aou])e")  # Müller, Mueller and Muller: one spelling in the key
 
 
-def account_key(platform: str, server: str, login: int, servers: Mapping[str, str]) -> str:
-    """`platform:server:login`; a payment (platform psp) names only the server, whose platform
-    `servers` knows."""
+def resolved_account_key(platform: str, server: str, login: int,
+                         servers: Mapping[str, str]) -> AccountKey:
+    """The account key (`schemas.identity`); a payment (platform psp) names only the server,
+    whose platform `servers` knows."""
     if platform == "psp":
         platform = servers.get(server, "psp")
-    return f"{platform}:{server}:{login}"
+    return account_key(platform, server, login)
 
 
 class NoParams(BaseModel):
@@ -412,12 +414,12 @@ class RuleEngine:
             ):
                 return []
             ctx.server_platform[record.server] = record.platform
-            acct = f"{record.platform}:{record.server}:{record.login}"
+            acct = account_key_of(record)
             return self._accept("on_deal", record, acct, detected_at)
         if isinstance(record, BalanceOperation):
             if record.platform != "psp":
                 ctx.server_platform[record.server] = record.platform
-                acct = self.last_account_key = f"{record.platform}:{record.server}:{record.login}"
+                acct = self.last_account_key = account_key_of(record)
                 if not self._ledger(record):
                     return []
                 return self._accept("on_op", record, acct, detected_at)
@@ -432,7 +434,7 @@ class RuleEngine:
             return self._accept("on_op", record, acct, detected_at)
         if isinstance(record, Login):
             ctx.server_platform[record.server] = record.platform
-            acct = f"{record.platform}:{record.server}:{record.login}"
+            acct = account_key_of(record)
             return self._accept("on_login", record, acct, detected_at)
         if isinstance(record, AccountUpdate):
             state, merged = merge_account(self._states.get(record.account_key), record)
@@ -446,7 +448,7 @@ class RuleEngine:
         """Whether the rules read this platform balance operation: new, or a correction (the old
         amount leaves the rules' windows first); a repeat is dropped and a deletion only leaves
         the windows (`retracted`)."""
-        acct = f"{op.platform}:{op.server}:{op.login}"
+        acct = account_key_of(op)
         before = self._ops.get(op.op_key)
         if op.is_deleted or op.event == "delete":
             if before is not None:

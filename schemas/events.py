@@ -16,6 +16,7 @@ from typing import Any, Literal, Self, cast
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas import pickling
+from schemas.identity import AccountKey, account_key
 
 pickling.register()  # UTC datetimes pickle as microseconds: recovery snapshots hold many
 
@@ -226,7 +227,7 @@ class AccountUpdate(Canonical):
     the dataflow merges them into the latest full state per account (`accounts` table).
     """
 
-    account_key: str = Field(description="platform:server:login")
+    account_key: AccountKey = Field(description="platform:server:login")
     tenant: str
     platform: str
     server: str
@@ -274,7 +275,7 @@ def account_update(*, platform: str, server: str, login: int, tenant: str, event
     """An `AccountUpdate` that says only `says` (every other account field None: "says nothing"),
     built unvalidated like the connectors' other records."""
     return AccountUpdate.from_checked(
-        account_key=f"{platform}:{server}:{login}", tenant=tenant, platform=platform, server=server,
+        account_key=account_key(platform, server, login), tenant=tenant, platform=platform, server=server,
         login=login, origin=origin, event=event, **{**_SAYS_NOTHING, **says}, time=time,
         version=version, source=source)
 
@@ -283,7 +284,7 @@ class Account(Canonical):
     """The latest known state of an account, merged field by field from every source: for each
     field the value of the newest update that said something about it wins."""
 
-    account_key: str
+    account_key: AccountKey
     tenant: str
     platform: str
     server: str

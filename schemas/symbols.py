@@ -30,10 +30,17 @@ from typing import Any, Final, Literal, get_args
 
 import yaml
 
+# The asset classes, for every room: the reference's own (also the commission plans' symbol
+# groups), and the coarser ones an instrument table may name where the reference's grade is not
+# known (exposure's instruments configuration: `fx` is any currency pair, `commodity` energy and
+# the like, `stock`, `other`).
 AssetClass = Literal["fx_major", "fx_minor", "fx_exotic", "metal", "index", "crypto", "energy"]
+InstrumentClass = AssetClass | Literal["fx", "commodity", "stock", "other"]
 ASSET_CLASSES: Final[tuple[str, ...]] = get_args(AssetClass)
-# Classes whose name is base + quote (EURUSD, XAUUSD, DOGEUSD): both can be derived from it.
+# Classes whose name is base + quote (EURUSD, XAUUSD, DOGEUSD): both can be derived from it, and
+# a position holds the base (+units) against the quote (-cost).
 _PAIR_CLASSES: Final = frozenset({"fx_major", "fx_minor", "fx_exotic", "metal", "crypto"})
+PAIR_CLASSES: Final[frozenset[str]] = _PAIR_CLASSES | {"fx"}
 
 DEFAULT_FILE: Final = "symbols_default.yaml"
 

@@ -360,9 +360,13 @@ def _received_at(now: float) -> str:
 
 
 def create_app(settings: Settings | PspSettings, publisher: Publisher, *,
-               clock: Callable[[], float] = time.time) -> FastAPI:
+               clock: Callable[[], float] = time.time,
+               kafka_clock: Callable[[], float] | None = None) -> FastAPI:
     """The receiver as an ASGI app. `settings` is the engine Settings (or just its `psp`
-    section); `clock` is the wall clock used for the stale checks (tests move it)."""
+    section); `clock` is the wall clock used for the stale checks and `received_at` (tests move
+    it; the demo gives its simulated clock); `kafka_clock` (default `clock`) stamps the Kafka
+    messages (the demo's is the wall clock: Kafka refuses messages stamped over an hour ahead)."""
+    stamp = kafka_clock or clock
     psp: PspSettings = settings if isinstance(settings, PspSettings) else settings.psp
     prefix = "" if isinstance(settings, PspSettings) else settings.kafka.topic_prefix
     receiver = ReceiverConfig() if isinstance(settings, PspSettings) else settings.receiver
@@ -414,7 +418,7 @@ def create_app(settings: Settings | PspSettings, publisher: Publisher, *,
                    ("raw_omitted", b"1")]
         try:
             await asyncio.wait_for(publisher.publish(dl_topic, route.key.encode() or None, b"",
-                                                     headers, int(now * 1000)),
+                                                     headers, int(stamp() * 1000)),
                                    psp.publish_timeout_s + 2.0)
         except Exception as exc2:  # unconfirmed: the provider gets a 503 and sends it again
             log.warning("recording a refused %s webhook as a dead letter failed: %s", provider,
@@ -503,7 +507,7 @@ def create_app(settings: Settings | PspSettings, publisher: Publisher, *,
             try:
                 await asyncio.wait_for(
                     publisher.publish(prefix + module.TOPIC, route.key.encode() or None, value,
-                                      out_headers, int(now * 1000)),
+                                      out_headers, int(stamp() * 1000)),
                     psp.publish_timeout_s + 2.0,
                 )
             except (PublishError, TimeoutError, KafkaException, BufferError) as exc:

@@ -27,6 +27,7 @@ import polars as pl
 
 from commissions.config import CommissionConfig
 from schemas.events import Deal
+from schemas.identity import account_key_of
 
 DEC = pl.Decimal(38, 20)
 START = datetime(1970, 1, 1, tzinfo=UTC)  # "from the beginning"
@@ -158,7 +159,7 @@ def events_frame(
 ) -> pl.DataFrame:
     rows = []
     for seq, e in enumerate(events):
-        account = f"{e.platform}:{e.server}:{e.login}"
+        account = account_key_of(e)
         sym = config.symbols.get(e.symbol)
         fx = len(e.symbol) == 6 and e.symbol[:3] in ISO and e.symbol[3:] in ISO
         pip = (sym.pip_size if sym and sym.pip_size else None) or (

@@ -1,6 +1,6 @@
 """`brokerstream alerts ...` (brokerstream/alerts_cli.py) on a real store: the queue table, a
 case's alerts and history, every action recorded with its actor, and one-line errors with exit
-code 2 for a user's mistake (1, also one line, when an engine holds the embedded store)."""
+code 2 for a user's mistake (an embedded store an engine holds included, as for `sql`)."""
 
 from __future__ import annotations
 
@@ -127,7 +127,7 @@ def test_a_retry_with_the_same_action_id_is_one_action(config: Path, store: Stor
     (["list", "--status", "shut"], "--status 'shut': one of open, closed, all"),
     (["list", "--severity", "huge"], "--severity 'huge'"),
     (["list", "--tenant", "nobody"], "no tenant nobody (tenants are acme, zenith)"),
-    (["list", "--database", "nothing_here"], "no database 'nothing_here'"),
+    (["list", "--database", "nothing_here"], "no database nothing_here"),
     (["note", "b1", "--text", " ", "--as", "x"], "--text is empty"),
     (["note", "b1", "--text", "x", "--as", "two words"], "a name without spaces"),
     (["show", "z1", "--tenant", "acme"], "no case or alert 'z1'"),
@@ -149,7 +149,7 @@ def test_every_alerts_command_has_help(capsys: pytest.CaptureFixture[str]) -> No
 
 def test_a_store_held_by_an_engine_is_one_line(tmp_path: Path) -> None:
     """The embedded store opens in one process: while another holds it, `alerts list` says so
-    in one line (exit 1) instead of the engine's own messages."""
+    in one line (exit 2, as `sql` says it) instead of the engine's own messages."""
     dsn = f"chdb://{tmp_path / 'ch'}"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("BROKERSTREAM_CLICKHOUSE", None)
@@ -170,5 +170,5 @@ def test_a_store_held_by_an_engine_is_one_line(tmp_path: Path) -> None:
                               capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
     finally:
         holder.communicate("\n", timeout=60)
-    assert done.returncode == 1, done
+    assert done.returncode == 2, done
     assert done.stderr.count("\n") == 1 and "in use by another process" in done.stderr, done.stderr

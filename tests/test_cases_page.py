@@ -28,7 +28,7 @@ def app_store(store: Store) -> Store:
 
 
 def _client(store: Store, settings: Settings, user: str | None) -> TestClient:
-    client = TestClient(create_app(store, auth=auth_for(settings), sample_every_s=0))
+    client = TestClient(create_app(store, auth=auth_for(settings)))
     if user:
         log_in(client, user)
     return client
@@ -187,4 +187,3 @@ def test_the_cases_view_renders_in_chromium(app_store: Store, settings: Settings
         assert "psp:skrill:a1-1" in case.html and "client:CRM-1" in case.html
     finally:
         server.should_exit = True
-        server.config.app.state.page.history.stop()

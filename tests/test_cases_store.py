@@ -23,6 +23,7 @@ from pipelines.cases_store import (
 from pipelines.rules_step import alert_row
 from pipelines.store import Store
 from risk_rules.alerts import Alert
+from schemas.identity import account_key, parse_account_key
 from tests.test_cases import ANALYSTS, CLOSE_REASONS, valid_log
 
 T0 = datetime(2024, 11, 25, 9, 0, tzinfo=UTC)
@@ -38,13 +39,13 @@ def write_alert(store: Store, alert_id: str, subject: str, *, tenant: str = "acm
                   evidence=[f"psp:skrill:{alert_id}-1", f"psp:skrill:{alert_id}-2"], event_time=at,
                   detected_at=at, mode=mode)  # type: ignore[arg-type]
     table, row = alert_row(alert)
-    store.insert_rows(table, ("alert_id", "rule_id", "rule_version", "category", "severity", "tenant",
+    store.insert_rows(table.name, ("alert_id", "rule_id", "rule_version", "category", "severity", "tenant",
                               "subject", "summary", "facts", "evidence", "event_time", "detected_at", "mode"),
                       [row])
 
 
 def write_account(store: Store, account_key: str, client_id: str, tenant: str = "acme") -> None:
-    platform, server, login = account_key.split(":")
+    platform, server, login = parse_account_key(account_key)
     store.insert_rows("accounts_store", ("account_key", "tenant", "platform", "server", "login", "client_id",
                                          "first_seen", "updated_at", "version"),
                       [(account_key, tenant, platform, server, int(login), client_id, T0, T0, 1)])
@@ -198,7 +199,7 @@ def test_the_compliance_case_panels_count_what_the_log_says(store: Store) -> Non
                 (3, 100, "medium", "bo", False, False), (4, 200, "high", "", False, False),
                 (5, 1000, "low", "", False, False), (6, 50, "critical", "bo", True, True)]
     for login, hours, severity, _, _, _ in scenario:
-        subject = f"mt5:ACME-MT5-Live:{login}"
+        subject = account_key("mt5", "ACME-MT5-Live", login)
         at = now - timedelta(hours=hours)
         write_alert(store, f"p{login}", subject, severity=severity,
                     minutes=int((at - T0).total_seconds() // 60))

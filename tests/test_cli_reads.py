@@ -80,3 +80,66 @@ def test_numbers_are_right_aligned() -> None:
     lines = text.splitlines()
     assert lines[2] == "EURUSD     5   1.5"
     assert lines[3] == "XAUUSD  1234    10"
+
+
+# `recon report` and `alerts ...` open the store as `sql` does (pipelines.store.open_reader)
+READERS = [["recon", "report", "--date", "2024-11-25"], ["alerts", "list"], ["alerts", "show", "C-1"]]
+
+
+@pytest.mark.parametrize("argv", READERS, ids=lambda a: " ".join(a[:2]))
+def test_recon_and_alerts_name_a_missing_database_and_create_none(
+    argv: list[str], store: Store, settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = _config(tmp_path, settings.clickhouse_dsn(), settings.clickhouse.database)
+    assert main([*argv, "--database", "typo_db", "--config", cfg]) == 2
+    assert "no database typo_db in" in _one_line(capsys.readouterr().err)
+    assert store.scalar("SELECT count() FROM system.databases WHERE name = 'typo_db'") == 0
+    where = tmp_path / "nothing-here"
+    assert main([*argv, "--config", _config(tmp_path, f"chdb://{where}", "brokerstream")]) == 2
+    assert "no ClickHouse data in" in _one_line(capsys.readouterr().err)
+    assert not where.exists()
+
+
+@pytest.mark.parametrize("argv", READERS[:2], ids=lambda a: " ".join(a[:2]))
+def test_recon_and_alerts_say_a_held_store_is_held(
+    argv: list[str], store: Store, settings: Settings, tmp_path: Path
+) -> None:
+    cfg = _config(tmp_path, settings.clickhouse_dsn(), settings.clickhouse.database)
+    done = subprocess.run([sys.executable, "-m", "brokerstream.cli", *argv, "--config", cfg],
+                          cwd=REPO, capture_output=True, text=True, timeout=bound(120), check=False)
+    assert done.returncode == 2, done.stderr
+    assert "in use by another process" in _one_line(done.stderr)
+
+
+@pytest.mark.parametrize("argv", [READERS[0], READERS[1]], ids=lambda a: " ".join(a[:2]))
+def test_recon_and_alerts_refuse_an_unknown_tenant_before_reading(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    where = tmp_path / "never-opened"
+    cfg = _config(tmp_path, f"chdb://{where}", "brokerstream")
+    assert main([*argv, "--tenant", "nobody", "--config", cfg]) == 2
+    assert "no tenant" in _one_line(capsys.readouterr().err)
+    assert not where.exists()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["sql"], "brokerstream sql: the following arguments are required: query"),
+    (["sql", "SELECT 1", "--format", "xml"], "argument --format: invalid choice: 'xml'"),
+    (["recon", "report"], "brokerstream recon report: the following arguments are required: --date"),
+    (["recon", "report", "--date", "2024-02-30"], "--date '2024-02-30' is not a calendar day"),
+    (["alerts", "assign", "C-1"], "brokerstream alerts assign: the following arguments are required: --to"),
+    (["alerts", "list", "--limit", "many"], "argument --limit: invalid int value: 'many'"),
+    (["alerts", "list", "--limit", "0"], "--limit must be at least 1"),
+    (["simulate", "--events", "ten"], "argument --events: invalid int value: 'ten'"),
+])
+def test_argument_mistakes_are_one_line_and_exit_2(argv: list[str], message: str, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    where = tmp_path / "never-opened"
+    cfg = _config(tmp_path, f"chdb://{where}", "brokerstream")
+    try:
+        code = main([*argv, "--config", cfg])
+    except SystemExit as exc:  # argparse's own errors
+        code = int(exc.code or 0)
+    assert code == 2
+    assert message in _one_line(capsys.readouterr().err)
+    assert not where.exists()

@@ -69,7 +69,7 @@ def app(simulated_store: SimulatedStore, sub_ib: str, configs: dict[str, Commiss
                       role="partner", tenants=["zenith"], ib=zenith_ib),
     ]
     auth = Authenticator([*USERS, *partners], [t.id for t in simulated_store.settings.tenants], secret=SECRET)
-    return create_app(simulated_store.store, auth=auth, sample_every_s=0)
+    return create_app(simulated_store.store, auth=auth)
 
 
 def _client(app: Any, name: str) -> Iterator[TestClient]:

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 import commissions.state
 from commissions import CommissionEngine, CommissionRow, FixedRates, parse_commissions
 from schemas.events import Deal
+from schemas.identity import account_key_of
 from tests import commissions_reference
 from tests.test_commissions_examples import make_deal
 
@@ -157,7 +158,7 @@ def engine() -> CommissionEngine:
 def feed(eng: CommissionEngine, events: list[Deal]) -> list[CommissionRow]:
     rows: list[CommissionRow] = []
     for event in events:
-        rows += eng.on_deal(event, account_group=ACCOUNT_GROUPS.get(f"mt5:ACME-MT5-Live:{event.login}", ""))
+        rows += eng.on_deal(event, account_group=ACCOUNT_GROUPS.get(account_key_of(event), ""))
     return rows
 
 

@@ -1,7 +1,8 @@
 """The built-in dashboard page (services/dashboard/server.py and static/) over the simulated
 brokerage's store: the API answers every ClickHouse panel with rows, runs only the
 definitions' SQL, and the page itself, loaded in headless Chromium after logging in through its
-form, draws every panel without an error. Screenshots go to test-artifacts/dashboard-<uid>.png.
+form, draws every panel without an error, every chart by ECharts (static/vendor/). Screenshots
+go to test-artifacts/dashboard-<uid>.png.
 Logins and tenant isolation have their own tests: tests/test_tenant_isolation.py."""
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 
 from brokerstream.cli import build_parser
 from services.dashboard.definitions import Dashboard, load_dashboards
@@ -70,7 +71,7 @@ def page_params(simulated_store: SimulatedStore) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def client(simulated_store: SimulatedStore) -> Iterator[TestClient]:
     """The API as an admin sees it (every tenant, engine health too)."""
-    app = create_app(simulated_store.store, auth=auth_for(simulated_store.settings), sample_every_s=0)
+    app = create_app(simulated_store.store, auth=auth_for(simulated_store.settings))
     with TestClient(app) as c:
         log_in(c, ADMIN)
         yield c
@@ -97,6 +98,11 @@ def test_definitions_and_index(client: TestClient) -> None:
     assert client.get("/d/no-such-dashboard").status_code == 404
     for name in ("app.js", "app.css"):
         assert client.get(f"/static/{name}").status_code == 200
+    # the chart library is served by the page itself (no CDN: the page works offline)
+    assert "/static/vendor/echarts.common.min.js" in home.text
+    lib = client.get("/static/vendor/echarts.common.min.js")
+    assert lib.status_code == 200 and "Apache Software Foundation" in lib.text[:2000]
+    assert "cdn" not in home.text.lower() and "https://" not in home.text
     assert client.get("/healthz").json()["status"] == "ok"
 
 
@@ -189,24 +195,22 @@ def _prom_panel(pid: int, title: str, expr: str, kind: str = "timeseries") -> di
 @pytest.fixture(scope="module")
 def probe_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Dashboards that exercise the failure paths: a failing query, a statement that is not a
-    SELECT, PromQL outside the subset, next to panels that work."""
+    SELECT, Prometheus panels without a built-in definition, next to panels that work."""
     directory = tmp_path_factory.mktemp("probe-dashboards")
     (directory / "probe.json").write_text(_grafana_json("probe", [
         _ch_panel(1, "works", "SELECT 1 AS one"),
         _ch_panel(2, "fails", "SELECT * FROM no_such_table", x=8),
         _ch_panel(3, "not a select", "CREATE TABLE dash_probe (x UInt8) ENGINE = Memory", x=16),
         _prom_panel(4, "rate", "sum by (topic) (rate(probe_events_total[1m]))"),
-        _prom_panel(5, "outside the subset", "predict_linear(probe_events_total[1h], 3600)", "stat"),
+        _prom_panel(5, "no definition either", "predict_linear(probe_events_total[1h], 3600)", "stat"),
     ]))
     return directory
 
 
-def test_failures_are_json_errors_and_promql_panels(simulated_store: SimulatedStore, probe_dir: Path) -> None:
-    registry = CollectorRegistry()
-    events = Counter("probe_events_total", "probe", ["topic"], registry=registry)
+def test_failures_are_json_errors_and_unmapped_prometheus_panels(simulated_store: SimulatedStore,
+                                                                probe_dir: Path) -> None:
     app = create_app(simulated_store.store, auth=auth_for(simulated_store.settings), dashboards_dir=probe_dir,
-                     registry=registry, sample_every_s=0)
-    page = app.state.page
+                     registry=CollectorRegistry())
     with TestClient(app) as c:
         log_in(c, ADMIN)
         url = "/api/dashboards/probe/panels/{}"
@@ -216,16 +220,11 @@ def test_failures_are_json_errors_and_promql_panels(simulated_store: SimulatedSt
         r = c.get(url.format(3))
         assert r.status_code == 400 and "not a single SELECT" in r.json()["error"]
         assert not simulated_store.store.scalar("SELECT count() FROM system.tables WHERE name = 'dash_probe'")
-        for i in range(4):  # samples 2 s apart: 5 events/s on deals
-            events.labels("deals").inc(10)
-            page.history.sample(force=True)
-            page.history.times[-1] -= (3 - i) * 2.0  # as if sampled earlier
-        body = c.get(url.format(4), params={"from": "now-5m", "to": "now"}).json()
-        assert body["columns"][1]["name"] == "series" and body["rows"]
-        assert {row[1] for row in body["rows"]} == {"deals"}
-        assert body["rows"][-1][2] == pytest.approx(5.0, rel=0.01)
-        body = c.get(url.format(5)).json()
-        assert body["unsupported"].startswith("needs Prometheus") and "predict_linear" in body["unsupported"]
+        # no PromQL is evaluated here: a Prometheus panel without a built-in definition
+        # (services/dashboard/engine_health.py) is Grafana's
+        for pid in (4, 5):
+            body = c.get(url.format(pid)).json()
+            assert body["unsupported"].startswith("needs Prometheus") and body["rows"] == []
 
 
 def test_cli_has_the_dashboard_commands() -> None:
@@ -244,6 +243,7 @@ def test_cli_has_the_dashboard_commands() -> None:
 
 # ---- the page in headless Chromium ---------------------------------------------------------------
 
+CHART_TYPES = {"timeseries", "barchart", "bargauge", "piechart"}  # drawn by ECharts (stat: its sparkline)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 NO_CHROMIUM = "no chromium binary (scripts/test installs it as root: apt-get install chromium)"
 # In CI the browser test must run: a missing browser fails there instead of skipping.
@@ -263,7 +263,11 @@ class _DomReport(HTMLParser):
         self.html = ""
         self.user_tenants: str | None = None
         self.options: list[str] = []
+        # per panel: the ECharts instances in it and the SVG shapes they drew
+        self.charts: dict[str, int] = {}
+        self.shapes: dict[str, int] = {}
         self._in_errors = False
+        self._panel: str | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
@@ -271,7 +275,14 @@ class _DomReport(HTMLParser):
         if tag == "body":
             self.ready = a.get("data-ready") or ""
         if tag == "section" and "panel" in classes:
-            self.panels[a.get("data-panel-id") or "?"] = a.get("data-state") or ""
+            self._panel = a.get("data-panel-id") or "?"
+            self.panels[self._panel] = a.get("data-state") or ""
+            self.charts[self._panel] = self.shapes[self._panel] = 0
+        if self._panel is not None:
+            if a.get("data-chart") == "echarts" and "_echarts_instance_" in a:
+                self.charts[self._panel] += 1
+            if tag in ("path", "rect", "circle", "text"):
+                self.shapes[self._panel] += 1
         if "panel-error" in classes:
             self.error_boxes += 1
         if a.get("id") == "user":
@@ -285,6 +296,8 @@ class _DomReport(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag == "pre":
             self._in_errors = False
+        if tag == "section":
+            self._panel = None
 
     def handle_data(self, data: str) -> None:
         if self._in_errors:
@@ -335,7 +348,6 @@ def served(simulated_store: SimulatedStore) -> Iterator[str]:
         yield f"http://127.0.0.1:{bound_port(server)}"
     finally:
         server.should_exit = True
-        server.config.app.state.page.history.stop()
 
 
 @pytest.mark.skipif(SKIP_BROWSER, reason=NO_CHROMIUM)
@@ -361,6 +373,13 @@ def test_every_dashboard_renders_in_chromium(served: str, page_params: dict[str,
         for pid, state in report.panels.items():
             ok = state in allowed or (state == "empty" and int(pid) in may_be_empty)
             assert ok, f"{d.uid}: panel {pid} is {state!r}"
+        # every chart drawn is ECharts' (SVG renderer): an instance with shapes in it
+        for p in d.panels:
+            if p.type in CHART_TYPES and report.panels[str(p.id)] == "ok":
+                pid = str(p.id)
+                drawn = (report.charts[pid], report.shapes[pid])
+                assert drawn[0] >= 1 and drawn[1] > 3, f"{d.uid}: {p.title!r}: no ECharts chart {drawn}"
+        assert sum(report.charts.values()) > 0 or not any(p.type in CHART_TYPES for p in d.panels), d.uid
         shot = ARTIFACTS / f"dashboard-{d.uid}.png"
         assert shot.exists() and shot.stat().st_size > 30_000, f"{shot} missing or blank"
         assert _png_size(shot) == (1600, 2400)
@@ -369,18 +388,19 @@ def test_every_dashboard_renders_in_chromium(served: str, page_params: dict[str,
 @pytest.mark.skipif(SKIP_BROWSER, reason=NO_CHROMIUM)
 def test_the_page_shows_failures(simulated_store: SimulatedStore, probe_dir: Path, tmp_path: Path) -> None:
     """The checks above can fail: a failing query is an error box, its request is in #errors,
-    PromQL outside the subset is a note, and the working panel still renders."""
+    a Prometheus panel without a built-in definition is a note, and the working panel still
+    renders."""
     from services.dashboard.server import _serve
 
     app = create_app(simulated_store.store, auth=auth_for(simulated_store.settings), dashboards_dir=probe_dir,
-                     registry=CollectorRegistry(), sample_every_s=0)
+                     registry=CollectorRegistry())
     server, _ = _serve(app, "127.0.0.1", 0)
     try:
         url = f"http://127.0.0.1:{bound_port(server)}/d/probe?refresh=off"
         report = _chromium(url, tmp_path / "probe.png")
     finally:
         server.should_exit = True
-    assert report.panels == {"1": "ok", "2": "error", "3": "error", "4": "empty", "5": "unsupported"}
+    assert report.panels == {"1": "ok", "2": "error", "3": "error", "4": "unsupported", "5": "unsupported"}
     assert report.error_boxes == 2
     assert report.errors_count == "2" and "no_such_table" in report.errors_text.lower()
 

@@ -17,7 +17,7 @@ from pipelines.exposure_step import (
     StoreDealHistory,
     correction_issue_rows,
 )
-from pipelines.tables import COLUMNS_BY_TABLE, to_row
+from pipelines.tables import ALERTS, CORRECTION_ISSUES, DEALS, POSITIONS, to_row
 from risk_rules.exposure import AccountModes, ExposureEngine, PositionBook, PositionChange
 from risk_rules.exposure.positions import CorrectionIssue, MemoryDealHistory
 from risk_rules.exposure.settings import ExposureSettings
@@ -140,10 +140,10 @@ def test_a_late_correction_without_history_is_reported_not_silenced(late: str) -
         delete.deal_key, "delete", "1", ACCOUNT)
     assert "left memory" in issue.reason
     rows = correction_issue_rows(issue)
-    assert [table for table, _ in rows] == ["correction_issues_store", "alerts_store"]
+    assert [table for table, _ in rows] == [CORRECTION_ISSUES, ALERTS]
     for table, values in rows:
-        assert len(values) == len(COLUMNS_BY_TABLE[table])
-    alert = dict(zip(COLUMNS_BY_TABLE["alerts_store"], rows[1][1], strict=True))
+        assert len(values) == len(table.columns)
+    alert = dict(zip(ALERTS.columns, rows[1][1], strict=True))
     assert (alert["rule_id"], alert["category"], alert["subject"]) == (
         "correction.unapplied", "risk", ACCOUNT)
     assert alert["evidence"] == [delete.deal_key]
@@ -228,7 +228,7 @@ def test_store_deal_history_reads_a_positions_deals_back(store: object) -> None:
     first = _opened_and_closed()
     other, delete = _late_delete(60)
     deals = [*first, other, delete]
-    table, columns = "deals_store", COLUMNS_BY_TABLE["deals_store"]
+    table, columns = DEALS.name, DEALS.columns
     store.insert_rows(table, columns, [to_row(d)[1] for d in deals])
     history = StoreDealHistory(store)
     got = history.position_deals(ACCOUNT, "hedging", "1")
@@ -254,8 +254,8 @@ def test_issue_rows_and_mark_sources_land_in_their_views(store: object) -> None:
         update={"platform_symbol": "EURUSD.r"}))
     as_of = make_deal(0, "buy", "in", "1", "1", t=5).time
     rows = [*correction_issue_rows(issue), *snapshot_rows(engine.snapshot(as_of))]
-    for table in ("correction_issues_store", "alerts_store", "positions_store"):
-        store.insert_rows(table, COLUMNS_BY_TABLE[table], [v for t, v in rows if t == table])
+    for table in (CORRECTION_ISSUES, ALERTS, POSITIONS):
+        store.insert_rows(table.name, table.columns, [v for t, v in rows if t is table])
     assert store.query("SELECT deal_key, event, reason FROM correction_issues")[1] == [
         ("mt5:ACME-MT5-Live:2", "delete", "the position left memory")]
     assert store.query("SELECT rule_id, category FROM alerts")[1] == [("correction.unapplied", "risk")]

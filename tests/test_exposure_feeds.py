@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from risk_rules.exposure import AccountModes, BookRouting, ExposureEngine, PriceBook
 from risk_rules.exposure.margin import MarginConfig
 from schemas.events import Quote
+from schemas.identity import parse_account_key
 from tests.test_exposure_support import (
     GEN_SERVERS,
     at,
@@ -85,7 +86,7 @@ def _margin_events(seed: int, steps: int, accounts: int, every: int) -> tuple[li
                               routing=BookRouting(accounts=history.books), margin=config) for _ in range(2)]
     extra: list[object] = []
     for i, key in enumerate(sorted(history.modes)):
-        _, server, login = key.split(":")
+        _, server, login = parse_account_key(key)
         extra.append(make_account(int(login), server=server, tenant=GEN_SERVERS[server],
                                   currency="EUR" if i % 3 == 0 else "USD",
                                   balance=str(rng.choice([300, 1500, 8000, 40000])),
@@ -94,7 +95,7 @@ def _margin_events(seed: int, steps: int, accounts: int, every: int) -> tuple[li
     # account updates and balance operations mid-stream
     for _ in range(steps // 20):
         key = rng.choice(sorted(history.modes))
-        _, server, login = key.split(":")
+        _, server, login = parse_account_key(key)
         where = rng.randrange(len(events))
         t = getattr(events[where], "time", at(0))
         op = make_balance_op(rng.randrange(10**6), str(rng.choice([-2000, 500, 5000])), login=int(login),

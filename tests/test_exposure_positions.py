@@ -13,6 +13,7 @@ from pipelines.config import parse_settings
 from risk_rules.exposure import PositionBook, PositionChange, PositionState
 from schemas.envelope import Envelope
 from schemas.events import Deal
+from schemas.identity import account_key_of
 from tests.test_exposure_support import T0, make_deal, revise
 
 D = Decimal
@@ -369,7 +370,7 @@ def test_a_book_pickled_at_any_point_continues_exactly() -> None:
         history = random_history(seed, 800, accounts=2)
         for account, mode in history.modes.items():
             deals = [e for e in history.events if isinstance(e, Deal)
-                     and f"mt5:{e.server}:{e.login}" == account]
+                     and account_key_of(e) == account]
             live = PositionBook(account, mode)  # type: ignore[arg-type]
             restored = PositionBook(account, mode)  # type: ignore[arg-type]
             for i, deal in enumerate(deals):

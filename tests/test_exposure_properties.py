@@ -20,6 +20,7 @@ from risk_rules.exposure import (
 from risk_rules.exposure.money import price12
 from risk_rules.exposure.positions import deal_order
 from schemas.events import Deal, Quote
+from schemas.identity import account_key_of
 from tests.test_exposure_support import History, at, random_history
 
 histories = st.builds(
@@ -130,7 +131,7 @@ def test_realised_pnl_of_a_position_is_the_sum_of_what_its_deals_say(history: Hi
     # and over each account, what every live deal says (deleted and canceled ones say nothing)
     by_account: dict[str, Decimal] = {}
     for deal in history.final_deals():
-        key = f"{deal.platform}:{deal.server}:{deal.login}"
+        key = account_key_of(deal)
         by_account[key] = by_account.get(key, Decimal(0)) + Money.of_deal(deal).total
     realised: dict[str, Decimal] = {}
     for position in all_positions(engine, history):

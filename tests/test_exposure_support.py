@@ -11,6 +11,7 @@ from typing import Any
 
 from schemas.contract_sizes import contract_size_for
 from schemas.events import Account, BalanceOperation, Deal, Quote
+from schemas.identity import account_key
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 SERVER = "ACME-MT5-Live"
@@ -118,7 +119,7 @@ def make_account(login: int = 70001, *, group: str = "real\\B-std", currency: st
                  server: str = SERVER, tenant: str = TENANT, platform: str = "mt5", t: float = 0,
                  version: int = 1) -> Account:
     return Account.model_validate({
-        "account_key": f"{platform}:{server}:{login}", "tenant": tenant, "platform": platform,
+        "account_key": account_key(platform, server, login), "tenant": tenant, "platform": platform,
         "server": server, "login": login, "group": group, "currency": currency, "leverage": leverage,
         "balance": None if balance is None else Decimal(balance),
         "credit": None if credit is None else Decimal(credit),

@@ -24,6 +24,7 @@ from cases.settings import NotifySettings
 from pipelines.config import parse_settings
 from pipelines.notify import Notifier, NotifySink, notice_from_row, notify_items
 from pipelines.rules_step import alert_row
+from pipelines.tables import ALERTS, DEALS, TableRows
 from risk_rules.alerts import Alert
 from tests.conftest import TEST_CONFIG
 
@@ -275,7 +276,7 @@ def test_an_alert_is_not_notified_again_after_a_restart(hook: Hook, tmp_path: Pa
 def test_the_sink_takes_the_dataflows_alert_rows(hook: Hook, tmp_path: Path) -> None:
     rows = [alert_row(_alert("k-1"))[1], alert_row(_alert("k-2", mode="observe"))[1],
             alert_row(_alert("k-3", category="risk", severity="critical"))[1]]
-    items = notify_items(("alerts_store", rows)) + notify_items(("deals_store", [("x",)]))
+    items = notify_items(TableRows(ALERTS, rows)) + notify_items(TableRows(DEALS, [("x",)]))
     assert [row[0] for _, row in items] == ["k-1", "k-3"]
     sink = NotifySink(_settings(hook), tmp_path / "sent.log")
     [part_name] = sink.list_parts()

@@ -17,6 +17,7 @@ from pipelines.config import Settings, parse_settings
 from pipelines.store import Store
 from schemas.envelope import Envelope
 from schemas.events import Deal, Quote
+from schemas.identity import account_key
 from tests.exposure_reference import deals_frame, net_exposure, quotes_frame
 
 CENT = Decimal("0.01")
@@ -56,7 +57,7 @@ def test_exposure_table_equals_the_batch_reference(tmp_path: Path, settings: Set
     records = [r for env in envelopes for r in normalise(env)]
     deals = deals_frame(r for r in records if isinstance(r, Deal))
     quotes = quotes_frame(r for r in records if isinstance(r, Quote))
-    modes = {f"mt5:{SERVER}:{login}": "hedging" for login in deals["login"].unique().to_list()}
+    modes = {account_key("mt5", SERVER, login): "hedging" for login in deals["login"].unique().to_list()}
     reference = net_exposure(deals, modes, {}, quotes, QUOTE_CCY, PAIRS)
 
     _, rows = store.query("SELECT tenant, book, symbol, net_lots, net_units, net_notional_usd, "

@@ -23,7 +23,7 @@ from connectors.registry import READERS, Normaliser
 from connectors.routing import Router
 from pipelines.config import parse_settings
 from pipelines.store import Store
-from pipelines.tables import COLUMNS_BY_TABLE, to_row
+from pipelines.tables import Table, to_row
 from schemas.account_state import merge_account
 from schemas.envelope import Envelope, EnvelopeError, envelope_from_json_line
 from schemas.events import AccountUpdate, DeadLetter
@@ -252,7 +252,7 @@ def psp_messages(draw: st.DrawFn) -> Envelope:
 # -- the property -------------------------------------------------------------------------------
 
 def _check_and_store(store: Store, envelopes: list[Envelope]) -> None:
-    by_table: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    by_table: dict[Table, list[tuple[Any, ...]]] = defaultdict(list)
     for env in envelopes:
         records = NORMALISE(env)  # must not raise
         for record in records:
@@ -263,7 +263,7 @@ def _check_and_store(store: Store, envelopes: list[Envelope]) -> None:
             table, row = to_row(stored)
             by_table[table].append(row)
     for table, rows in by_table.items():
-        set_aside = store.insert_rows(table, COLUMNS_BY_TABLE[table], rows)
+        set_aside = store.insert_rows(table.name, table.columns, rows)
         assert set_aside == [], f"the store had to set aside rows the connectors accepted: {set_aside}"
 
 

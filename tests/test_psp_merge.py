@@ -19,7 +19,7 @@ from pipelines.account_stage import AccountShard, AccountStage
 from pipelines.config import Settings
 from pipelines.dataflow import _account_rows, _record_rows
 from pipelines.store import Store
-from pipelines.tables import COLUMNS_BY_TABLE, to_row
+from pipelines.tables import BALANCE_OPERATIONS, to_row
 from schemas.events import BalanceOperation
 from schemas.payment_merge import FACT_FIELDS, PaymentMerger, merge_payment
 from tests.test_psp_connectors import (
@@ -88,7 +88,7 @@ def test_stripe_intent_and_charge_in_either_order_keep_the_payer_and_the_card(
     assert _record_rows(ops) == []
     from pipelines.account_stage import AccountOutputs
     rows = _account_rows(("s", AccountOutputs(payments=stored)))
-    assert [t for t, _ in rows] == ["balance_operations_store"] and len(rows[0][1]) == len(stored)
+    assert [r.table for r in rows] == [BALANCE_OPERATIONS] and len(rows[0].rows) == len(stored)
     assert shard.slots  # the merge is state of the account's slot (snapshots keep it)
 
 
@@ -192,7 +192,7 @@ def test_the_stored_payment_keeps_every_fact_in_clickhouse(cfg: Settings, store:
     _, stored = _stage_run(_stripe_ops(cfg, (1, 0)))
     for op in stored:
         table, row = to_row(op)
-        store.insert_rows(table, COLUMNS_BY_TABLE[table], [row])
+        store.insert_rows(table.name, table.columns, [row])
     _, rows = store.query("SELECT op_key, status, payer_name, country, instrument_fingerprint, "
                           "amount FROM balance_operations")
     assert rows == [("psp:stripe:pi_3Mtw", "approved", "Jenny Rosen", "DE",

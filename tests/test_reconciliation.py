@@ -31,6 +31,7 @@ from devtools.simulator.brokerage import Brokerage
 from pipelines.config import ConfigError, Settings, parse_settings
 from pipelines.recon_step import ReconStep, Tick, recon_inputs
 from pipelines.store import Store
+from pipelines.tables import ALERTS, RECONCILIATION_BREAKS
 from reconciliation import BREAK_KINDS, Break, Matcher, ReconSettings, platform_reference
 from reconciliation.matcher import BreakAged
 from schemas.events import BalanceOperation
@@ -496,7 +497,7 @@ def test_the_stage_keys_by_tenant_and_ticks_with_the_batch() -> None:
     matcher, rows = step(None, o)
     matcher, rows = step(matcher, Tick("acme", at(3 * 86_400)))
     tables = [t for t, _ in rows]
-    assert tables == ["reconciliation_breaks_store", "alerts_store"]
+    assert tables == [RECONCILIATION_BREAKS, ALERTS]
     assert rows[1][1][6] == "mt5:ACME-MT5-Live:5001"  # the alert's subject is the account key
 
 

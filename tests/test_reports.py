@@ -23,6 +23,7 @@ from reports.model import Money, Report, text
 from reports.payout_run import payout_run
 from reports.statement import BALANCE_MOVEMENTS, Period, client_statement
 from risk_rules.exposure.routing import BookRouting
+from schemas.identity import account_key
 from tests.conftest import SimulatedStore
 
 ZERO = Decimal(0)
@@ -68,7 +69,7 @@ def raw(simulated_store: SimulatedStore) -> dict[str, list[dict[str, Any]]]:
 
 
 def key(row: dict[str, Any]) -> str:
-    return f"{row['platform']}:{row['server']}:{row['login']}"
+    return account_key(row['platform'], row['server'], row['login'])
 
 
 def period_of(sim: SimulatedStore) -> Period:
@@ -387,10 +388,11 @@ def test_cli_writes_every_format(config: Path, statement: tuple[Report, str, str
     report, tenant, client, period = statement
     for fmt in ("csv", "xlsx", "pdf"):
         out = tmp_path / f"s.{fmt}"
-        code, stdout, _ = run_cli(["statement", "client", "--client", client, "--from", str(period.first),
-                                   "--to", str(period.last), "--format", fmt, "--out", str(out),
-                                   "--config", str(config)], capsys)
-        assert code == 0 and "balance check OK" in stdout and out.stat().st_size > 0
+        code, stdout, err = run_cli(["statement", "client", "--client", client, "--from", str(period.first),
+                                     "--to", str(period.last), "--format", fmt, "--out", str(out),
+                                     "--config", str(config)], capsys)
+        # the summary (with the elapsed time) on stderr: stdout stays for data
+        assert code == 0 and "balance check OK" in err and not stdout and out.stat().st_size > 0
     _, sections = read_csv((tmp_path / "s.csv").read_bytes().decode())
     assert [list(r.values()) for r in sections["summary"]] == [
         [text(v) for v in row] for row in report.sections[0].rows]
@@ -399,9 +401,10 @@ def test_cli_writes_every_format(config: Path, statement: tuple[Report, str, str
                               capsys)
     assert code == 0 and (tmp_path / "daily" / f"daily-{tenant}-{period.first}.xlsx").exists()
     ib = simulated_store_ib(config)
-    code, stdout, _ = run_cli(["commissions", "statement", "--ib", ib[0], "--month", ib[1], "--format", "pdf",
-                               "--out", str(tmp_path / "ib.pdf"), "--config", str(config)], capsys)
-    assert code == 0 and "lines written" in stdout
+    code, stdout, err = run_cli(["commissions", "statement", "--ib", ib[0], "--month", ib[1],
+                                 "--format", "pdf", "--out", str(tmp_path / "ib.pdf"),
+                                 "--config", str(config)], capsys)
+    assert code == 0 and "lines written" in err and ib[0] in stdout
     text_pdf = "\n".join(p.extract_text() for p in PdfReader(tmp_path / "ib.pdf").pages)
     assert f"ib: {ib[0]}" in text_pdf and f"month {ib[1]}" in text_pdf
 

@@ -11,6 +11,7 @@ from devtools.simulator.sanctions import DATA as SIM_DATA
 from risk_rules.alerts import Alert
 from risk_rules.engine import CsvGeoIP, RuleEngine, RulesConfig, RuleSettings
 from schemas.events import AccountUpdate, BalanceOperation, Deal, Login
+from schemas.identity import account_key
 
 T0 = datetime(2024, 11, 25, 8, 0, tzinfo=UTC)
 DATA = SIM_DATA
@@ -23,7 +24,7 @@ def at(hours: float = 0, minutes: float = 0, seconds: float = 0) -> datetime:
 
 
 def acct(login: int = 100) -> str:
-    return f"mt5:{SERVER}:{login}"
+    return account_key("mt5", SERVER, login)
 
 
 def ledger(amount: float | str, t: datetime, login: int = 100, currency: str = "USD") -> BalanceOperation:

@@ -16,6 +16,7 @@ from connectors.psp import praxis, skrill, stripe
 from pipelines.config import Settings
 from risk_rules.engine import RulesConfig, RuleSettings, cooldown_hours
 from schemas.events import AccountUpdate, BalanceOperation
+from schemas.identity import account_key
 from schemas.payment_merge import PaymentMerger
 from tests.test_psp_connectors import (
     NOW,
@@ -134,7 +135,7 @@ def _person(login_no: int, platform: str, name: str, client_id: str = "",
     if platform != "mt5":
         server = "ACME-MT4-Live"
         rec = rec.model_copy(update={"platform": platform, "server": server,
-                                     "account_key": f"{platform}:{server}:{login_no}"})
+                                     "account_key": account_key(platform, server, login_no)})
     return rec
 
 

@@ -12,6 +12,7 @@ import pytest
 from risk_rules.engine import load_rules_config
 from risk_rules.settings import DEFAULT_RULES_FILE
 from schemas.events import AccountUpdate, BalanceOperation
+from schemas.identity import account_key
 from tests.test_connector_mt4 import user_record, users
 from tests.test_rules_builders import SERVER, account, acct, at, deal, engine, feed, ledger, psp
 
@@ -33,7 +34,7 @@ def _client(login_no: int, client_id: str = "", name: str = "Ana Souza",
     rec = account(login_no, client_id=client_id, name=name, date_of_birth=date(1985, 6, 1))
     if server != SERVER:
         rec = rec.model_copy(update={"server": server, "platform": platform,
-                                     "account_key": f"{platform}:{server}:{login_no}"})
+                                     "account_key": account_key(platform, server, login_no)})
     return rec
 
 

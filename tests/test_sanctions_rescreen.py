@@ -15,7 +15,7 @@ from brokerstream.cli import main
 from pipelines.config import Settings
 from pipelines.rules_step import alert_row
 from pipelines.store import Store
-from pipelines.tables import COLUMNS_BY_TABLE, to_row
+from pipelines.tables import ACCOUNTS, ALERTS, BALANCE_OPERATIONS, to_row
 from risk_rules.alerts import Alert
 from schemas.account_state import merge_account
 from schemas.events import Account
@@ -60,8 +60,8 @@ def _fill(store: Store) -> None:
         psp(-900, at(7), login=101, payer="Anna Schmidt", status="pending"),  # a payout under way
         psp(-100, at(8), login=101, payer="Mei Lin Zhouran", status="failed"),  # never paid
     ]
-    for table, records in (("accounts_store", accounts), ("balance_operations_store", ops)):
-        store.insert_rows(table, COLUMNS_BY_TABLE[table], [to_row(r)[1] for r in records])
+    for table, records in ((ACCOUNTS, accounts), (BALANCE_OPERATIONS, ops)):
+        store.insert_rows(table.name, table.columns, [to_row(r)[1] for r in records])
 
 
 def _alerts(store: Store) -> list[tuple[str, dict[str, object]]]:
@@ -79,14 +79,14 @@ def test_rescreen_raises_new_hits_once(
                  severity="critical", tenant="acme", subject=acct(101), summary="live",
                  facts={"party": "account holder", "entry": "7001", "list": "OFAC"},
                  evidence=[acct(101)], event_time=at(0), detected_at=at(0))
-    store.insert_rows("alerts_store", COLUMNS_BY_TABLE["alerts_store"], [alert_row(live)[1]])
+    store.insert_rows(ALERTS.name, ALERTS.columns, [alert_row(live)[1]])
 
     assert main(["sanctions", "rescreen", "--config", str(config)]) == 0
     out = capsys.readouterr()
     # 5 holders + 4 third-party names (the holder's own payment, the pending deposit and the
     # failed payout left out; the pending payout's beneficiary in)
-    assert "client base in" in out.out and "5 account holders, 4 payer/beneficiary names" in out.out
-    assert "screened 9 names" in out.out and "3 new, 1 unchanged" in out.out
+    assert "client base in" in out.err and "5 account holders, 4 payer/beneficiary names" in out.err
+    assert "screened 9 names" in out.err and "3 new, 1 unchanged" in out.err  # summaries: stderr
     assert "screened          9 / 9 names (100%)" in out.err
     expected = {  # written down from the lists and the clients above
         (acct(101), "account holder", "7001"),  # the live alert
@@ -103,17 +103,17 @@ def test_rescreen_raises_new_hits_once(
 
     # a second run: nothing new
     assert main(["sanctions", "rescreen", "--config", str(config)]) == 0
-    assert "0 new, 4 unchanged" in capsys.readouterr().out
+    assert "0 new, 4 unchanged" in capsys.readouterr().err
     assert len(_alerts(store)) == 4
 
 
 def test_rescreen_dry_run_and_tenant(store: Store, config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _fill(store)
     assert main(["sanctions", "rescreen", "--config", str(config), "--dry-run"]) == 0
-    assert "4 new, 0 unchanged; dry run: no alert written" in capsys.readouterr().out
+    assert "4 new, 0 unchanged; dry run: no alert written" in capsys.readouterr().err
     assert _alerts(store) == []
     assert main(["sanctions", "rescreen", "--config", str(config), "--tenant", "zenith"]) == 0
-    assert "screened 0 names" in capsys.readouterr().out
+    assert "screened 0 names" in capsys.readouterr().err
     assert main(["sanctions", "rescreen", "--config", str(config), "--tenant", "nope"]) == 2
     assert "--tenant nope: not in the configuration" in capsys.readouterr().err
 

@@ -34,6 +34,7 @@ from devtools.simulator.typologies import LARGE_THRESHOLD, REPORTING_THRESHOLD, 
 from pipelines.config import Settings, load_settings, parse_settings
 from schemas.envelope import Envelope, envelope_from_json_line
 from schemas.events import AccountUpdate, BalanceOperation, DeadLetter, Deal, Login
+from schemas.identity import account_key_of
 
 SAMPLE = 200_000
 ACCOUNTS = 3_000
@@ -331,8 +332,8 @@ def test_mirror_trades_are_opposite_and_close_in_time(sample: Sample) -> None:
         first, second = case["accounts"]
         ins = [sample.deals[e] for e in case["event_ids"]
                if e in sample.deals and sample.deals[e].entry == "in"]
-        a = [d for d in ins if f"{d.platform}:{d.server}:{d.login}" == first]
-        b = [d for d in ins if f"{d.platform}:{d.server}:{d.login}" == second]
+        a = [d for d in ins if account_key_of(d) == first]
+        b = [d for d in ins if account_key_of(d) == second]
         matched = 0
         for x in a:
             for y in b:
@@ -423,8 +424,10 @@ def test_cli_file_mode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert len(list(read_envelopes(out))) == 5_000
     assert (tmp_path / "sim.truth.jsonl").exists()
     assert (tmp_path / "partners" / "commissions-acme.yaml").exists()
-    text = capsys.readouterr().out
-    assert "5,000 events" in text and "injected cases" in text
+    captured = capsys.readouterr()
+    text = captured.err  # progress and summary on stderr: stdout stays free for data
+    assert "5,000 events" in text and "injected cases" in text and str(out) in text
+    assert not captured.out
     assert cli.main(["--events", "10"], settings=FIXED) == 2  # neither --out nor --kafka
 
 
@@ -496,5 +499,5 @@ def test_cli_live_mode_hands_envelopes_to_the_callers_publisher(
     now_ms = time.time() * 1000
     assert abs(seen["envelopes"][0].timestamp_ms - now_ms) < 3_600_000  # live: starts now
     assert truth.exists()
-    assert "3,000 events" in capsys.readouterr().out
+    assert "3,000 events" in capsys.readouterr().err
     assert cli.main(["--kafka", "--events", "10"], settings=FIXED) == 2  # no publisher given

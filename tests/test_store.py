@@ -8,17 +8,13 @@ from connectors.mt5 import read_mt5_deal
 from connectors.routing import Router
 from pipelines.config import Settings
 from pipelines.store import Store, migrations
-from pipelines.tables import COLUMNS_BY_TABLE, to_row
+from pipelines.tables import COLUMNS_BY_TABLE, table_batches, to_row
 from tests.helpers import T0, envelope, mt5_deal
 
 
 def _write(store: Store, records: list[object]) -> None:
-    by_table: dict[str, list[tuple[object, ...]]] = {}
-    for record in records:
-        table, row = to_row(record)
-        by_table.setdefault(table, []).append(row)
-    for table, rows in by_table.items():
-        store.insert_rows(table, COLUMNS_BY_TABLE[table], rows)
+    for batch in table_batches(map(to_row, records)):
+        store.insert_rows(batch.table.name, batch.table.columns, batch.rows)
 
 
 def test_migrations_are_idempotent(store: Store) -> None:

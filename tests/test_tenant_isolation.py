@@ -41,7 +41,7 @@ TENANT_PANEL = next(p for p in RISK.panels if "${tenant" in p.sql and p.type == 
 
 @pytest.fixture(scope="module")
 def app(simulated_store: SimulatedStore) -> Any:
-    return create_app(simulated_store.store, auth=auth_for(simulated_store.settings), sample_every_s=0)
+    return create_app(simulated_store.store, auth=auth_for(simulated_store.settings))
 
 
 @pytest.fixture
@@ -150,7 +150,7 @@ def test_a_changed_password_or_removed_user_ends_the_session(
     tenants = [t.id for t in simulated_store.settings.tenants]
     for users in (changed, [u for u in USERS if u.name != VIEWER]):
         app = create_app(
-            simulated_store.store, auth=Authenticator(users, tenants, secret=SECRET), sample_every_s=0
+            simulated_store.store, auth=Authenticator(users, tenants, secret=SECRET)
         )
         with TestClient(app) as c:
             assert c.get("/api/me", cookies={COOKIE: cookie}).status_code == 401
@@ -192,7 +192,7 @@ def test_wrong_password_and_unknown_user_are_refused_alike(anonymous: TestClient
 
 
 def test_repeated_failures_are_throttled(simulated_store: SimulatedStore) -> None:
-    app = create_app(simulated_store.store, auth=auth_for(simulated_store.settings), sample_every_s=0)
+    app = create_app(simulated_store.store, auth=auth_for(simulated_store.settings))
     with TestClient(app) as c:
         codes = [
             c.post("/login", data={"name": OTHER, "password": f"guess-{i}"}).status_code for i in range(7)

@@ -40,9 +40,9 @@ from typing import Any
 
 from connectors.fields import Rejected
 from connectors.psp.common import (
-    Account,
     Kind,
     Payment,
+    PspAccount,
     PspContext,
     Routing,
     SignatureError,
@@ -122,7 +122,7 @@ def dedupe_id(raw_body: bytes, headers: Mapping[str, str]) -> str:
     return f"{need(doc, 'id')}:{need(doc, 'status')}"
 
 
-def _account(doc: Mapping[str, Any]) -> Account:
+def _account(doc: Mapping[str, Any]) -> PspAccount:
     for where, value in (("foreign_id", text(doc, "foreign_id")),
                          ("crypto_address.foreign_id",
                           text(obj(doc, "crypto_address"), "foreign_id")),

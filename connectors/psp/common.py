@@ -42,8 +42,6 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl
 
-import orjson
-
 from connectors.countries import country_code
 from connectors.fields import (
     EPOCH,
@@ -51,6 +49,7 @@ from connectors.fields import (
     Rejected,
     as_decimal,
     check_time,
+    decode_json_object,
     fit_decimal,
     from_epoch_ms,
 )
@@ -166,12 +165,7 @@ def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     """A JSON object; a key repeated in any object is refused (parsers disagree on which copy
     counts, so what was signed and what is read could differ)."""
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise Rejected(f"not JSON: {exc}", "decode") from None
-    if not isinstance(doc, dict):
-        raise Rejected(f"expected a JSON object, got {type(doc).__name__}", "decode")
+    doc = decode_json_object(raw)
     try:  # orjson keeps the last copy silently: a second, checking parse
         json.loads(raw, object_pairs_hook=_refuse_duplicates)
     except RecursionError:
@@ -325,19 +319,19 @@ _ACCOUNT_REF = re.compile(r"^(?P<server>[^:]+):(?P<login>[0-9]{1,18})(?::.*)?$",
 
 
 @dataclass(frozen=True, slots=True)
-class Account:
+class PspAccount:
     server: str
     login: int
     platform: str = ""
 
 
-def account_ref(value: str, name: str) -> Account:
+def account_ref(value: str, name: str) -> PspAccount:
     """``<server>:<login>[:<anything>]`` as brokers put it in a provider's reference field."""
     match = _ACCOUNT_REF.match(value.strip())
     if match is None:
         raise Rejected(f"field {name!r} = {value[:80]!r} does not name a trading account: "
                        "expected '<server>:<login>[:<reference>]'", "route")
-    return Account(match["server"], int(match["login"]))
+    return PspAccount(match["server"], int(match["login"]))
 
 
 def is_payout_ref(value: str, prefix: str) -> bool:
@@ -347,16 +341,16 @@ def is_payout_ref(value: str, prefix: str) -> bool:
     return len(parts) == 3 and parts[2].startswith(prefix)
 
 
-def account_fields(server: str, login: str, platform: str, where: str) -> Account:
+def account_fields(server: str, login: str, platform: str, where: str) -> PspAccount:
     if not server:
         raise Rejected(f"{where}: no 'server' names the trading server", "route")
     if not re.fullmatch(r"[0-9]{1,18}", login.strip()):
         raise Rejected(f"{where}: login {login[:40]!r} is not an account number", "route")
-    return Account(server.strip(), int(login.strip()), platform.strip().lower())
+    return PspAccount(server.strip(), int(login.strip()), platform.strip().lower())
 
 
-def pick_account(signed: Account | None, unsigned: Account | None, allow_unsigned: bool,
-                 signed_name: str, unsigned_name: str, provider: str) -> Account:
+def pick_account(signed: PspAccount | None, unsigned: PspAccount | None, allow_unsigned: bool,
+                 signed_name: str, unsigned_name: str, provider: str) -> PspAccount:
     """The account from the signed field; an unsigned one must agree with it, and is used
     alone only when the provider is configured with ``allow_unsigned_account``."""
     if signed is not None and unsigned is not None and (
@@ -364,7 +358,7 @@ def pick_account(signed: Account | None, unsigned: Account | None, allow_unsigne
         raise Rejected(f"{unsigned_name} names {unsigned.server}:{unsigned.login} but the signed "
                        f"{signed_name} names {signed.server}:{signed.login}", "route")
     if signed is not None:
-        return Account(signed.server, signed.login, unsigned.platform if unsigned else "")
+        return PspAccount(signed.server, signed.login, unsigned.platform if unsigned else "")
     if unsigned is not None:
         if allow_unsigned:
             return unsigned
@@ -375,7 +369,7 @@ def pick_account(signed: Account | None, unsigned: Account | None, allow_unsigne
                    "'<server>:<login>[:<reference>]'", "route")
 
 
-def maybe(parse: Callable[[], Account | None]) -> Account | None:
+def maybe(parse: Callable[[], PspAccount | None]) -> PspAccount | None:
     """An account when the field names one, None when it doesn't."""
     try:
         return parse()
@@ -394,8 +388,8 @@ def check_merchant(signed: str, merchant_id: str) -> None:
         raise SignatureError("merchant_id is not the configured merchant", "foreign_merchant")
 
 
-def signed_account(signed: Callable[[], Account | None], echo: Callable[[], Account | None],
-                   disagree: str) -> Account | None:
+def signed_account(signed: Callable[[], PspAccount | None], echo: Callable[[], PspAccount | None],
+                   disagree: str) -> PspAccount | None:
     """The account the signed fields name (None when they name none). An unsigned echo of it
     that can't even be read, or names another account, is not the provider's: `disagree`."""
     account = maybe(signed)
@@ -421,7 +415,7 @@ class Routing:
         return self.login or self.txn_id
 
 
-def routing_from(txn_id: str, account: Callable[[], Account]) -> Routing:
+def routing_from(txn_id: str, account: Callable[[], PspAccount]) -> Routing:
     try:
         acc = account()
     except Rejected:
@@ -546,7 +540,7 @@ class PspContext:
             raise Rejected(f"payment provider {name!r} is not configured (psp.providers)", "route")
         return cfg
 
-    def route(self, provider: str, account: Account) -> tuple[str, str]:
+    def route(self, provider: str, account: PspAccount) -> tuple[str, str]:
         """(tenant, server) after checking the server belongs to the provider's tenant."""
         tenant = self.provider(provider).tenant
         owner = self.servers.get(account.server)
@@ -592,7 +586,7 @@ class Payment:
     amount: Decimal
     currency: str
     status: str
-    account: Account
+    account: PspAccount
     time: datetime
     method: str = ""
     payer_name: str = ""

@@ -50,9 +50,9 @@ from datetime import UTC, datetime
 
 from connectors.fields import Rejected
 from connectors.psp.common import (
-    Account,
     Kind,
     Payment,
+    PspAccount,
     PspContext,
     Routing,
     SignatureError,
@@ -223,11 +223,11 @@ def dedupe_id(raw_body: bytes, headers: Mapping[str, str]) -> str:
     return f"{_txn(form)}:{status}:{form.get('transactionType', '')}"
 
 
-def _signed_account(form: Mapping[str, str]) -> Account:
+def _signed_account(form: Mapping[str, str]) -> PspAccount:
     return account_ref(form.get("productId", ""), "productId")
 
 
-def _field_account(form: Mapping[str, str]) -> Account | None:
+def _field_account(form: Mapping[str, str]) -> PspAccount | None:
     """The unsigned echo in customField1. ``merchant_unique_id`` (``clientUniqueId``) is the
     merchant's own order id as Nuvei defines it: whatever it holds, it never names the account."""
     if form.get("customField1", "").strip():
@@ -235,7 +235,7 @@ def _field_account(form: Mapping[str, str]) -> Account | None:
     return None
 
 
-def _account(form: Mapping[str, str]) -> Account:
+def _account(form: Mapping[str, str]) -> PspAccount:
     """Only the signed productId names the account; the unsigned echoes must agree."""
     return pick_account(maybe(lambda: _signed_account(form)), _field_account(form),
                         False, "productId", "customField1",

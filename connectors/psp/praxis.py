@@ -64,9 +64,9 @@ import orjson
 from connectors.fields import Rejected
 from connectors.psp.common import (
     ISO_EXPONENTS,
-    Account,
     Kind,
     Payment,
+    PspAccount,
     PspContext,
     Routing,
     SignatureError,
@@ -308,7 +308,7 @@ def dedupe_id(raw_body: bytes, headers: Mapping[str, str]) -> str:
     return f"session:{need(session, 'order_id')}:{text(session, 'session_status')}"
 
 
-def _account(doc: Mapping[str, Any]) -> Account:
+def _account(doc: Mapping[str, Any]) -> PspAccount:
     """Only the signed session.order_id names the account; session.cid must agree."""
     session = obj(doc, "session")
     cid = text(session, "cid")

@@ -50,8 +50,8 @@ from collections.abc import Mapping
 
 from connectors.fields import Rejected
 from connectors.psp.common import (
-    Account,
     Payment,
+    PspAccount,
     PspContext,
     Routing,
     SignatureError,
@@ -206,18 +206,18 @@ def dedupe_id(raw_body: bytes, headers: Mapping[str, str]) -> str:
     return f"{_txn(form)}:{status}"
 
 
-def _signed_account(form: Mapping[str, str]) -> Account:
+def _signed_account(form: Mapping[str, str]) -> PspAccount:
     return account_ref(form.get("transaction_id", ""), "transaction_id")
 
 
-def _field_account(form: Mapping[str, str]) -> Account | None:
+def _field_account(form: Mapping[str, str]) -> PspAccount | None:
     if not (form.get("login") or form.get("server")):
         return None
     return account_fields(form.get("server", ""), form.get("login", ""),
                           form.get("platform", ""), "skrill merchant fields")
 
 
-def _account(form: Mapping[str, str]) -> Account:
+def _account(form: Mapping[str, str]) -> PspAccount:
     """Only the signed transaction_id names the account; merchant fields must agree."""
     return pick_account(maybe(lambda: _signed_account(form)), _field_account(form),
                         False, "transaction_id", "merchant_fields server/login", "Skrill md5sig")

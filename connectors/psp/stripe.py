@@ -47,9 +47,9 @@ from typing import Any
 
 from connectors.fields import Rejected
 from connectors.psp.common import (
-    Account,
     Kind,
     Payment,
+    PspAccount,
     PspContext,
     Routing,
     SignatureError,
@@ -206,7 +206,7 @@ def _metadata(o: Mapping[str, Any]) -> dict[str, Any]:
     return meta
 
 
-def _account(o: Mapping[str, Any]) -> Account:
+def _account(o: Mapping[str, Any]) -> PspAccount:
     meta = _metadata(o)
     if not meta.get("login"):
         raise Rejected(f"{text(o, 'object') or 'object'} {text(o, 'id')[:60]!r} has no "

@@ -32,6 +32,7 @@ import orjson
 
 from devtools.simulator import emit
 from devtools.simulator.cashier import Cashier
+from devtools.simulator.clock import SimClock
 from devtools.simulator.lifecycle import Lifecycle
 from devtools.simulator.logins import Logins
 from devtools.simulator.market import DAY_MS, HOUR_MS, Market, Symbol, fx_open, is_open, is_rollover
@@ -45,7 +46,7 @@ from devtools.simulator.payments import (
 from devtools.simulator.sanctions import with_simulated_reference
 from devtools.simulator.trading import Trading
 from devtools.simulator.typologies import TYPOLOGIES, Case, Typologies
-from devtools.simulator.world import Account, Server, World, build_world, partner_config
+from devtools.simulator.world import Server, SimAccount, World, build_world, partner_config
 from pipelines.config import ServerConfig, Settings, parse_settings
 from schemas.envelope import Envelope
 
@@ -363,10 +364,10 @@ class Brokerage:
 
     # -- clients --------------------------------------------------------------------------------
 
-    def with_positions(self) -> list[Account]:
+    def with_positions(self) -> list[SimAccount]:
         return [a for a in self.world.accounts if a.positions]
 
-    def schedule_session(self, acc: Account) -> None:
+    def schedule_session(self, acc: SimAccount) -> None:
         """The account's next session, more likely in its local daytime and on weekdays."""
         rng = self.rng
         rate = acc.rate * self.activity / DAY_MS
@@ -385,7 +386,7 @@ class Brokerage:
         acc.next_session_at = t
         self.at(t, self._session, (acc, 0))
 
-    def _session(self, arg: tuple[Account, int]) -> None:
+    def _session(self, arg: tuple[SimAccount, int]) -> None:
         acc, attempt = arg
         if acc.next_session_at != self.now and attempt == 0:
             return  # superseded
@@ -421,11 +422,11 @@ class Brokerage:
             self.at(self.now + duration, self._logout, (acc, ip, country, device))
         self.schedule_session(acc)
 
-    def _logout(self, arg: tuple[Account, int, str, Any]) -> None:
+    def _logout(self, arg: tuple[SimAccount, int, str, Any]) -> None:
         acc, ip, country, device = arg
         self.logins.login(acc, "logout", ip=ip, country=country, device=device)
 
-    def _session_money(self, acc: Account) -> None:
+    def _session_money(self, acc: SimAccount) -> None:
         rng = self.rng
         cashier = self.cashier
         typical = acc.profile.deposit_median * self.market.rate("USD", acc.server.currency)
@@ -439,7 +440,7 @@ class Brokerage:
         elif acc.balance > 200 and rng.random() < 0.006:
             cashier.withdraw(acc, acc.balance * rng.uniform(0.05, 0.3))
 
-    def first_deposit(self, acc: Account) -> None:
+    def first_deposit(self, acc: SimAccount) -> None:
         """A newly approved account funds itself, then starts trading."""
         if acc.state != "active":
             return
@@ -448,7 +449,7 @@ class Brokerage:
             acc.rate = max(acc.rate, acc.profile.sessions_per_day * 0.5)
         self.schedule_session(acc)
 
-    def _trade(self, arg: tuple[Account, str]) -> None:
+    def _trade(self, arg: tuple[SimAccount, str]) -> None:
         acc, channel = arg
         if acc.state != "active":
             return
@@ -563,7 +564,7 @@ class Brokerage:
 
             WithdrawalCases(self).plan(start + spread, self.horizon_ms, self.withdrawal_cases)
 
-    def _open_new(self, acc: Account) -> None:
+    def _open_new(self, acc: SimAccount) -> None:
         self.lifecycle.open(acc)
 
     # -- output ---------------------------------------------------------------------------------
@@ -655,17 +656,27 @@ class Brokerage:
     def run_live(self, publish_fn: Callable[[Iterable[Envelope]], Any], rate: float, n: int = 0,
                  bursts: bool = False, *, post_url: str = "", max_in_flight: int = 32,
                  progress: Callable[[int, Stats], None] | None = None,
-                 progress_every_s: float = 5.0) -> Stats:
+                 progress_every_s: float = 5.0, clock: SimClock | None = None,
+                 resign: bool = True, stats: Stats | None = None) -> Stats:
         """Hand envelopes to `publish_fn` (an iterable of envelopes, e.g. a wrapper around
         `brokerstream.publish.publish`) paced at `rate` per second (0: as fast as possible);
         `bursts` makes the pace uneven, as real traffic is. With `post_url`, payment webhooks
         are posted (re-signed with the wall clock) to the receiver at
-        `{post_url}/webhooks/{provider}` instead, with at most `max_in_flight` requests open."""
-        stats = Stats()
+        `{post_url}/webhooks/{provider}` instead, with at most `max_in_flight` requests open.
+
+        `clock`: advanced to each envelope's time as it is handed out, for everything else
+        that must share the simulated time (a demo's receiver, engine and page). `resign`:
+        sign each posted webhook afresh with the wall clock, for a receiver that checks
+        freshness against it; without, a webhook is posted as the simulation made it (its
+        simulated time: the receiver must judge it by the same `clock`). `stats`: filled as
+        it runs (a caller may read it meanwhile), and returned."""
+        stats = stats if stats is not None else Stats()
         if post_url:
             self.keep_webhooks()
-        poster = _Poster(post_url.rstrip("/"), max_in_flight, self) if post_url else None
+        poster = _Poster(post_url.rstrip("/"), max_in_flight, self, resign) if post_url else None
         started = time.perf_counter()
+
+        sim_clock = clock
 
         def paced() -> Iterator[Envelope]:
             rng = random.Random(self.seed ^ 0x5EED)
@@ -689,6 +700,8 @@ class Brokerage:
                         time.sleep(ahead)
                     elif ahead < -1.0:
                         due = clock  # fell behind: do not try to catch up in a burst
+                if sim_clock is not None:
+                    sim_clock.advance(env.timestamp_ms)
                 if poster is not None and hook is not None:
                     poster.post(hook)
                 else:
@@ -713,9 +726,10 @@ class Brokerage:
 class _Poster:
     """Posts webhooks to a receiver: bounded in-flight requests, a few retries like PSPs do."""
 
-    def __init__(self, base: str, max_in_flight: int, sim: Brokerage) -> None:
+    def __init__(self, base: str, max_in_flight: int, sim: Brokerage, resign: bool = True) -> None:
         self.base = base
         self.sim = sim
+        self.resign = resign
         self.pool = ThreadPoolExecutor(max_workers=min(8, max(1, max_in_flight)),
                                        thread_name_prefix="sim-webhook")
         self.slots = threading.BoundedSemaphore(max(1, max_in_flight))
@@ -725,8 +739,9 @@ class _Poster:
         self.futures: list[Future[None]] = []
 
     def post(self, hook: Webhook) -> None:
-        now_ms = int(time.time() * 1000)
-        signed = build_webhook(hook.txn, hook.status, now_ms, extra=hook.extra)
+        signed = hook
+        if self.resign:  # a receiver on the wall clock: signed now, stamped now
+            signed = build_webhook(hook.txn, hook.status, int(time.time() * 1000), extra=hook.extra)
         self.slots.acquire()
         self.futures.append(self.pool.submit(self._send, signed))
         if len(self.futures) > 1024:

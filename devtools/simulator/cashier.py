@@ -40,7 +40,7 @@ from devtools.simulator.payments import (
     build_webhook,
     new_txn,
 )
-from devtools.simulator.world import Account, Instrument, instrument_of
+from devtools.simulator.world import Instrument, SimAccount, instrument_of
 
 if TYPE_CHECKING:
     from devtools.simulator.brokerage import Brokerage
@@ -98,7 +98,7 @@ class Cashier:
     def providers(self, tenant: str, method: str) -> list[Psp]:
         return [p for p in self.by_tenant.get(tenant, []) if method in METHODS[p.name]]
 
-    def _route(self, acc: Account, method: str, psp: Psp | None,
+    def _route(self, acc: SimAccount, method: str, psp: Psp | None,
                instrument: Instrument | None) -> tuple[Psp | None, Instrument | None]:
         """The provider and instrument of a payment: none for a bank wire, else what the caller
         named, with `choose` filling in what it did not."""
@@ -109,7 +109,7 @@ class Cashier:
             return psp or chosen_psp, instrument or chosen_inst
         return psp, instrument
 
-    def choose(self, acc: Account, method: str = "") -> tuple[Psp | None, Instrument | None]:
+    def choose(self, acc: SimAccount, method: str = "") -> tuple[Psp | None, Instrument | None]:
         """The provider and instrument the client pays with (None, None: a bank wire)."""
         rng = self.sim.rng
         client = acc.client
@@ -167,7 +167,7 @@ class Cashier:
                               extra=hook.extra, received_ms=sim.now)
         self.publish(again, None)
 
-    def platform_balance(self, acc: Account, amount: float, comment: str, *, so: bool = False,
+    def platform_balance(self, acc: SimAccount, amount: float, comment: str, *, so: bool = False,
                          case: Case | None = None) -> str:
         """A balance operation on the trading platform now (signed amount); its event id."""
         sim = self.sim
@@ -206,7 +206,7 @@ class Cashier:
 
     # -- deposits -------------------------------------------------------------------------------
 
-    def deposit(self, acc: Account, amount: float, *, method: str = "", psp: Psp | None = None,
+    def deposit(self, acc: SimAccount, amount: float, *, method: str = "", psp: Psp | None = None,
                 instrument: Instrument | None = None, payer: tuple[str, str] | None = None,
                 country: str = "", case: Case | None = None, outcome: str = "",
                 chargeback_after: int = 0, refund_after: int = 0) -> Txn | None:
@@ -321,7 +321,7 @@ class Cashier:
         eid = self._book_extra(txn, txn.amount, f"Deposit {txn.psp.name} {self.reference(txn)}")
         self._truth("status_mismatch", txn.acc.server.tenant, txn.op_key, txn.op_key, eid)
 
-    def _credit_wire(self, arg: tuple[Account, float, str, Case | None]) -> None:
+    def _credit_wire(self, arg: tuple[SimAccount, float, str, Case | None]) -> None:
         acc, amount, ref, case = arg
         self.platform_balance(acc, amount, f"Deposit bank wire {ref}", case=case)
 
@@ -361,7 +361,7 @@ class Cashier:
         sim.at(sim.now + sim.rng.randint(10 * MINUTE, 20 * HOUR), self._debit_reversal,
                (txn, -txn.amount, f"{word} {txn.psp.name} {ref}", reversal))
 
-    def _unbooked(self, arg: tuple[Account, float]) -> None:
+    def _unbooked(self, arg: tuple[SimAccount, float]) -> None:
         acc, amount = arg
         acc.balance = round(acc.balance + amount, 2)
 
@@ -374,13 +374,13 @@ class Cashier:
             self._truth("missing_at_psp", txn.acc.server.tenant, eid, txn.op_key, eid,
                         injected=False)
 
-    def _debit(self, arg: tuple[Account, float, str, Case | None]) -> None:
+    def _debit(self, arg: tuple[SimAccount, float, str, Case | None]) -> None:
         acc, amount, comment, case = arg
         self.platform_balance(acc, amount, comment, case=case)
 
     # -- withdrawals ----------------------------------------------------------------------------
 
-    def withdraw(self, acc: Account, amount: float, *, psp: Psp | None = None,
+    def withdraw(self, acc: SimAccount, amount: float, *, psp: Psp | None = None,
                  instrument: Instrument | None = None, case: Case | None = None,
                  approve_after: int = 0, method: str = "") -> None:
         """A withdrawal requested now: approved by the back office later, then paid out."""
@@ -392,7 +392,7 @@ class Cashier:
         delay = approve_after or rng.randint(HOUR, 36 * HOUR)
         sim.at(sim.now + delay, self._approve_withdrawal, (acc, amount, psp, instrument, case, method))
 
-    def _approve_withdrawal(self, arg: tuple[Account, float, Psp | None, Instrument | None,
+    def _approve_withdrawal(self, arg: tuple[SimAccount, float, Psp | None, Instrument | None,
                                              Case | None, str]) -> None:
         acc, amount, psp, instrument, case, method = arg
         sim = self.sim
@@ -444,7 +444,7 @@ class Cashier:
         price = m.mid[sym.idx] if sym is not None else 1.0
         return f"{usd / price:.8f}"
 
-    def typical_amount(self, acc: Account) -> float:
+    def typical_amount(self, acc: SimAccount) -> float:
         """A deposit amount: round numbers mostly, scaled to the client."""
         rng = self.sim.rng
         rate = self.sim.market.rate("USD", acc.server.currency)

@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from brokerstream.output import one_line_errors
+from brokerstream.progress import Steps, note
 from devtools.simulator.brokerage import DEFAULT_ACCOUNTS, Brokerage, Stats, write_truth
 from devtools.simulator.emit import iso
 from pipelines.config import ConfigError, Settings, load_settings
@@ -60,7 +62,8 @@ def build_parser(prog: str = "brokerstream simulate") -> argparse.ArgumentParser
     p.add_argument("--bursts", action="store_true", help="live: uneven pace, as real traffic")
     p.add_argument("--post-url", metavar="URL",
                    help="live: post payment webhooks to the receiver at URL/webhooks/<provider> "
-                   "instead of publishing them")
+                   "instead of publishing them (re-signed with the wall clock, which that receiver "
+                   "checks them against; `brokerstream demo` keeps them on the simulated clock)")
     p.add_argument("--partners", metavar="DIR",
                    help="also write the simulated IB trees as commissions configurations "
                    "(DIR/commissions-<tenant>.yaml)")
@@ -90,8 +93,8 @@ def _report(stats: Stats, out: Callable[[str], None]) -> None:
 def main(argv: Sequence[str] | None = None, *, publish: Publish | None = None,
          bootstrap: str | Callable[[Settings], str] | None = None,
          settings: Settings | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    out = print
+    args = one_line_errors(build_parser()).parse_args(argv)
+    out = note  # progress and summaries on stderr: stdout stays free for data
     try:
         settings = settings or load_settings(args.config)
     except ConfigError as exc:
@@ -128,13 +131,14 @@ def main(argv: Sequence[str] | None = None, *, publish: Publish | None = None,
         truth = truth or target.with_name(target.stem + ".truth.jsonl")
         out(f"simulating {args.events:,} events (seed {args.seed}, {args.accounts:,} accounts) "
             f"-> {target}")
-        stats = sim.write_files(target, truth, args.events,
-                                progress=lambda k: out(f"  {k:,} events"))
+        with Steps("simulating", args.events, unit="events") as steps:
+            stats = sim.write_files(target, truth, args.events,
+                                    progress=lambda k: steps.advance(k - steps.done))
         _report(stats, out)
-        out(f"ground truth: {truth} ({stats.cases} cases)")
         recon = target.with_name(target.stem + ".recon.jsonl")
         n = write_truth(recon, sim.recon_truth())
-        out(f"reconciliation breaks: {recon} ({n} made by the simulation)")
+        out(f"written: {target} ({stats.events:,} events), ground truth {truth} ({stats.cases} "
+            f"cases), reconciliation breaks {recon} ({n} made by the simulation)")
         return 0
     assert publish is not None
     address = bootstrap(settings) if callable(bootstrap) else (bootstrap or settings.kafka.bootstrap)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from connectors.ctrader_proto import openapi_subset_pb2 as pb
 from devtools.simulator import emit
 from devtools.simulator.geo import ip_text
-from devtools.simulator.world import IB, Account, Client, Profile, Server, make_account
+from devtools.simulator.world import IB, Client, Profile, Server, SimAccount, make_account
 
 if TYPE_CHECKING:
     from devtools.simulator.brokerage import Brokerage
@@ -33,7 +33,7 @@ class Lifecycle:
 
     # -- messages -------------------------------------------------------------------------------
 
-    def crm(self, acc: Account, event: str, t_event: int, case: Case | None = None,
+    def crm(self, acc: SimAccount, event: str, t_event: int, case: Case | None = None,
             **fields: Any) -> str:
         """A `crm.accounts` event published now about something that happened at t_event."""
         sim = self.sim
@@ -45,7 +45,7 @@ class Lifecycle:
         sim.emit("crm.accounts", str(acc.login), doc, {"server": srv.name}, case, event_id)
         return event_id
 
-    def user(self, acc: Account, event: str = "add", case: Case | None = None,
+    def user(self, acc: SimAccount, event: str = "add", case: Case | None = None,
              enabled: bool = True) -> str:
         """The platform's user record (cTrader: a trader-updated event) now."""
         sim = self.sim
@@ -85,14 +85,14 @@ class Lifecycle:
             sim.emit("ctrader.events", key, doc, {"server": srv.name}, case, acc.key)
         return acc.key
 
-    def opened_fields(self, acc: Account) -> dict[str, str]:
+    def opened_fields(self, acc: SimAccount) -> dict[str, str]:
         client = acc.client
         return {"client_id": client.crm_id, "name": client.name, "email": client.email,
                 "country": client.country.code, "date_of_birth": client.dob}
 
     # -- initial sync ---------------------------------------------------------------------------
 
-    def sync(self, acc: Account) -> None:
+    def sync(self, acc: SimAccount) -> None:
         """What the CRM and the platform publish about an existing account at start."""
         rng = self.sim.rng
         reg = acc.registered_ms
@@ -109,7 +109,7 @@ class Lifecycle:
     # -- new accounts ---------------------------------------------------------------------------
 
     def create(self, client: Client, server: Server, *, profile: Profile | None = None,
-               ib: IB | str | None = "pick", state: str = "new") -> Account:
+               ib: IB | str | None = "pick", state: str = "new") -> SimAccount:
         """A new account for `client` on `server` (not yet opened: see `open`)."""
         sim = self.sim
         acc = make_account(sim.rng, sim.market, client, server, sim.world.ibs, state, profile)
@@ -121,7 +121,7 @@ class Lifecycle:
         sim.world.by_key[acc.key] = acc
         return acc
 
-    def open(self, acc: Account, case: Case | None = None, kyc: str = "", normal: bool = True,
+    def open(self, acc: SimAccount, case: Case | None = None, kyc: str = "", normal: bool = True,
              kyc_after: int = 0) -> None:
         """The account opens now: CRM event, platform user, IB; KYC decided later."""
         sim = self.sim
@@ -140,16 +140,16 @@ class Lifecycle:
             delay = kyc_after or 2 * MINUTE + int(min(rng.lognormvariate(0.0, 1.1) * 6 * HOUR, 6 * DAY))
             sim.at(sim.now + delay, self._kyc, (acc, kyc, case, normal))
 
-    def _platform_user(self, arg: tuple[Account, Case | None]) -> None:
+    def _platform_user(self, arg: tuple[SimAccount, Case | None]) -> None:
         acc, case = arg
         self.user(acc, "add", case)
 
-    def _ib(self, arg: tuple[Account, Case | None]) -> None:
+    def _ib(self, arg: tuple[SimAccount, Case | None]) -> None:
         acc, case = arg
         if acc.ib is not None:
             self.crm(acc, "ib_assigned", self.sim.now, case, ib_id=acc.ib.ib_id)
 
-    def _kyc(self, arg: tuple[Account, str, Case | None, bool]) -> None:
+    def _kyc(self, arg: tuple[SimAccount, str, Case | None, bool]) -> None:
         acc, status, case, normal = arg
         sim = self.sim
         rng = sim.rng
@@ -162,13 +162,13 @@ class Lifecycle:
         else:
             sim.at(sim.now + rng.randint(HOUR, 3 * DAY), self._close, (acc, case))
 
-    def _close(self, arg: tuple[Account, Case | None]) -> None:
+    def _close(self, arg: tuple[SimAccount, Case | None]) -> None:
         acc, case = arg
         acc.state = "closed"
         self.crm(acc, "account_closed", self.sim.now, case)
         self.sim.at(self.sim.now + self.sim.rng.randint(MINUTE, HOUR), self._disable, (acc, case))
 
-    def _disable(self, arg: tuple[Account, Case | None]) -> None:
+    def _disable(self, arg: tuple[SimAccount, Case | None]) -> None:
         acc, case = arg
         if acc.server.platform == "mt5" and self.sim.rng.random() < 0.5:
             self.user(acc, "delete", case, enabled=False)
@@ -205,5 +205,5 @@ class Lifecycle:
                 sim.at(sim.now + rng.randint(MINUTE, DAY), self._user_update, acc)
         sim.at(sim.now + int(rng.expovariate(1.0 / sim.change_gap_ms)) + 1, self.change, None)
 
-    def _user_update(self, acc: Account) -> None:
+    def _user_update(self, acc: SimAccount) -> None:
         self.user(acc, "update")

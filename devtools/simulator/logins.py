@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from devtools.simulator import emit
 from devtools.simulator.geo import BY_CODE, GEOIP, haversine_km, ip_text, mt4_ip
-from devtools.simulator.world import Account, Client, Device
+from devtools.simulator.world import Client, Device, SimAccount
 
 if TYPE_CHECKING:
     from devtools.simulator.brokerage import Brokerage
@@ -87,7 +87,7 @@ class Logins:
             return devices[0]
         return devices[0] if self.sim.rng.random() < 0.6 else self.sim.rng.choice(devices)
 
-    def login(self, acc: Account, kind: str = "login", *, ip: int = 0, country: str = "",
+    def login(self, acc: SimAccount, kind: str = "login", *, ip: int = 0, country: str = "",
               device: Device | None = None, case: Case | None = None) -> str:
         """A login / logout / failed record for the account now; its event id ("" on cTrader)."""
         sim = self.sim

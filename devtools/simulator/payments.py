@@ -29,7 +29,7 @@ from connectors.psp.settings import PROVIDER_NAMES, PspProviderSettings, PspSett
 
 if TYPE_CHECKING:
     from devtools.simulator.typologies import Case
-    from devtools.simulator.world import Account, Instrument
+    from devtools.simulator.world import Instrument, SimAccount
 
 # Secrets and merchant identities of the simulated merchant accounts (never real ones).
 SIM_SECRETS: dict[str, str] = {
@@ -139,7 +139,7 @@ class Txn:
 
     psp: Psp
     kind: str  # deposit / withdrawal
-    acc: Account
+    acc: SimAccount
     amount: float  # in `currency`
     currency: str
     instrument: Instrument
@@ -177,7 +177,7 @@ def _b62(rng: random.Random, n: int) -> str:
     return "".join(rng.choice(_B62) for _ in range(n))
 
 
-def new_txn(rng: random.Random, psp: Psp, kind: str, acc: Account, amount: float,
+def new_txn(rng: random.Random, psp: Psp, kind: str, acc: SimAccount, amount: float,
             instrument: Instrument, now_ms: int, seq: int, payer: tuple[str, str] | None = None,
             country: str = "") -> Txn:
     """A transaction with the ids its provider would give it."""

@@ -28,7 +28,7 @@ from devtools.simulator.market import DAY_MS, HOUR_MS, Symbol, is_open, week_ms
 if TYPE_CHECKING:
     from devtools.simulator.brokerage import Brokerage
     from devtools.simulator.typologies import Case
-    from devtools.simulator.world import Account
+    from devtools.simulator.world import SimAccount
 
 COMMISSION_PER_LOT_SIDE = 3.5  # raw-spread accounts, in the account currency
 STOP_OUT_LEVEL = 50.0  # margin level (%) at which the server closes positions
@@ -44,7 +44,7 @@ MT5_SL, MT5_TP, MT5_SO, MT5_DEALER = 3, 4, 5, 2
 @dataclass(slots=True, eq=False)
 class Position:
     pid: int  # MT5 PositionID / MT4 order ticket / cTrader positionId
-    acc: Account
+    acc: SimAccount
     sym: Symbol
     psym: str  # the platform's symbol name
     raw: bool
@@ -77,7 +77,7 @@ class Trading:
     def price_text(sym: Symbol, pts: int) -> str:
         return sym.fmt % (pts * sym.point)
 
-    def _mt5_trade(self, acc: Account, sym: Symbol, psym: str, action: int, entry: int,
+    def _mt5_trade(self, acc: SimAccount, sym: Symbol, psym: str, action: int, entry: int,
                    reason: int, pts: int, vol: int, vol_closed: int, profit: float,
                    profit_raw: float, storage: float, commission: float, conv: float,
                    position: int, comment: str, position_pts: int, sl_pts: int, tp_pts: int,
@@ -98,7 +98,7 @@ class Trading:
         )
         return doc, deal
 
-    def margin(self, acc: Account, fresh: bool = False) -> tuple[float, float]:
+    def margin(self, acc: SimAccount, fresh: bool = False) -> tuple[float, float]:
         """(equity, margin) of the account at the last mids (`fresh`: advanced to now)."""
         sim = self.sim
         m = sim.market
@@ -115,12 +115,12 @@ class Trading:
             margin += lots * pos.sym.contract * mid * conv / acc.leverage
         return equity, margin
 
-    def required_margin(self, acc: Account, sym: Symbol, vol: int) -> float:
+    def required_margin(self, acc: SimAccount, sym: Symbol, vol: int) -> float:
         m = self.sim.market
         mid = m.mid[sym.idx]
         return vol / 100.0 * sym.contract * mid * m.rate(sym.quote_ccy, acc.server.currency) / acc.leverage
 
-    def lots_for(self, acc: Account, sym: Symbol) -> int:
+    def lots_for(self, acc: SimAccount, sym: Symbol) -> int:
         """A lot size in 1/100 lot: many 0.01-1, a fat tail, scaled to the instrument."""
         rng = self.sim.rng
         lots = acc.lot_median * rng.lognormvariate(0.0, 0.75)
@@ -129,7 +129,7 @@ class Trading:
         lots *= sym.lot_scale
         return max(1, min(10_000, round(lots * 100)))
 
-    def hold_ms(self, acc: Account) -> int:
+    def hold_ms(self, acc: SimAccount) -> int:
         rng = self.sim.rng
         p = acc.profile
         seconds = p.hold_median_s * rng.lognormvariate(0.0, p.hold_sigma)
@@ -137,7 +137,7 @@ class Trading:
 
     # -- opening --------------------------------------------------------------------------------
 
-    def open(self, acc: Account, sym: Symbol, side: int, vol: int, *, hold_ms: int | None = None,
+    def open(self, acc: SimAccount, sym: Symbol, side: int, vol: int, *, hold_ms: int | None = None,
              channel: str = "desktop", case: Case | None = None, magic: int = 0,
              partial_close: bool | None = None, close_reason: str = "") -> Position | None:
         """Open a position now at the server's current price and schedule its close."""
@@ -214,7 +214,7 @@ class Trading:
             return f"EA {pos.magic}" if pos.magic else "expert"
         return ""
 
-    def _mt5_emit(self, acc: Account, doc: bytes, deal: int, case: Case | None) -> None:
+    def _mt5_emit(self, acc: SimAccount, doc: bytes, deal: int, case: Case | None) -> None:
         sim = self.sim
         srv = acc.server
         key = str(acc.login)
@@ -450,7 +450,7 @@ class Trading:
 
     # -- netting (MT5) --------------------------------------------------------------------------
 
-    def _netting(self, acc: Account, pos: Position, side: int, vol: int, channel: str,
+    def _netting(self, acc: SimAccount, pos: Position, side: int, vol: int, channel: str,
                  case: Case | None) -> Position | None:
         """A deal on a symbol the netting account already holds: add to it, close it, or reverse
         it with one INOUT deal."""
@@ -476,7 +476,7 @@ class Trading:
             return None
         return self._reverse(acc, pos, vol, channel, case)
 
-    def _reverse(self, acc: Account, pos: Position, vol: int, channel: str,
+    def _reverse(self, acc: SimAccount, pos: Position, vol: int, channel: str,
                  case: Case | None) -> Position:
         sim = self.sim
         srv, sym = acc.server, pos.sym
@@ -515,7 +515,7 @@ class Trading:
                 pos.swap += per_lot * pos.vol / 100.0 * nights
         sim.at(sim.now + DAY_MS, self.rollover, None)
 
-    def _margin_due(self, acc: Account) -> None:
+    def _margin_due(self, acc: SimAccount) -> None:
         acc.margin_at = 0
         if not acc.positions:
             return
@@ -528,7 +528,7 @@ class Trading:
             acc.margin_at = self.sim.now + wait
             self.sim.at(acc.margin_at, self._margin_due, acc)
 
-    def margin_check(self, acc: Account) -> float:
+    def margin_check(self, acc: SimAccount) -> float:
         """Publish the account state now and then (MT5), stop the account out below 50%;
         returns the cushion: the relative price move that would reach the stop-out level."""
         sim = self.sim
@@ -548,7 +548,7 @@ class Trading:
         # margin is notional / leverage: the exposure is margin x leverage
         return max(equity - margin * STOP_OUT_LEVEL / 100.0, 0.0) / (margin * acc.leverage)
 
-    def snapshot(self, acc: Account, equity: float, margin: float, so_activation: int) -> None:
+    def snapshot(self, acc: SimAccount, equity: float, margin: float, so_activation: int) -> None:
         sim = self.sim
         floating = equity - acc.balance - acc.credit
         storage = sum(p.swap for p in acc.positions)
@@ -560,7 +560,7 @@ class Trading:
                                   so_activation=so_activation),
                  {"server": acc.server.name, "event": "update"})
 
-    def stop_out(self, acc: Account, equity: float, margin: float) -> None:
+    def stop_out(self, acc: SimAccount, equity: float, margin: float) -> None:
         """The server closes the worst positions until the margin level is back above 50%."""
         sim = self.sim
         self.stop_outs += 1

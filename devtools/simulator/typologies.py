@@ -37,11 +37,11 @@ from devtools.simulator.payments import CARD_PROVIDERS, Psp, instrument_fingerpr
 from devtools.simulator.sanctions import account_name_for, load_list
 from devtools.simulator.world import (
     IB,
-    Account,
     Client,
     Device,
     Instrument,
     Server,
+    SimAccount,
     card_for,
     crypto_for,
     device_for,
@@ -201,7 +201,7 @@ class Typologies:
     def rng(self) -> random.Random:
         return self.sim.rng
 
-    def pick(self, ok: Callable[[Account], bool], tries: int = 400) -> Account | None:
+    def pick(self, ok: Callable[[SimAccount], bool], tries: int = 400) -> SimAccount | None:
         accounts = self.sim.world.accounts
         rng = self.rng
         now = self.sim.now
@@ -214,7 +214,7 @@ class Typologies:
                 return acc
         return None
 
-    def has_logins(self, acc: Account) -> bool:
+    def has_logins(self, acc: SimAccount) -> bool:
         return acc.server.platform in ("mt4", "mt5")
 
     def psps(self, tenant: str) -> list[Psp]:
@@ -223,13 +223,13 @@ class Typologies:
     def card_psps(self, tenant: str) -> list[Psp]:
         return [p for p in self.psps(tenant) if p.name in CARD_PROVIDERS]
 
-    def own(self, acc: Account, until: int, owner: str = "case") -> None:
+    def own(self, acc: SimAccount, until: int, owner: str = "case") -> None:
         """Keep the account's ordinary routine from trading or paying until `until`."""
         acc.flagged = owner
         acc.flag_until = until
         self.sim.at(until, self._release, acc)
 
-    def _release(self, acc: Account) -> None:
+    def _release(self, acc: SimAccount) -> None:
         if acc.flagged != "owned":
             acc.flagged = ""
 
@@ -249,7 +249,7 @@ class Typologies:
         return client
 
     def open_account(self, client: Client, server: Server, case: Case | None,
-                     profile: str = "", normal: bool = False, ib: IB | str | None = "pick") -> Account:
+                     profile: str = "", normal: bool = False, ib: IB | str | None = "pick") -> SimAccount:
         """A new account opened now with KYC approved quickly (active within the hour). With
         `normal` it then lives like any client; otherwise the case drives everything it does."""
         sim = self.sim
@@ -261,16 +261,16 @@ class Typologies:
             10 * MINUTE, 50 * MINUTE))
         return acc
 
-    def login_at(self, t: int, acc: Account, kind: str, ip: int, country: str, device: Device,
+    def login_at(self, t: int, acc: SimAccount, kind: str, ip: int, country: str, device: Device,
                  case: Case | None) -> None:
         _plan(case, t)
         self.sim.at(t, self._login, (acc, kind, ip, country, device, case))
 
-    def _login(self, arg: tuple[Account, str, int, str, Device, Case | None]) -> None:
+    def _login(self, arg: tuple[SimAccount, str, int, str, Device, Case | None]) -> None:
         acc, kind, ip, country, device, case = arg
         self.sim.logins.login(acc, kind, ip=ip, country=country, device=device, case=case)
 
-    def deposit_at(self, t: int, acc: Account, amount: float, case: Case | None,
+    def deposit_at(self, t: int, acc: SimAccount, amount: float, case: Case | None,
                    psp: Psp | None = None, instrument: Instrument | None = None,
                    payer: tuple[str, str] | None = None, country: str = "",
                    chargeback_after: int = 0, method: str = "", outcome: str = "approved") -> None:
@@ -284,7 +284,7 @@ class Typologies:
                                  country=country, case=case, outcome=outcome,
                                  chargeback_after=chargeback_after, method=method)
 
-    def withdraw_at(self, t: int, acc: Account, amount: float | str, case: Case | None,
+    def withdraw_at(self, t: int, acc: SimAccount, amount: float | str, case: Case | None,
                     psp: Psp | None = None, instrument: Instrument | None = None,
                     approve_after: int = 0, method: str = "") -> None:
         """A withdrawal request at t (`amount` "all": what the account holds then), booked when
@@ -299,7 +299,7 @@ class Typologies:
         self.sim.cashier.withdraw(acc, amount, psp=psp, instrument=instrument, case=case,
                                   approve_after=approve_after, method=method)
 
-    def trade_at(self, t: int, acc: Account, symbol: str, side: int, vol: int, hold_ms: int,
+    def trade_at(self, t: int, acc: SimAccount, symbol: str, side: int, vol: int, hold_ms: int,
                  case: Case | None, channel: str = "desktop") -> None:
         _plan(case, t + hold_ms)
         self.sim.at(t, self._trade, (acc, symbol, side, vol, hold_ms, case, channel))
@@ -312,7 +312,7 @@ class Typologies:
         self.sim.trading.open(acc, sym, side, vol, hold_ms=hold_ms, channel=channel, case=case,
                               partial_close=False, close_reason="client")
 
-    def other_instrument(self, acc: Account, not_kind: str) -> tuple[Psp | None, Instrument | None]:
+    def other_instrument(self, acc: SimAccount, not_kind: str) -> tuple[Psp | None, Instrument | None]:
         """A provider and instrument of another kind than `not_kind` (a new one if needed)."""
         rng = self.rng
         client = acc.client
@@ -436,7 +436,7 @@ class Typologies:
             return None
         servers = [s for s in sim.servers if s.tenant == tenant]
         k = rng.randint(4, 9)
-        accounts: list[Account] = []
+        accounts: list[SimAccount] = []
         for _ in range(k):
             existing = self.pick(lambda a: a.server.tenant == tenant) if rng.random() < 0.4 else None
             if existing is None:
@@ -483,7 +483,7 @@ class Typologies:
         device = device_for(rng)
         device.client_type = 0
         k = rng.randint(5, 12)
-        accounts: list[Account] = []
+        accounts: list[SimAccount] = []
         for _ in range(k):
             existing = self.pick(lambda a: a.server in servers) if rng.random() < 0.3 else None
             if existing is None:
@@ -637,7 +637,7 @@ class Typologies:
             self.withdraw_at(times[-1] + rng.randint(HOUR_MS, DAY_MS), acc, "all", case)
         return case
 
-    def _arb_episode(self, arg: tuple[Account, str, Case]) -> None:
+    def _arb_episode(self, arg: tuple[SimAccount, str, Case]) -> None:
         acc, name, case = arg
         sim = self.sim
         rng = self.rng
@@ -661,7 +661,7 @@ class Typologies:
         server, sym, length = arg
         self.sim.stall(server, sym, length)
 
-    def _arb_trade(self, arg: tuple[Account, str, int, int, int, Case]) -> None:
+    def _arb_trade(self, arg: tuple[SimAccount, str, int, int, int, Case]) -> None:
         acc, name, side, lots, hold, case = arg
         sim = self.sim
         sym = sim.market.by_name[name]
@@ -882,7 +882,7 @@ class Typologies:
         case.exhibits("deposit_withdraw_no_trading", acc.key)  # all of it out again
         return case
 
-    def _contact_change(self, arg: tuple[Account, Case]) -> None:
+    def _contact_change(self, arg: tuple[SimAccount, Case]) -> None:
         acc, case = arg
         client = acc.client
         client.email = f"{client.first[:1].lower()}.{client.last.lower().replace(' ', '')}" \

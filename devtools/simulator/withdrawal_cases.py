@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from devtools.simulator.brokerage import Brokerage
     from devtools.simulator.typologies import Case
-    from devtools.simulator.world import Account
+    from devtools.simulator.world import SimAccount
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -43,7 +43,7 @@ class WithdrawalCases:
             t = start + int(horizon_ms * 0.8 * (i + 0.5) / n)
             self.sim.at(t, self._start, KINDS[i % len(KINDS)])
 
-    def _case(self, kind: str, acc: Account) -> Case:
+    def _case(self, kind: str, acc: SimAccount) -> Case:
         decision, reason = EXPECTED[kind]
         return self.sim.typologies.new_case(f"withdrawal.{kind}", acc.server.tenant, acc.key, "account",
                                             [acc.key], expected_decision=decision, expected_reason=reason)
@@ -81,7 +81,7 @@ class WithdrawalCases:
         ty.withdraw_at(now + 2 * HOUR_MS, acc, min(acc.balance * 0.5, 1_500.0), case, psp, inst,
                        approve_after=20 * 60_000)
 
-    def _kyc(self, arg: tuple[Account, str, Case]) -> None:
+    def _kyc(self, arg: tuple[SimAccount, str, Case]) -> None:
         acc, status, case = arg
         acc.kyc = status
         self.sim.lifecycle.crm(acc, "kyc_status", self.sim.now, case, kyc_status=status)

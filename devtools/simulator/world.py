@@ -23,6 +23,7 @@ from devtools.simulator.geo import (
     ascii_fold,
 )
 from devtools.simulator.market import DAY_MS, Market, Symbol
+from schemas.identity import account_key
 
 if TYPE_CHECKING:
     from devtools.simulator.trading import Position
@@ -229,7 +230,7 @@ class Client:
     mobile: IpBlock
     devices: list[Device]
     instruments: list[Instrument] = field(default_factory=list)
-    accounts: list[Account] = field(default_factory=list)
+    accounts: list[SimAccount] = field(default_factory=list)
     phone: str = ""
 
     @property
@@ -242,7 +243,7 @@ class Client:
 
 
 @dataclass(slots=True, eq=False)
-class Account:
+class SimAccount:
     client: Client
     server: Server
     login: int
@@ -385,8 +386,8 @@ class World:
     servers: list[Server]
     ibs: list[IB]
     clients: list[Client]
-    accounts: list[Account]
-    by_key: dict[str, Account]
+    accounts: list[SimAccount]
+    by_key: dict[str, SimAccount]
     next_cid: int
 
 
@@ -399,7 +400,7 @@ def _pick_ib(rng: random.Random, ibs: list[IB]) -> IB | None:
 
 
 def make_account(rng: random.Random, market: Market, client: Client, server: Server,
-                 ibs: list[IB], state: str, profile: Profile | None = None) -> Account:
+                 ibs: list[IB], state: str, profile: Profile | None = None) -> SimAccount:
     profile = profile or rng.choices(PROFILES, [p.share for p in PROFILES])[0]
     eu = server.currency == "EUR"
     raw = rng.random() < (0.35 if profile.name in ("scalper", "whale") else 0.12)
@@ -423,9 +424,9 @@ def make_account(rng: random.Random, market: Market, client: Client, server: Ser
     if profile.name == "whale" and not eu:
         leverage = rng.choice((100, 200))
     rate = profile.sessions_per_day * rng.lognormvariate(0.0, 0.7)
-    acc = Account(
+    acc = SimAccount(
         client=client, server=server, login=login,
-        key=f"{server.platform}:{server.name}:{login}", group=group, leverage=leverage,
+        key=account_key(server.platform, server.name, login), group=group, leverage=leverage,
         ib=_pick_ib(rng, [ib for ib in ibs if ib.tenant == server.tenant]),
         profile=profile, rate=rate, raw=raw, hedging=hedging,
         hedger=hedging and rng.random() < 0.12,
@@ -451,7 +452,7 @@ def build_world(
     ibs = build_ibs([t for t, _ in tenants], rng)
     start_year = year_of(start_ms)
     clients: list[Client] = []
-    accounts: list[Account] = []
+    accounts: list[SimAccount] = []
     server_weights = [_SERVER_WEIGHT[s.platform] for s in servers]
     client_countries = [c for c in COUNTRIES if c.w_global or c.w_eu]
     cid = 100_000 + rng.randrange(1000)
@@ -482,7 +483,7 @@ def build_world(
     return World(servers, ibs, clients, accounts, {a.key: a for a in accounts}, cid + 10)
 
 
-def _history(rng: random.Random, acc: Account, start_ms: int) -> None:
+def _history(rng: random.Random, acc: SimAccount, start_ms: int) -> None:
     """Registration, last access and the balance an account brings into the window."""
     if acc.state == "active":
         acc.registered_ms = start_ms - int(rng.uniform(20, 1100) * DAY_MS)

@@ -45,7 +45,6 @@ from risk_rules.exposure.positions import (
     PositionChange,
     PositionKey,
     PositionState,
-    account_key_of,
 )
 from risk_rules.exposure.routing import AccountModes, BookRouting, BookRule, ModeRule
 from risk_rules.exposure.rows import (
@@ -99,6 +98,5 @@ __all__ = [
     "Rates",
     "StopOut",
     "UnknownInstrument",
-    "account_key_of",
     "guess_instrument",
 ]

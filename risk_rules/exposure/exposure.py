@@ -53,7 +53,6 @@ from risk_rules.exposure.positions import (
     PositionChange,
     PositionKey,
     PositionState,
-    account_key_of,
 )
 from risk_rules.exposure.routing import AccountModes, BookRouting
 from risk_rules.exposure.rows import (
@@ -66,6 +65,7 @@ from risk_rules.exposure.rows import (
 )
 from schemas.chunked import ChunkedDict
 from schemas.events import Account, BalanceOperation, CanonicalRecord, Deal, Quote
+from schemas.identity import account_key_of
 
 USD = "USD"
 GroupKey = tuple[str, str, str, str, str, str]  # (tenant, server, group, book, symbol, feed)
@@ -399,7 +399,7 @@ class ExposureEngine:
         """Money in or out of a trading account after its last reported balance."""
         if op.platform not in TRADING_PLATFORMS:
             return  # payment-provider records: the platform's own operation moves the balance
-        info = self._account(f"{op.platform}:{op.server}:{op.login}", op.tenant, op.platform,
+        info = self._account(account_key_of(op), op.tenant, op.platform,
                              op.server, op.login)
         if info.reported_at is None or op.time <= info.reported_at:
             return  # the next (or last) reported balance includes it

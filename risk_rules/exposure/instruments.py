@@ -12,17 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.contract_sizes import contract_size_for
-
-AssetClass = Literal["fx", "metal", "crypto", "index", "commodity", "stock", "other"]
-
-# Asset classes whose base is a currency-like asset: the pair converts one into the other, and
-# a position holds the base (+units) against the quote (-cost).
-CURRENCY_LIKE: frozenset[str] = frozenset({"fx", "metal", "crypto"})
+from schemas.symbols import PAIR_CLASSES, InstrumentClass
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,14 +26,15 @@ class Instrument:
     base: str  # base currency or asset: EUR for EURUSD, XAU for XAUUSD, GER40 for GER40
     quote: str  # quote currency = the currency profit is computed in
     contract_size: Decimal = Decimal(100_000)
-    asset_class: AssetClass = "fx"
+    asset_class: InstrumentClass = "fx"
     # Margin as a fraction of the notional (0.05 = 5 %) when the instrument has its own rate
     # (CFDs); None: notional / leverage.
     margin_rate: Decimal | None = None
 
     @property
     def is_currency_pair(self) -> bool:
-        return self.asset_class in CURRENCY_LIKE
+        # a currency-like base: the pair converts one into the other (schemas.symbols.PAIR_CLASSES)
+        return self.asset_class in PAIR_CLASSES
 
 
 class UnknownInstrument(LookupError):
@@ -63,7 +59,7 @@ class InstrumentSpec(BaseModel):
     base: str = Field(min_length=1)
     quote: str = Field(pattern=r"^[A-Z0-9]{3,6}$")
     contract_size: Decimal = Field(gt=0)
-    asset_class: AssetClass = "fx"
+    asset_class: InstrumentClass = "fx"
     margin_rate: Decimal | None = Field(default=None, gt=0, le=1)
 
     def build(self, symbol: str) -> Instrument:

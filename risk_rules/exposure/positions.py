@@ -53,6 +53,7 @@ from typing import Any, Literal, NamedTuple, Protocol
 from risk_rules.exposure.money import EXACT, NO_MONEY, ZERO, Money, price12
 from schemas.chunked import ChunkedDict
 from schemas.events import Deal, Side
+from schemas.identity import account_key_of
 from schemas.pickling import pack, unpack, utc_from_micros, utc_micros
 
 Mode = Literal["hedging", "netting"]
@@ -72,11 +73,6 @@ PositionKey = tuple[str, str]
 
 SortKey = tuple[datetime, int, str]
 ENTRY_RANK: dict[str, int] = {"in": 0, "inout": 1, "out": 2, "out_by": 2}
-
-
-def account_key_of(deal: Deal) -> str:
-    """`platform:server:login`, as `Account.account_key`."""
-    return f"{deal.platform}:{deal.server}:{deal.login}"
 
 
 def deal_order(deal: Deal) -> SortKey:

@@ -51,7 +51,7 @@ class Variable:
     name: str
     label: str = ""
     type: str = "query"  # query | custom | textbox | constant | datasource | interval
-    query: str = ""  # SQL (ClickHouse) or PromQL helper (Prometheus) listing the values
+    query: str = ""  # SQL (ClickHouse) or Grafana's label_values() helper (Prometheus) listing the values
     datasource_type: DatasourceType | None = "clickhouse"
     multi: bool = False
     include_all: bool = False
@@ -61,7 +61,8 @@ class Variable:
 
 @dataclass(frozen=True)
 class Panel:
-    """One panel with its single query: SQL for ClickHouse panels, PromQL for Prometheus."""
+    """One panel with its single query: SQL for ClickHouse panels, PromQL for Prometheus (which
+    only Grafana runs: the built-in page has its own definitions of those, engine_health.py)."""
 
     id: int
     title: str
@@ -72,6 +73,7 @@ class Panel:
     grid: tuple[int, int, int, int]  # x, y, w, h (Grafana gridPos, 24 columns wide)
     unit: str = ""
     description: str = ""
+    legend: str = ""  # Prometheus: the target's legendFormat (`{{topic}}`)
 
 
 @dataclass(frozen=True)
@@ -135,9 +137,11 @@ def _panel(doc: dict[str, Any]) -> Panel | None:
     if ds_type == "clickhouse":
         sql = str(target.get("rawSql") or "")
         fmt: Format = "time_series" if target.get("format") == 0 else "table"
+        legend = ""
     else:
         sql = str(target.get("expr") or "")
         fmt = "table" if target.get("format") == "table" or target.get("instant") else "time_series"
+        legend = str(target.get("legendFormat") or "")
     grid = doc.get("gridPos") or {}
     unit = ((doc.get("fieldConfig") or {}).get("defaults") or {}).get("unit") or ""
     return Panel(
@@ -151,6 +155,7 @@ def _panel(doc: dict[str, Any]) -> Panel | None:
               int(grid.get("h", 8))),
         unit=str(unit),
         description=str(doc.get("description") or ""),
+        legend=legend,
     )
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from commissions import load_commissions
 from pipelines.config import Settings
+from schemas.identity import ACCOUNT_KEY_SQL
 from services.dashboard.auth import Identity
 from services.dashboard.definitions import quote
 
@@ -98,7 +99,7 @@ def table_filters(database: str, objects: Iterable[Sequence[Any]], scope: Partne
         elif name in _BY_ACCOUNT:
             condition = f"{tenant} AND account_key IN ({accounts})"
         elif name in _BY_DEAL_ACCOUNT:
-            condition = f"{tenant} AND concat(platform, ':', server, ':', toString(login)) IN ({accounts})"
+            condition = f"{tenant} AND {ACCOUNT_KEY_SQL} IN ({accounts})"
         elif name in _BY_PLAN:
             condition = f"{tenant} AND plan_id IN ({plans})"
         elif name in _TENANT_ONLY:

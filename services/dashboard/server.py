@@ -3,8 +3,10 @@
 One definition, two renderers: Grafana reads `dashboards/*.json` through its ClickHouse and
 Prometheus data sources; this page reads the same files (`definitions.load_dashboards`), runs
 each ClickHouse panel's SQL (macros and variables expanded by `definitions.render_sql`) on the
-Store, and evaluates the Prometheus panels' PromQL against this process's own metrics
-(`promql`). The browser side is plain JS in `static/` (no build step, no CDN).
+Store. Their Prometheus panels (engine health) are Grafana's, PromQL included; here each has a
+definition of its own (`engine_health`): this process's current metrics or a query on the
+Store, no PromQL. The browser side is plain JS in `static/` (no build step, no CDN), its
+charts drawn by Apache ECharts, vendored in `static/vendor/`.
 
 Only the definitions' SQL is ever run: requests name a dashboard, a panel id, a time range and
 variable values, and a variable value must be one of the variable's own query results. Queries
@@ -47,7 +49,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from pipelines.store import Store
-from services.dashboard import partners, promql
+from services.dashboard import engine_health, partners
 from services.dashboard.auth import COOKIE, Authenticator, Identity, Throttled
 from services.dashboard.definitions import (
     ALL_VALUE,
@@ -76,6 +78,7 @@ EXTENT_SQL = (
     " SELECT min(time) AS t0, max(time) AS t1 FROM deals_store"
     " UNION ALL SELECT min(time), max(time) FROM balance_operations_store"
     " UNION ALL SELECT min(time), max(time) FROM logins_store) WHERE t0 > toDateTime64(0, 3)"
+    " HAVING count() > 0"  # no data yet: no row (an empty aggregate would be 1970)
 )
 _NICE_INTERVALS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600,
                      43200, 86400, 172800, 604800, 2592000)
@@ -220,20 +223,19 @@ def _prometheus_only_for_admins(d: Dashboard) -> bool:
 
 class _Page:
     """State shared by the request handlers: the store (one lock: a chdb or HTTP session runs
-    one query at a time), the definitions, cached variable values and the metric history."""
+    one query at a time), the definitions, cached variable values and the metric registries."""
 
     def __init__(self, store: Store | Callable[[], Store], dashboards: list[Dashboard],
-                 history: promql.MetricHistory, clock: Callable[[], float],
+                 registries: Sequence[CollectorRegistry], clock: Callable[[], float],
                  default_range: tuple[str, str] | None, auth: Authenticator) -> None:
         self.auth = auth
         self._store_or_factory = store
         self._store: Store | None = store if isinstance(store, Store) else None
         self.dashboards = {d.uid: d for d in dashboards}
-        self.history = history
+        self.registries = tuple(registries)
         self.clock = clock
         self.default_range = default_range
         self.lock = threading.Lock()
-        self.scrape_s = 5.0  # how often the history samples the registry
         self._readonly = True
         self._variables: dict[tuple[str, str, str, tuple[str, ...] | None, str], tuple[float, list[str]]] = {}
         self._extent: dict[tuple[tuple[str, ...] | None, str],
@@ -346,6 +348,10 @@ class _Page:
     def time_range(self, dashboard: Dashboard, frm: str | None, to: str | None,
                    who: Identity) -> tuple[datetime, datetime]:
         default_from, default_to = self.default_range or (dashboard.time_from, dashboard.time_to)
+        if _prometheus_only_for_admins(dashboard) and "all" in (frm, to):
+            # engine health is wall-clock time (metrics now, rows by ingested_at), not the
+            # data's event time that "all data" spans (the demo's clock runs ahead)
+            frm, to = dashboard.time_from, dashboard.time_to
         frm = frm or default_from or "now-6h"
         to = to or default_to or "now"
         now = self.now()
@@ -385,7 +391,9 @@ class _Page:
         if var.type in ("constant", "textbox"):
             return [var.query]
         if var.datasource_type == "prometheus":
-            return self.label_values(var.query)
+            m = re.fullmatch(r"\s*label_values\(\s*(?:([a-zA-Z_:][\w:]*)\s*,\s*)?([a-zA-Z_]\w*)\s*\)\s*",
+                             var.query)
+            return engine_health.label_values(self.registries, *m.groups()) if m else []
         sql = render_sql(var.query, time_from=start, time_to=end, variables=earlier, interval_s=60)
         key = (dashboard.uid, var.name, sql, self.scope(who), who.ib)
         cached = self._variables.get(key)
@@ -397,20 +405,6 @@ class _Page:
             self._variables.clear()
         self._variables[key] = (time.monotonic(), values)
         return values
-
-    def label_values(self, query: str) -> list[str]:
-        """Grafana's Prometheus helper `label_values([metric,] label)`, from the history."""
-        m = re.fullmatch(r"\s*label_values\(\s*(?:([a-zA-Z_:][\w:]*)\s*,\s*)?([a-zA-Z_]\w*)\s*\)\s*", query)
-        if m is None:
-            return []
-        metric, label = m.groups()
-        self.history.sample()
-        span = self.history.span()
-        if span is None:
-            return []
-        matchers = [promql.Matcher("__name__", "=", metric) if metric else promql.Matcher(label, "=~", ".+")]
-        found = self.history.select(matchers, span[0], span[1])
-        return sorted({dict(k)[label] for k in found if dict(k).get(label)})
 
     def chosen_variables(self, dashboard: Dashboard, request: Request, start: datetime,
                          end: datetime, who: Identity, until: str | None = None) -> dict[str, list[str]]:
@@ -457,12 +451,16 @@ class _Page:
         return chosen
 
 
-def _panel_json(panel: Panel) -> dict[str, Any]:
+def _panel_json(panel: Panel, dashboard_uid: str) -> dict[str, Any]:
+    query = panel.sql
+    if panel.datasource_type == "prometheus":  # what this page reads instead of the PromQL
+        found = engine_health.definition(dashboard_uid, panel.id)
+        query = engine_health.describe(found) if found else f"{panel.sql} (Grafana only)"
     return {
         "id": panel.id, "title": panel.title, "type": panel.type,
         "datasource": panel.datasource_type, "format": panel.format, "grid": _grid(panel),
         "unit": panel.unit, "description": panel.description,
-        "query": panel.sql,
+        "query": query,
     }
 
 
@@ -473,42 +471,34 @@ def _dashboard_json(d: Dashboard) -> dict[str, Any]:
         "variables": [{"name": v.name, "label": v.label or v.name, "type": v.type, "multi": v.multi,
                        "include_all": v.include_all, "current": list(v.current),
                        "description": v.description} for v in d.variables],
-        "panels": [_panel_json(p) for p in sorted(d.panels, key=lambda p: (_grid(p)["y"], _grid(p)["x"]))],
+        "panels": [_panel_json(p, d.uid)
+                   for p in sorted(d.panels, key=lambda p: (_grid(p)["y"], _grid(p)["x"]))],
     }
 
 
-def _prometheus_panel(page: _Page, panel: Panel, start: datetime, end: datetime,
-                      points: int) -> dict[str, Any]:
-    """Evaluate a PromQL panel on the metric history, in wall-clock time: the requested range
-    clipped to what is kept (all of it when the range lies elsewhere, e.g. "all data" in
-    event time). `$__interval` and `$__rate_interval` follow the clipped range."""
-    page.history.sample()
-    span = page.history.span()
-    legend = getattr(panel, "legend", None)
-    columns = [{"name": "time", "type": "time"}, {"name": "series", "type": "string"},
-               {"name": "value", "type": "number"}]
-    lo, hi = start.timestamp(), end.timestamp()
-    if span is not None:
-        lo, hi = max(lo, span[0]), min(hi, span[1])
-        if hi < lo:
-            lo, hi = span
-    interval_s = max(interval_for(hi - lo, points), math.ceil(page.scrape_s))
-    base = {"from": int(lo * 1000), "to": int(hi * 1000), "interval_s": interval_s}
+def _builtin_panel(page: _Page, d: Dashboard, panel: Panel, start: datetime, end: datetime,
+                   interval_s: int, who: Identity) -> dict[str, Any]:
+    """A Prometheus panel on this page: its built-in definition (engine_health), the metrics
+    now or a query on the Store; a panel without one needs Prometheus (Grafana)."""
+    found = engine_health.definition(d.uid, panel.id)
+    if found is None:
+        return {"columns": [], "rows": [], "unsupported": "needs Prometheus: this panel has no built-in "
+                "definition (services/dashboard/engine_health.py); Grafana shows it"}
+    extra = {k: v for k, v in (("unit", found.unit), ("note", found.note)) if v}
+    if isinstance(found, engine_health.Current):
+        rows = engine_health.current_values(found, page.registries, panel.legend)
+        columns = [{"name": "series", "type": "string"}, {"name": "value", "type": "number"}]
+        return {**extra, "columns": columns, "rows": rows}
+    sql = render_sql(found.sql, time_from=start, time_to=end, variables={}, interval_s=interval_s)
     try:
-        node = promql.parse(panel.sql, interval_s=interval_s, scrape_s=page.scrape_s)
-        if span is None:
-            return {**base, "columns": columns, "rows": []}
-        if panel.format == "table" or panel.type in ("stat", "bargauge", "piechart", "table"):
-            instant = [[promql.series_name(labels, legend), v]
-                       for labels, v in promql.evaluate_instant(node, page.history, hi)]
-            return {**base, "columns": columns[1:], "rows": instant}
-        out = promql.evaluate_range(node, page.history, lo, hi, float(interval_s))
-        rows: list[list[Any]] = [[int(t * 1000), promql.series_name(labels, legend), v]
-                                 for labels, points in sorted(out.items()) for t, v in points]
-        rows.sort(key=lambda r: r[0])
-        return {**base, "columns": columns, "rows": rows}
-    except promql.Unsupported as exc:
-        return {**base, "columns": [], "rows": [], "unsupported": f"needs Prometheus: {exc}"}
+        names, result = page.run(sql, who)
+    except ApiError:
+        raise
+    except Exception as exc:
+        log.info("panel %s/%s failed: %s", d.uid, panel.id, exc)
+        raise ApiError(502, f"query failed: {_short(str(exc))}") from None
+    columns = [{"name": n, "type": _column_type([r[i] for r in result[:50]])} for i, n in enumerate(names)]
+    return {**extra, "columns": columns, "rows": [[_json_value(v) for v in r] for r in result[:MAX_ROWS]]}
 
 
 def _api_user(request: Request) -> Identity:
@@ -535,17 +525,14 @@ def create_app(store: Store | Callable[[], Store], *, auth: Authenticator,
                dashboards_dir: Path | None = None,
                registry: CollectorRegistry | Sequence[CollectorRegistry] = REGISTRY,
                clock: Callable[[], float] = time.time,
-               default_range: tuple[str, str] | None = None, sample_every_s: float = 5.0) -> FastAPI:
+               default_range: tuple[str, str] | None = None) -> FastAPI:
     """The page as an ASGI app over `store` (or a factory, called at the first query), for the
     users `auth` knows (there is no way to serve it without logins).
-    `registry`: where the Prometheus panels' metrics are (this process's). `default_range`
+    `registry`: where the engine-health panels' metrics are (this process's). `default_range`
     replaces the dashboards' own time range when the URL has none (the demo uses ("all",
     "all"): its simulated clock runs ahead of the wall clock)."""
-    history = promql.MetricHistory(registry, clock=clock)
-    if sample_every_s > 0:
-        history.start(sample_every_s)
-    page = _Page(store, load_dashboards(dashboards_dir), history, clock, default_range, auth)
-    page.scrape_s = sample_every_s or 5.0
+    registries = [registry] if isinstance(registry, CollectorRegistry) else list(registry)
+    page = _Page(store, load_dashboards(dashboards_dir), registries, clock, default_range, auth)
     app = FastAPI(title="brokerstream dashboards", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.page = page
 
@@ -687,7 +674,7 @@ def create_app(store: Store | Callable[[], Store], *, auth: Authenticator,
         started = time.perf_counter()
         base = {"from": _json_value(start), "to": _json_value(end), "interval_s": interval_s}
         if panel.datasource_type == "prometheus":
-            body = _prometheus_panel(page, panel, start, end, points)
+            body = _builtin_panel(page, d, panel, start, end, interval_s, who)
             return {**base, **body, "truncated": False,
                     "took_ms": round((time.perf_counter() - started) * 1000, 1)}
         try:

@@ -2,8 +2,9 @@
  *
  * Plain JS, no build step, no network beyond this server. The server runs each panel's query
  * (/api/dashboards/<uid>/panels/<id>) and answers columns (name, type: time|number|string|
- * boolean) and rows; this file draws them: time series and column charts in SVG, bars, stats,
- * pies and tables in HTML. Every panel carries data-state="loading|ok|empty|error|unsupported";
+ * boolean) and rows; this file draws them: time series, column, bar, pie and sparkline charts
+ * with Apache ECharts (vendored in static/vendor/, loaded by index.html), stat values and
+ * tables in HTML. Every panel carries data-state="loading|ok|empty|error|unsupported";
  * JS errors and failed requests are collected in window.__errors and #errors (the page's tests
  * read both from the DOM). The URL holds the state as Grafana's does: from, to, refresh,
  * var-<name>. Times are shown in UTC, as the data is stored.
@@ -67,8 +68,6 @@
   }
 
   // ---- DOM helpers ---------------------------------------------------------------------
-  const SVG_NS = 'http://www.w3.org/2000/svg';
-
   function el(tag, attrs, ...children) {
     const node = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) {
@@ -80,16 +79,6 @@
       else node.setAttribute(k, v === true ? '' : v);
     }
     for (const c of children) if (c !== null && c !== undefined) node.append(c);
-    return node;
-  }
-
-  function svg(tag, attrs) {
-    const node = document.createElementNS(SVG_NS, tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (v === undefined || v === null) continue;
-      if (k === 'text') node.textContent = v;
-      else node.setAttribute(k, String(v));
-    }
     return node;
   }
 
@@ -107,16 +96,6 @@
     const base = `${d.getUTCFullYear()}-${pad2(d.getUTCMonth() + 1)}-${pad2(d.getUTCDate())} ` +
       `${pad2(d.getUTCHours())}:${pad2(d.getUTCMinutes())}`;
     return withSeconds ? `${base}:${pad2(d.getUTCSeconds())}` : base;
-  }
-
-  function fmtTick(ms, stepMs, spanMs) {
-    const d = new Date(ms);
-    const md = `${pad2(d.getUTCMonth() + 1)}-${pad2(d.getUTCDate())}`;
-    const hm = `${pad2(d.getUTCHours())}:${pad2(d.getUTCMinutes())}`;
-    if (stepMs >= 86400000) return md;
-    if (stepMs < 60000) return `${hm}:${pad2(d.getUTCSeconds())}`;
-    if (spanMs > 86400000 && d.getUTCHours() === 0 && d.getUTCMinutes() === 0) return md;
-    return spanMs > 2 * 86400000 ? `${md} ${hm}` : hm;
   }
 
   function trimNumber(v, digits) {
@@ -241,85 +220,82 @@
     return { items, names: valueCols.map((c) => c.name), labelled: labelCols.length > 0 };
   }
 
-  // ---- scales and ticks --------------------------------------------------------------------
-  function niceStep(span, count) {
-    const raw = span / Math.max(1, count);
-    const mag = Math.pow(10, Math.floor(Math.log10(raw)));
-    const norm = raw / mag;
-    const nice = norm <= 1 ? 1 : norm <= 2 ? 2 : norm <= 2.5 ? 2.5 : norm <= 5 ? 5 : 10;
-    return nice * mag;
-  }
+  // ---- charts: Apache ECharts (static/vendor/, see its README) ------------------------------
+  // Every chart is an ECharts instance in a `.chart` box (SVG renderer, dark theme, UTC); the
+  // boxes of a panel are disposed of before it is drawn again.
+  const AXIS_LABEL = { color: '#9a9aab', fontSize: 11 };
+  const SPLIT_LINE = { show: true, lineStyle: { color: 'rgba(255, 255, 255, 0.07)' } };
+  const TIME_LABELS = {
+    year: '{yyyy}', month: '{yyyy}-{MM}', day: '{MM}-{dd}', hour: '{HH}:{mm}', minute: '{HH}:{mm}',
+    second: '{HH}:{mm}:{ss}', millisecond: '{HH}:{mm}:{ss}',
+  };
+  const TOOLTIP_STYLE = {
+    backgroundColor: '#22252b', borderColor: '#34373d', textStyle: { color: '#ccccdc', fontSize: 12 },
+    confine: true,
+  };
+  const TEXT = '#ccccdc';
 
-  function yDomain(values, count, includeZero) {
-    let lo = Math.min(...values);
-    let hi = Math.max(...values);
-    if (includeZero) {
-      lo = Math.min(0, lo);
-      hi = Math.max(0, hi);
-    }
-    if (lo === hi) {
-      const d = Math.abs(hi) || 1;
-      lo -= includeZero && lo === 0 ? 0 : d / 2;
-      hi += d / 2;
-    }
-    const step = niceStep(hi - lo, count);
-    lo = Math.floor(lo / step) * step;
-    hi = Math.ceil(hi / step) * step;
-    const ticks = [];
-    for (let v = lo; v <= hi + step / 2; v += step) ticks.push(Number(v.toPrecision(12)));
-    return { lo, hi, ticks };
-  }
+  const escapeHtml = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
-  const TIME_STEPS = [1, 5, 15, 30, 60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400,
-    2 * 86400, 3 * 86400, 7 * 86400, 14 * 86400, 30 * 86400, 91 * 86400].map((s) => s * 1000);
-
-  function timeTicks(from, to, count) {
-    const span = to - from;
-    const step = TIME_STEPS.find((s) => span / s <= count) || TIME_STEPS[TIME_STEPS.length - 1];
-    const ticks = [];
-    for (let t = Math.ceil(from / step) * step; t <= to; t += step) ticks.push(t);
-    return { ticks, step };
-  }
-
-  function textWidth(text) {
-    return text.length * 6.6 + 4; // 11px system font; close enough to size the axis gutter
-  }
-
-  /* The frame shared by time series and column charts: grid, axes, and the plot box. */
-  function drawFrame(root, width, height, x0, x1, yVals, unit, opts) {
-    const yd = yDomain(yVals.length ? yVals : [0, 1], Math.max(2, Math.floor(height / 48)), opts.zero);
-    const yLabels = yd.ticks.map((v) => fmtValue(v, unit));
-    const left = Math.max(...yLabels.map(textWidth)) + 6;
-    const box = { left, right: width - 10, top: 8, bottom: height - 22 };
-    const sx = (t) => box.left + ((t - x0) / Math.max(1, x1 - x0)) * (box.right - box.left);
-    const sy = (v) => box.bottom - ((v - yd.lo) / (yd.hi - yd.lo || 1)) * (box.bottom - box.top);
-    const grid = svg('g', { class: 'grid' });
-    yd.ticks.forEach((v, i) => {
-      const y = sy(v);
-      grid.append(svg('line', { x1: box.left, x2: box.right, y1: y, y2: y }));
-      root.append(svg('text', { x: box.left - 6, y: y + 4, class: 'axis y', 'text-anchor': 'end', text: yLabels[i] }));
+  function chartIn(box, option) {
+    if (!window.echarts) throw new Error('the chart library (static/vendor/echarts.common.min.js) did not load');
+    const chart = window.echarts.init(box, 'dark', { renderer: 'svg' });
+    chart.setOption({
+      backgroundColor: 'transparent', color: PALETTE, animation: false, useUTC: true,
+      textStyle: { fontFamily: getComputedStyle(document.body).fontFamily }, ...option,
     });
-    const tt = timeTicks(x0, x1, Math.max(2, Math.floor((box.right - box.left) / 75)));
-    for (const t of tt.ticks) {
-      const x = sx(t);
-      grid.append(svg('line', { x1: x, x2: x, y1: box.top, y2: box.bottom }));
-      root.append(svg('text', { x, y: height - 6, class: 'axis x', 'text-anchor': 'middle', text: fmtTick(t, tt.step, x1 - x0) }));
-    }
-    root.prepend(grid);
-    return { box, sx, sy, yd, x0, x1 };
+    box.dataset.chart = 'echarts';
+    return chart;
   }
 
-  // ---- renderers -----------------------------------------------------------------------------
-  function legendFor(series, unit, onToggle) {
-    const legend = el('div', { class: 'legend' });
-    series.forEach((s, i) => {
-      const last = s.points.length ? s.points[s.points.length - 1][1] : null;
-      legend.append(el('span', { class: 'legend-item', title: s.name, onclick: () => onToggle && onToggle(i) },
-        el('i', { class: 'swatch', style: `background:${color(i)}` }),
-        el('span', { class: 'legend-name', text: s.name }),
-        last === null ? null : el('span', { class: 'legend-value', text: fmtValue(last, unit) })));
-    });
-    return legend;
+  function disposeCharts(body) {
+    if (!window.echarts) return;
+    for (const node of body.querySelectorAll('[data-chart="echarts"]')) {
+      const chart = window.echarts.getInstanceByDom(node);
+      if (chart) chart.dispose();
+    }
+  }
+
+  /* A legend under the chart: name and last value, scrolling when long; a click hides a series. */
+  function legendOption(names, valueOf) {
+    return {
+      type: 'scroll', bottom: 0, left: 0, icon: 'roundRect', itemWidth: 14, itemHeight: 4,
+      textStyle: { color: TEXT, fontSize: 12 }, pageTextStyle: { color: TEXT },
+      formatter: (name) => (valueOf && valueOf(name) !== null ? `${name}  ${valueOf(name)}` : name),
+      data: names,
+    };
+  }
+
+  /* The tooltip of the time charts: the time, then each series' value there, largest first. */
+  function timeTooltip(unit) {
+    return {
+      ...TOOLTIP_STYLE, trigger: 'axis',
+      axisPointer: { type: 'line', lineStyle: { color: '#b0b0c0', type: 'dashed' } },
+      formatter: (params) => {
+        const list = (Array.isArray(params) ? params : [params]).filter((p) => p.value && p.value[1] !== null);
+        if (!list.length) return '';
+        list.sort((a, b) => b.value[1] - a.value[1]);
+        const rows = list.slice(0, 12).map((p) => `<div class="tooltip-row">${p.marker}<span class="tooltip-name">` +
+          `${escapeHtml(p.seriesName)}</span><b>${escapeHtml(fmtValue(p.value[1], unit))}</b></div>`);
+        return `<div class="tooltip-time">${fmtDate(list[0].value[0], true)}</div>${rows.join('')}`;
+      },
+    };
+  }
+
+  function timeAxis(min, max) {
+    return {
+      type: 'time', min, max, splitLine: SPLIT_LINE,
+      axisLabel: { ...AXIS_LABEL, formatter: TIME_LABELS, hideOverlap: true },
+    };
+  }
+
+  function valueAxis(unit) {
+    return { type: 'value', splitLine: SPLIT_LINE, axisLabel: { ...AXIS_LABEL, formatter: (v) => fmtValue(v, unit) } };
+  }
+
+  function lastValues(series, unit) {
+    const last = new Map(series.map((s) => [s.name, s.points.length ? s.points[s.points.length - 1][1] : null]));
+    return (name) => (last.get(name) === null || last.get(name) === undefined ? null : fmtValue(last.get(name), unit));
   }
 
   function renderTimeseries(body, data, panel) {
@@ -327,201 +303,117 @@
     if (!all.length) return false;
     const MAX = 20; // more lines than this are noise on a small panel
     const series = all.slice(0, MAX);
-    const chart = el('div', { class: 'chart' });
-    body.append(chart);
-    const legend = legendFor(series, panel.unit);
-    if (all.length > MAX) legend.append(el('span', { class: 'legend-more', text: `+${all.length - MAX} more` }));
-    body.append(legend);
-    const width = Math.max(120, chart.clientWidth);
-    const height = Math.max(80, chart.clientHeight);
-    const x0 = data.from;
-    const x1 = data.to;
-    const values = series.flatMap((s) => s.points.map((p) => p[1]));
-    const root = svg('svg', { width, height, class: 'plot' });
-    const f = drawFrame(root, width, height, x0, x1, values, panel.unit, { zero: Math.min(...values) >= 0 });
+    const box = el('div', { class: 'chart' });
+    body.append(box);
+    if (all.length > MAX) body.append(el('div', { class: 'panel-foot', text: `first ${MAX} of ${all.length} series` }));
     // Consecutive points are joined whatever the distance, as Grafana does with ClickHouse
     // results (no nulls in them); sparse series also get dots, so a lone point shows.
-    series.forEach((s, i) => {
-      const pts = s.points.filter((p) => p[0] >= x0 - 1 && p[0] <= x1 + 1);
-      if (!pts.length) return;
-      const xy = pts.map(([t, v]) => [f.sx(t).toFixed(1), f.sy(v).toFixed(1)]);
-      const d = xy.map(([x, y], k) => `${k ? 'L' : 'M'}${x},${y}`).join('');
-      if (series.length <= 2) { // fills of many overlapping series only blur them
-        const base = f.sy(Math.max(f.yd.lo, Math.min(0, f.yd.hi))).toFixed(1);
-        const area = `M${xy[0][0]},${base}${xy.map(([x, y]) => `L${x},${y}`).join('')}L${xy[xy.length - 1][0]},${base}Z`;
-        root.append(svg('path', { d: area, fill: color(i), 'fill-opacity': 0.1, stroke: 'none' }));
-      }
-      root.append(svg('path', { d, fill: 'none', stroke: color(i), 'stroke-width': 1.6, 'stroke-linejoin': 'round', class: 'line' }));
-      if (pts.length <= 60) {
-        for (const [x, y] of xy) root.append(svg('circle', { cx: x, cy: y, r: pts.length === 1 ? 3 : 2, fill: color(i) }));
-      }
+    chartIn(box, {
+      grid: { left: 4, right: 12, top: 10, bottom: 32, containLabel: true },
+      xAxis: timeAxis(data.from, data.to),
+      yAxis: valueAxis(panel.unit),
+      tooltip: timeTooltip(panel.unit),
+      legend: legendOption(series.map((s) => s.name), lastValues(series, panel.unit)),
+      series: series.map((s) => ({
+        type: 'line', name: s.name, data: s.points, connectNulls: true,
+        showSymbol: s.points.length <= 60, symbol: 'circle', symbolSize: s.points.length === 1 ? 6 : 4,
+        lineStyle: { width: 1.6 }, emphasis: { disabled: true },
+        areaStyle: series.length <= 2 ? { opacity: 0.1 } : undefined, // fills of many series only blur them
+      })),
     });
-    attachHover(chart, root, f, series, panel.unit);
-    chart.append(root);
     return true;
-  }
-
-  function nearest(points, t) {
-    let lo = 0;
-    let hi = points.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (points[mid][0] < t) lo = mid + 1;
-      else hi = mid;
-    }
-    if (lo > 0 && Math.abs(points[lo - 1][0] - t) < Math.abs(points[lo][0] - t)) lo -= 1;
-    return points[lo];
-  }
-
-  function attachHover(chart, root, f, series, unit) {
-    const cross = svg('line', { class: 'crosshair', y1: f.box.top, y2: f.box.bottom, visibility: 'hidden' });
-    root.append(cross);
-    const tip = el('div', { class: 'tooltip', hidden: true });
-    chart.append(tip);
-    root.addEventListener('mousemove', (e) => {
-      const rect = root.getBoundingClientRect();
-      const x = e.clientX - rect.left;
-      if (x < f.box.left || x > f.box.right) {
-        cross.setAttribute('visibility', 'hidden');
-        tip.hidden = true;
-        return;
-      }
-      const time = f.x0 + ((x - f.box.left) / Math.max(1, f.box.right - f.box.left)) * (f.x1 - f.x0);
-      let best = null;
-      const lines = [];
-      series.forEach((s, i) => {
-        if (!s.points.length) return;
-        const p = nearest(s.points, time);
-        if (best === null || Math.abs(p[0] - time) < Math.abs(best - time)) best = p[0];
-        lines.push({ i, name: s.name, p });
-      });
-      if (best === null) return;
-      const shown = lines.filter((l) => l.p[0] === best).sort((l1, l2) => l2.p[1] - l1.p[1]).slice(0, 12);
-      const bx = f.sx(best);
-      cross.setAttribute('x1', bx);
-      cross.setAttribute('x2', bx);
-      cross.setAttribute('visibility', 'visible');
-      tip.replaceChildren(el('div', { class: 'tooltip-time', text: fmtDate(best, true) }),
-        ...shown.map((l) => el('div', { class: 'tooltip-row' },
-          el('i', { class: 'swatch', style: `background:${color(l.i)}` }),
-          el('span', { class: 'tooltip-name', text: l.name }),
-          el('b', { text: fmtValue(l.p[1], unit) }))));
-      tip.hidden = false;
-      const left = bx + 14 + tip.offsetWidth > rect.width ? bx - tip.offsetWidth - 14 : bx + 14;
-      tip.style.left = `${Math.max(0, left)}px`;
-      tip.style.top = `${f.box.top + 4}px`;
-    });
-    root.addEventListener('mouseleave', () => {
-      cross.setAttribute('visibility', 'hidden');
-      tip.hidden = true;
-    });
   }
 
   /* Bars over time (a time column): grouped columns on a time axis. */
   function renderColumns(body, data, panel) {
     const series = toSeries(data).slice(0, 12);
     if (!series.length) return false;
-    const chart = el('div', { class: 'chart' });
-    body.append(chart);
-    if (series.length > 1) body.append(legendFor(series, panel.unit));
-    const width = Math.max(120, chart.clientWidth);
-    const height = Math.max(80, chart.clientHeight);
     const times = [...new Set(series.flatMap((s) => s.points.map((p) => p[0])))].sort((a, b) => a - b);
     let band = Infinity;
     for (let i = 1; i < times.length; i++) band = Math.min(band, times[i] - times[i - 1]);
     if (!Number.isFinite(band)) band = (data.interval_s || 3600) * 1000;
-    const x0 = Math.min(data.from, times[0] - band / 2);
-    const x1 = Math.max(data.to, times[times.length - 1] + band / 2);
-    const values = series.flatMap((s) => s.points.map((p) => p[1]));
-    const root = svg('svg', { width, height, class: 'plot' });
-    const f = drawFrame(root, width, height, x0, x1, values, panel.unit, { zero: true });
-    const bandPx = Math.max(1, f.sx(x0 + band) - f.sx(x0));
-    const barW = Math.max(1, (bandPx * 0.8) / series.length);
-    const zero = f.sy(0);
-    series.forEach((s, i) => {
-      for (const [t, v] of s.points) {
-        const x = f.sx(t) - (bandPx * 0.8) / 2 + i * barW;
-        const y = f.sy(v);
-        root.append(svg('rect', {
-          x: x.toFixed(1), y: Math.min(y, zero).toFixed(1), width: Math.max(1, barW - 1).toFixed(1),
-          height: Math.max(1, Math.abs(zero - y)).toFixed(1), fill: color(i), class: 'bar',
-        }));
-      }
+    const box = el('div', { class: 'chart' });
+    body.append(box);
+    chartIn(box, {
+      grid: { left: 4, right: 12, top: 10, bottom: series.length > 1 ? 32 : 4, containLabel: true },
+      xAxis: timeAxis(Math.min(data.from, times[0] - band / 2), Math.max(data.to, times[times.length - 1] + band / 2)),
+      yAxis: valueAxis(panel.unit),
+      tooltip: { ...timeTooltip(panel.unit), axisPointer: { type: 'shadow' } },
+      legend: series.length > 1 ? legendOption(series.map((s) => s.name), lastValues(series, panel.unit)) : undefined,
+      series: series.map((s) => ({ type: 'bar', name: s.name, data: s.points, barMaxWidth: 40, emphasis: { disabled: true } })),
     });
-    attachHover(chart, root, f, series, panel.unit);
-    chart.append(root);
     return true;
   }
 
-  /* Horizontal bars per category (barchart, bargauge), from a zero line (negatives go left). */
+  /* Horizontal bars per category (barchart, bargauge), from a zero line (negatives go left);
+   * a long list scrolls, each row keeping its height. */
   function renderBars(body, data, panel) {
     const { items, names } = toCategories(data);
     if (!items.length || !names.length) return false;
     const MAX = 60;
     const shown = items.slice(0, MAX);
-    const values = shown.flatMap((it) => it.values.filter((v) => v !== null));
-    const lo = Math.min(0, ...values);
-    const hi = Math.max(0, ...values);
-    const span = hi - lo || 1;
-    const pos = (v) => ((v - lo) / span) * 100;
-    const list = el('div', { class: `bars ${panel.type === 'bargauge' ? 'gauge' : ''}` });
-    // one column width for every row, so that bar lengths compare across rows
-    const valueText = shown.map((it) => it.values.map((v) => fmtValue(v, panel.unit)).join(' · '));
-    const labelW = Math.min(body.clientWidth * 0.3, Math.max(40, ...shown.map((it) => textWidth(it.label || '–') + 4)));
-    const valueW = Math.max(...valueText.map((t) => textWidth(t) + 4));
-    list.style.setProperty('--bar-columns', `${labelW.toFixed(0)}px minmax(40px, 1fr) ${valueW.toFixed(0)}px`);
-    for (const [n, it] of shown.entries()) {
-      const tracks = el('div', { class: 'bar-tracks' });
-      it.values.forEach((v, i) => {
-        const a = pos(Math.min(0, v || 0));
-        const b = pos(Math.max(0, v || 0));
-        tracks.append(el('div', { class: 'bar-track', title: `${names[i]}: ${fmtValue(v, panel.unit)}` },
-          el('div', { class: 'bar-fill', style: `left:${a}%;width:${Math.max(0.4, b - a)}%;background:${color(names.length > 1 ? i : 0)}` })));
-      });
-      list.append(el('div', { class: 'bar-row' },
-        el('span', { class: 'bar-label', title: it.label, text: it.label || '–' }),
-        tracks,
-        el('span', { class: 'bar-value', text: valueText[n] })));
-    }
-    body.append(list);
-    if (names.length > 1) {
-      body.append(legendFor(names.map((n) => ({ name: n, points: [] })), panel.unit));
-    }
+    const rowPx = (panel.type === 'bargauge' ? 22 : 18) * Math.max(1, names.length) + 6;
+    const legend = names.length > 1 ? 26 : 0;
+    const scroll = el('div', { class: 'chart-scroll' });
+    body.append(scroll);
+    const box = el('div', { class: 'chart' });
+    box.style.height = `${Math.max(scroll.clientHeight, shown.length * rowPx + legend + 24)}px`;
+    scroll.append(box);
+    const labels = shown.map((it) => it.label || '–');
+    chartIn(box, {
+      grid: { left: 4, right: 16, top: legend + 4, bottom: 4, containLabel: true },
+      yAxis: {
+        type: 'category', inverse: true, data: labels, axisTick: { show: false },
+        axisLabel: { ...AXIS_LABEL, color: TEXT, width: Math.max(60, box.clientWidth * 0.3), overflow: 'truncate' },
+      },
+      xAxis: valueAxis(panel.unit),
+      tooltip: {
+        ...TOOLTIP_STYLE, trigger: 'axis', axisPointer: { type: 'shadow' },
+        valueFormatter: (v) => fmtValue(v, panel.unit),
+      },
+      legend: names.length > 1 ? { ...legendOption(names), top: 0, bottom: 'auto' } : undefined, // above: the list scrolls
+      series: names.map((name, i) => ({
+        type: 'bar', name, data: shown.map((it) => it.values[i]), barMaxWidth: panel.type === 'bargauge' ? 18 : 14,
+        itemStyle: { color: PALETTE[names.length > 1 ? i % PALETTE.length : 0], borderRadius: 2 },
+        label: { show: true, position: 'right', color: TEXT, fontSize: 11, formatter: (p) => fmtValue(p.value, panel.unit) },
+        emphasis: { disabled: true },
+      })),
+    });
     if (items.length > MAX) body.append(el('div', { class: 'panel-foot', text: `first ${MAX} of ${items.length}` }));
     return true;
   }
 
+  /* A donut with the total in the middle and a legend of values and shares beside it. */
   function renderPie(body, data, panel) {
     const { items } = toCategories(data);
-    const parts = items.map((it) => ({ label: it.label || '–', value: Number(it.values[0]) || 0 }))
+    const parts = items.map((it) => ({ name: it.label || '–', value: Number(it.values[0]) || 0 }))
       .filter((p) => p.value > 0);
     if (!parts.length) return false;
     const total = parts.reduce((s, p) => s + p.value, 0);
-    const wrap = el('div', { class: 'pie' });
-    const size = Math.max(60, Math.min(body.clientHeight - 8, body.clientWidth * 0.5));
-    const r = size / 2;
-    const inner = r * 0.58;
-    const root = svg('svg', { width: size, height: size, viewBox: `${-r} ${-r} ${size} ${size}` });
-    let angle = -Math.PI / 2;
-    parts.forEach((p, i) => {
-      const sweep = (p.value / total) * Math.PI * 2;
-      const a1 = angle + Math.min(sweep, Math.PI * 2 - 1e-4);
-      const large = sweep > Math.PI ? 1 : 0;
-      const pt = (a, rad) => `${(Math.cos(a) * rad).toFixed(2)},${(Math.sin(a) * rad).toFixed(2)}`;
-      const d = `M${pt(angle, r)}A${r},${r} 0 ${large} 1 ${pt(a1, r)}L${pt(a1, inner)}A${inner},${inner} 0 ${large} 0 ${pt(angle, inner)}Z`;
-      const slice = svg('path', { d, fill: color(i), stroke: '#181b1f', 'stroke-width': 1 });
-      slice.append(svg('title', { text: `${p.label}: ${fmtValue(p.value, panel.unit)}` }));
-      root.append(slice);
-      angle += sweep;
+    const share = (v) => `${trimNumber((100 * v) / total, 1)}%`;
+    const byName = new Map(parts.map((p) => [p.name, p.value]));
+    const box = el('div', { class: 'chart' });
+    body.append(box);
+    const size = Math.max(60, Math.min(box.clientHeight - 8, box.clientWidth * 0.5));
+    chartIn(box, {
+      title: {
+        text: fmtValue(total, panel.unit), left: size / 2 + 4, top: 'middle', textAlign: 'center',
+        textStyle: { color: TEXT, fontSize: 13, fontWeight: 600 },
+      },
+      tooltip: {
+        ...TOOLTIP_STYLE, trigger: 'item',
+        formatter: (p) => `${p.marker}${escapeHtml(p.name)}: <b>${escapeHtml(fmtValue(p.value, panel.unit))}</b> (${share(p.value)})`,
+      },
+      legend: {
+        type: 'scroll', orient: 'vertical', left: size + 20, top: 'middle', icon: 'roundRect', itemWidth: 14,
+        itemHeight: 4, textStyle: { color: TEXT, fontSize: 12 }, pageTextStyle: { color: TEXT },
+        formatter: (name) => `${name}  ${fmtValue(byName.get(name), panel.unit)} (${share(byName.get(name))})`,
+      },
+      series: [{
+        type: 'pie', data: parts, center: [size / 2 + 4, '50%'], radius: [size * 0.29, size / 2], label: { show: false },
+        itemStyle: { borderColor: '#181b1f', borderWidth: 1 }, emphasis: { scale: false },
+      }],
     });
-    root.append(svg('text', { x: 0, y: 5, 'text-anchor': 'middle', class: 'pie-total', text: fmtValue(total, panel.unit) }));
-    const legend = el('div', { class: 'pie-legend' });
-    parts.forEach((p, i) => legend.append(el('div', { class: 'legend-item' },
-      el('i', { class: 'swatch', style: `background:${color(i)}` }),
-      el('span', { class: 'legend-name', text: p.label, title: p.label }),
-      el('span', { class: 'legend-value', text: `${fmtValue(p.value, panel.unit)} (${trimNumber((100 * p.value) / total, 1)}%)` }))));
-    wrap.append(root, legend);
-    body.append(wrap);
     return true;
   }
 
@@ -556,32 +448,33 @@
     tiles.forEach((t, i) => {
       const text = fmtValue(t.value, panel.unit);
       const size = Math.max(12, Math.min(tileH * (t.label ? 0.42 : 0.55), (tileW * 0.9) / Math.max(2, text.length * 0.6), 64));
+      const tint = tiles.length > 1 ? color(i) : '#73bf69';
       const tile = el('div', { class: 'stat' },
-        el('div', { class: 'stat-value', style: `font-size:${size.toFixed(0)}px;color:${tiles.length > 1 ? color(i) : '#73bf69'}`, text }),
+        el('div', { class: 'stat-value', style: `font-size:${size.toFixed(0)}px;color:${tint}`, text }),
         t.label ? el('div', { class: 'stat-label', text: t.label, title: t.label }) : null);
-      if (t.spark) tile.prepend(sparkline(t.spark, tileW, tileH, tiles.length > 1 ? color(i) : '#73bf69'));
       grid.append(tile);
+      if (t.spark) sparkline(tile, t.spark, tileW, tileH, tint);
     });
     return true;
   }
 
-  function sparkline(points, width, height, stroke) {
+  /* The faint area chart behind a stat's value: no axes, no tooltip. */
+  function sparkline(tile, points, width, height, tint) {
     const pts = points.filter((p) => p[1] !== null);
-    const root = svg('svg', { class: 'spark', width: Math.max(10, width - 8), height: Math.max(10, height * 0.4), preserveAspectRatio: 'none' });
-    if (pts.length < 2) return root;
-    const w = Math.max(10, width - 8);
-    const h = Math.max(10, height * 0.4);
-    const t0 = pts[0][0];
-    const t1 = pts[pts.length - 1][0];
-    const vs = pts.map((p) => p[1]);
-    const lo = Math.min(...vs);
-    const hi = Math.max(...vs);
-    const x = (t) => ((t - t0) / (t1 - t0 || 1)) * w;
-    const y = (v) => h - 2 - ((v - lo) / (hi - lo || 1)) * (h - 4);
-    const d = pts.map((p, i) => `${i ? 'L' : 'M'}${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join('');
-    root.append(svg('path', { d: `${d}L${w},${h}L0,${h}Z`, fill: stroke, 'fill-opacity': 0.12, stroke: 'none' }));
-    root.append(svg('path', { d, fill: 'none', stroke, 'stroke-width': 1.2, 'stroke-opacity': 0.7 }));
-    return root;
+    if (pts.length < 2) return;
+    const box = el('div', {
+      class: 'spark', style: `width:${Math.max(10, width - 8).toFixed(0)}px;height:${Math.max(10, height * 0.4).toFixed(0)}px`,
+    });
+    tile.prepend(box);
+    chartIn(box, {
+      grid: { left: 0, right: 0, top: 2, bottom: 0 },
+      xAxis: { type: 'time', show: false, min: 'dataMin', max: 'dataMax' },
+      yAxis: { type: 'value', show: false, scale: true },
+      series: [{
+        type: 'line', data: pts, showSymbol: false, silent: true, lineStyle: { width: 1.2, opacity: 0.7, color: tint },
+        areaStyle: { opacity: 0.12, color: tint },
+      }],
+    });
   }
 
   function renderTable(body, data) {
@@ -634,7 +527,8 @@
 
   function render(body, data, panel) {
     switch (panel.type) {
-      case 'timeseries': return renderTimeseries(body, data, panel);
+      // engine health on this page: current values (no time column) are drawn as bars
+      case 'timeseries': return columnsOf(data).time ? renderTimeseries(body, data, panel) : renderBars(body, data, panel);
       case 'stat': return renderStat(body, data, panel);
       case 'table': return renderTable(body, data, panel);
       case 'piechart': return renderPie(body, data, panel);
@@ -838,8 +732,11 @@
   }
 
   function showPanel(p) {
-    const { body, panel, data } = p;
+    const { body, data } = p;
+    disposeCharts(body);
     body.replaceChildren();
+    // a built-in definition may show another quantity than Grafana's (a total, not a rate)
+    const panel = data.unit ? { ...p.panel, unit: data.unit } : p.panel;
     if (data.error) {
       p.box.dataset.state = 'error';
       body.append(el('div', { class: 'panel-error', role: 'alert', text: data.error }));
@@ -853,6 +750,7 @@
     let drawn = false;
     try {
       drawn = render(body, data, panel);
+      if (drawn && data.note) body.append(el('div', { class: 'panel-foot', text: data.note }));
     } catch (e) {
       reportError(`panel ${panel.id} (${panel.title}): ${e.message}`);
       body.replaceChildren(el('div', { class: 'panel-error', role: 'alert', text: `cannot draw: ${e.message}` }));

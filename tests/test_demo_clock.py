@@ -135,7 +135,7 @@ def test_the_page_of_an_empty_store_has_no_1970_extent(settings: Settings, chdb_
 
     store = open_store(f"chdb://{chdb_dir}", f"t_{uuid.uuid4().hex[:12]}")
     try:
-        with TestClient(create_app(store, auth=auth_for(settings), sample_every_s=0)) as client:
+        with TestClient(create_app(store, auth=auth_for(settings))) as client:
             log_in(client, ADMIN)
             assert client.get("/api/extent").json() == {"from": None, "to": None}
     finally:

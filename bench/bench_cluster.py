@@ -83,7 +83,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=300_000)
     args = parser.parse_args()
     from brokerstream.publish import publish
-    from devtools.kafka.local_broker import LocalKafka, ensure_jars
+    from devtools.kafka.local_broker import running
     from devtools.simulator.mt5 import Mt5DealSimulator
     from pipelines.topics import ensure_topics
 
@@ -91,10 +91,7 @@ def main() -> None:
     env = {**os.environ, "BROKERSTREAM_HOME": str(work / "home")}
     env.pop("BROKERSTREAM_CLICKHOUSE", None)
     n = args.events
-    ensure_jars()
-    broker = LocalKafka(work / "kafka-home")
-    state = broker.start()
-    try:
+    with running(work / "kafka-home") as state:
         prefix = "bench."
         ensure_topics(state.bootstrap, {f"{prefix}mt5.deals": 6})
         envelopes = list(Mt5DealSimulator(SERVERS, accounts=5_000, seed=42).envelopes(n))
@@ -112,8 +109,6 @@ def main() -> None:
             rows.append((processes, wall, cpu, stored))
             print(f"{processes} process(es): {wall:.1f} s, {stored:,} of {len(deals):,} deals stored",
                   flush=True)
-    finally:
-        broker.stop()
     print(f"\n{'processes':>9} {'events/s':>10} {'CPU us/event':>13} {'stored':>9} {'vs 1':>6}")
     for processes, wall, cpu, stored in rows:
         print(f"{processes:>9} {n / wall:>10,.0f} {cpu / n * 1e6:>13.1f} {stored:>9,} "

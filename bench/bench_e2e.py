@@ -189,7 +189,7 @@ def main() -> None:
         return
 
     from brokerstream.publish import publish, read_envelopes, write_envelopes
-    from devtools.kafka.local_broker import LocalKafka, ensure_jars
+    from devtools.kafka.local_broker import running
     from devtools.simulator.mt5 import Mt5DealSimulator
     from pipelines.topics import ensure_topics
 
@@ -215,10 +215,7 @@ def main() -> None:
     print(f"replay: engine {t_engine.wall_s:.1f} s, floor {t_floor.wall_s:.1f} s", flush=True)
 
     if not args.skip_kafka:
-        ensure_jars()
-        broker = LocalKafka(work / "kafka-home")
-        state = broker.start()
-        try:
+        with running(work / "kafka-home") as state:
             prefix = "bench."
             ensure_topics(state.bootstrap, {f"{prefix}mt5.deals": 6})
             started = time.perf_counter()
@@ -233,8 +230,6 @@ def main() -> None:
                             env)
             results.append(("kafka", t_engine, t_floor))
             print(f"kafka: engine {t_engine.wall_s:.1f} s, floor {t_floor.wall_s:.1f} s", flush=True)
-        finally:
-            broker.stop()
 
     print()
     print(f"{'path':<12} {'events':>10} {'engine ev/s':>12} {'floor ev/s':>12} {'engine/floor':>13} "

@@ -50,15 +50,7 @@ async def honest_phase(port: int, seconds: float, concurrency: int, offset: int
                 i = next(counter)
                 provider = PROVIDERS[i % len(PROVIDERS)]
                 body, headers = bw.BUILDERS[provider](i, int(time.time()))
-                t0 = time.perf_counter()
-                try:
-                    code = await asyncio.wait_for(
-                        conn.post(f"/webhooks/{provider}", body, headers), 30)
-                except (OSError, asyncio.IncompleteReadError, TimeoutError):
-                    code = 599
-                    await conn.close()
-                latencies.append(time.perf_counter() - t0)
-                codes[code] += 1
+                await bw.timed_post(conn, provider, body, headers, latencies, codes)
         finally:
             await conn.close()
 

@@ -179,6 +179,21 @@ class Connection:
         self.reader = self.writer = None
 
 
+async def timed_post(conn: Connection, provider: str, body: bytes, headers: dict[str, str],
+                     latencies: list[float], codes: Counter[int]) -> int:
+    """POST one notification to the receiver, its latency and status code counted; 599 when the
+    connection failed (it is closed: the next post reconnects)."""
+    t0 = time.perf_counter()
+    try:
+        code = await asyncio.wait_for(conn.post(f"/webhooks/{provider}", body, headers), 30)
+    except (OSError, asyncio.IncompleteReadError, TimeoutError):
+        code = 599
+        await conn.close()
+    latencies.append(time.perf_counter() - t0)
+    codes[code] += 1
+    return code
+
+
 async def drive(port: int, work: list[tuple[str, bytes, dict[str, str]]], concurrency: int,
                 deadline: float) -> tuple[list[float], Counter[int], set[bytes], int, float]:
     latencies: list[float] = []
@@ -197,15 +212,7 @@ async def drive(port: int, work: list[tuple[str, bytes, dict[str, str]]], concur
                     skipped += 1
                     continue
                 for attempt in range(4):  # like a PSP: re-send what wasn't acknowledged
-                    t0 = time.perf_counter()
-                    try:
-                        code = await asyncio.wait_for(
-                            conn.post(f"/webhooks/{provider}", body, headers), 30)
-                    except (OSError, asyncio.IncompleteReadError, TimeoutError):
-                        code = 599
-                        await conn.close()
-                    latencies.append(time.perf_counter() - t0)
-                    codes[code] += 1
+                    code = await timed_post(conn, provider, body, headers, latencies, codes)
                     if code == 200:
                         acked.add(body)
                         break

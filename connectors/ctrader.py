@@ -407,12 +407,7 @@ def _balance(op: pb.ProtoOADepositWithdraw, login: int, ctx: _Context) -> Balanc
         kind=kind,
         amount=amount,
         currency=ctx.info.server.currency,
-        status="completed",
-        provider="",
-        method="",
-        payer_name="",
-        instrument_fingerprint="",
-        country="",
+        # status, provider, method, payer, instrument, country: the model's defaults
         comment=_text(op, "externalNote"),
         time=_epoch(op, "changeBalanceTimestamp"),
         event="add",

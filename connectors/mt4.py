@@ -292,12 +292,7 @@ def _balance(doc: dict[str, Any], cmd: int, common: dict[str, Any]) -> BalanceOp
         kind=BALANCE_COMMANDS[cmd],
         amount=as_decimal(required(doc, "profit"), "profit"),
         currency=info.server.currency,
-        status="completed",
-        provider="",
-        method="",
-        payer_name="",
-        instrument_fingerprint="",
-        country="",
+        # status, provider, method, payer, instrument, country: the model's defaults
         comment=optional_str(doc, "comment"),
         time=_utc(_seconds(doc, "open_time", needed=True), info, "open_time"),
         event=common["event"],

@@ -30,7 +30,6 @@ import queue
 import smtplib
 import ssl
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -45,6 +44,7 @@ from prometheus_client import Counter, Gauge
 
 from cases.model import severity_rank
 from cases.settings import NotifySettings
+from pipelines.sinks import EveryInterval
 from pipelines.tables import ALERTS, TableRows
 from risk_rules.alerts import Alert
 
@@ -175,21 +175,6 @@ class SentJournal:
                 self._rewrite()
 
 
-class _EveryInterval:
-    def __init__(self, interval_s: float) -> None:
-        self.interval_s = interval_s
-        self._last: dict[str, float] = {}
-        self.suppressed: dict[str, int] = {}
-
-    def __call__(self, key: str) -> bool:
-        now = time.monotonic()
-        if now - self._last.get(key, -1e18) >= self.interval_s:
-            self._last[key] = now
-            return True
-        self.suppressed[key] = self.suppressed.get(key, 0) + 1
-        return False
-
-
 class _Retryable(Exception):
     def __init__(self, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
@@ -210,7 +195,7 @@ class Notifier:
         self._stop = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
-        self._every = _EveryInterval(settings.log_every_s)
+        self._every = EveryInterval(settings.log_every_s)
         self._thread: threading.Thread | None = None
         self._min_rank = severity_rank(settings.min_severity)
         self._categories = set(settings.categories)

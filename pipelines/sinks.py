@@ -271,18 +271,21 @@ def fit_message(message: Message, max_bytes: int) -> tuple[Message, bool]:
     return (key, body[:room], headers), True
 
 
-class _EveryInterval:
-    """True at most once per `interval_s` for a given key: one log line per interval."""
+class EveryInterval:
+    """True at most once per `interval_s` for a given key: one log line per interval.
+    `suppressed` counts the calls answered False per key since (for "... and N more")."""
 
     def __init__(self, interval_s: float) -> None:
         self.interval_s = interval_s
         self._last: dict[str, float] = {}
+        self.suppressed: dict[str, int] = {}
 
     def __call__(self, key: str) -> bool:
         now = time.monotonic()
         if now - self._last.get(key, -1e18) >= self.interval_s:
             self._last[key] = now
             return True
+        self.suppressed[key] = self.suppressed.get(key, 0) + 1
         return False
 
 
@@ -291,7 +294,7 @@ class _RateLimitedLog(logging.Filter):
 
     def __init__(self, interval_s: float) -> None:
         super().__init__()
-        self._every = _EveryInterval(interval_s)
+        self._every = EveryInterval(interval_s)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
@@ -324,7 +327,7 @@ class _TopicProducer(StatefulSinkPartition[Any, None]):
         self._topic = topic
         self._encode = encode
         self._log_every_s = log_every_s
-        self._every = _EveryInterval(log_every_s)
+        self._every = EveryInterval(log_every_s)
         self._pending = 0  # handed to librdkafka, no delivery report yet
         self._retry: list[Message] = []  # refused deliveries, produced again after a pause
         self._waiting_since: float | None = None

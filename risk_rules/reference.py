@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,24 +85,31 @@ def _rows(path: Path, delimiter: str = ",") -> list[tuple[int, list[str]]]:
     return out
 
 
-def _value(v: str) -> str:
+def ofac_value(v: str) -> str:
+    """A field of an OFAC file, `-0-` (OFAC's empty value) as empty."""
     v = v.strip()
     return "" if v == "-0-" else v
+
+
+def _ofac_rows(path: Path, columns: tuple[str, ...], layout: str) -> Iterator[tuple[str, list[str]]]:
+    """The rows of an OFAC file (where each stands, for the errors), each with `columns`."""
+    for line, row in _rows(path):
+        where = f"{path}: row {line}"
+        if len(row) != len(columns):
+            raise ReferenceFormatError(
+                f"{where}: {len(row)} columns, the {layout} layout has {len(columns)} "
+                f"({', '.join(columns)})")
+        yield where, row
 
 
 def check_ofac_sdn(path: str | Path) -> Checked:
     path = Path(path)
     checked = Checked("ofac_sdn", path, {"entries": 0, "individuals": 0})
-    for line, row in _rows(path):
-        where = f"{path}: row {line}"
-        if len(row) != len(SDN_COLUMNS):
-            raise ReferenceFormatError(
-                f"{where}: {len(row)} columns, the SDN layout has {len(SDN_COLUMNS)} "
-                f"({', '.join(SDN_COLUMNS)})")
+    for where, row in _ofac_rows(path, SDN_COLUMNS, "SDN"):
         ent = row[0].strip()
         if not ent.isdigit():
             raise ReferenceFormatError(f"{where}: ent_num {ent!r} is not a number")
-        if not _value(row[1]):
+        if not ofac_value(row[1]):
             raise ReferenceFormatError(f"{where}: SDN_Name is empty")
         kind = row[2].strip().lower()
         if kind not in SDN_TYPES:
@@ -119,18 +127,13 @@ def check_ofac_alt(path: str | Path, sdn: Checked | None = None) -> Checked:
     path = Path(path)
     checked = Checked("ofac_alt", path, {"aliases": 0})
     unknown = 0
-    for line, row in _rows(path):
-        where = f"{path}: row {line}"
-        if len(row) != len(ALT_COLUMNS):
-            raise ReferenceFormatError(
-                f"{where}: {len(row)} columns, the ALT layout has {len(ALT_COLUMNS)} "
-                f"({', '.join(ALT_COLUMNS)})")
+    for where, row in _ofac_rows(path, ALT_COLUMNS, "ALT"):
         ent, alt = row[0].strip(), row[1].strip()
         if not ent.isdigit() or not alt.isdigit():
             raise ReferenceFormatError(f"{where}: ent_num {ent!r} / alt_num {alt!r} are not numbers")
         if row[2].strip().lower() not in ALT_TYPES:
             raise ReferenceFormatError(f"{where}: alt_type {row[2].strip()!r} is not aka, fka or nka")
-        if not _value(row[3]):
+        if not ofac_value(row[3]):
             raise ReferenceFormatError(f"{where}: alt_name is empty")
         if sdn is not None and ent not in sdn.ent_nums:
             unknown += 1

@@ -27,9 +27,10 @@ import numpy.typing as npt
 from pydantic import Field
 
 from risk_rules import names
-from risk_rules.aml.rules import P, psp_approved
+from risk_rules.aml.rules import psp_approved
 from risk_rules.engine import Context, Hit, Rule, register
-from risk_rules.reference import read_text
+from risk_rules.reference import ofac_value, read_text
+from risk_rules.rulekit import P
 from schemas.chunked import ChunkedDict
 from schemas.events import Account, BalanceOperation
 
@@ -59,11 +60,6 @@ def _ofac_name(raw: str) -> str:
     return raw
 
 
-def _ofac_value(v: str) -> str:
-    v = v.strip()
-    return "" if v == "-0-" else v
-
-
 def _dobs(remarks: str) -> set[date]:
     out = set()
     for d, m, y in re.findall(r"DOB (\d{1,2}) ([A-Za-z]{3}) (\d{4})", remarks):
@@ -80,15 +76,15 @@ def load_ofac(
     for row in csv.reader(io.StringIO(read_text(sdn_path), newline="")):
         if len(row) < 3:
             continue  # a blank line, or the DOS end-of-file mark OFAC ends the file with
-        kind = _ofac_value(row[2]).lower()
+        kind = ofac_value(row[2]).lower()
         if individuals_only and kind != "individual":
             continue
-        remarks = _ofac_value(row[11]) if len(row) > 11 else ""
+        remarks = ofac_value(row[11]) if len(row) > 11 else ""
         entries[row[0].strip()] = ListEntry(
             row[0].strip(),
             [_ofac_name(row[1])],
             "OFAC",
-            _ofac_value(row[3]) if len(row) > 3 else "",
+            ofac_value(row[3]) if len(row) > 3 else "",
             _dobs(remarks),
         )
     if alt_path is not None:

@@ -8,26 +8,11 @@ from __future__ import annotations
 
 from schemas.events import Side
 
-# TradeRecord.cmd
-OP_BUY = 0
-OP_SELL = 1
-OP_BUY_LIMIT = 2
-OP_SELL_LIMIT = 3
-OP_BUY_STOP = 4
-OP_SELL_STOP = 5
-OP_BALANCE = 6
-OP_CREDIT = 7
-
-TRADE_COMMANDS: dict[int, str] = {
-    OP_BUY: "buy",
-    OP_SELL: "sell",
-    OP_BUY_LIMIT: "buy_limit",
-    OP_SELL_LIMIT: "sell_limit",
-    OP_BUY_STOP: "buy_stop",
-    OP_SELL_STOP: "sell_stop",
-    OP_BALANCE: "balance",
-    OP_CREDIT: "credit",
-}
+# TradeRecord.cmd, in the platform's numbering (0 = buy ... 7 = credit)
+TRADE_COMMANDS: dict[int, str] = dict(enumerate(
+    ("buy", "sell", "buy_limit", "sell_limit", "buy_stop", "sell_stop", "balance", "credit")))
+OP_BUY, OP_SELL, OP_BUY_LIMIT, OP_SELL_LIMIT, OP_BUY_STOP, OP_SELL_STOP, OP_BALANCE, OP_CREDIT = (
+    TRADE_COMMANDS)
 
 # Commands that are market positions (fills), with the side of their opening deal.
 POSITION_COMMANDS: dict[int, Side] = {OP_BUY: "buy", OP_SELL: "sell"}
@@ -36,38 +21,18 @@ PENDING_COMMANDS = frozenset({OP_BUY_LIMIT, OP_SELL_LIMIT, OP_BUY_STOP, OP_SELL_
 # Money moved on the account, signed amount in `profit`.
 BALANCE_COMMANDS: dict[int, str] = {OP_BALANCE: "balance", OP_CREDIT: "credit"}
 
-# TradeRecord.state
-TS_OPEN_NORMAL = 0
-TS_OPEN_REMAND = 1
-TS_OPEN_RESTORED = 2
-TS_CLOSED_NORMAL = 3
-TS_CLOSED_PART = 4
-TS_CLOSED_BY = 5
-TS_DELETED = 6
-
-TRADE_STATES: dict[int, str] = {
-    TS_OPEN_NORMAL: "open_normal",
-    TS_OPEN_REMAND: "open_remand",
-    TS_OPEN_RESTORED: "open_restored",
-    TS_CLOSED_NORMAL: "closed_normal",
-    TS_CLOSED_PART: "closed_part",
-    TS_CLOSED_BY: "closed_by",
-    TS_DELETED: "deleted",
-}
+# TradeRecord.state, in the platform's numbering (0 = open_normal ... 6 = deleted)
+TRADE_STATES: dict[int, str] = dict(enumerate(
+    ("open_normal", "open_remand", "open_restored", "closed_normal", "closed_part", "closed_by",
+     "deleted")))
+TS_OPEN_NORMAL, TS_OPEN_REMAND, TS_OPEN_RESTORED, TS_CLOSED_NORMAL, TS_CLOSED_PART, TS_CLOSED_BY, \
+    TS_DELETED = TRADE_STATES
 OPEN_STATES = frozenset({TS_OPEN_NORMAL, TS_OPEN_REMAND, TS_OPEN_RESTORED})
 CLOSED_STATES = frozenset({TS_CLOSED_NORMAL, TS_CLOSED_PART, TS_CLOSED_BY})
 
 # TradeRecord.reason
-TRADE_REASONS: dict[int, str] = {
-    0: "client",
-    1: "expert",
-    2: "dealer",
-    3: "signal",
-    4: "gateway",
-    5: "mobile",
-    6: "web",
-    7: "api",
-}
+TRADE_REASONS: dict[int, str] = dict(enumerate(
+    ("client", "expert", "dealer", "signal", "gateway", "mobile", "web", "api")))
 
 # Manager API transaction types (TRANS_ADD, TRANS_DELETE, TRANS_UPDATE) -> canonical event.
 TRANSACTIONS: dict[str, str] = {"0": "add", "1": "delete", "2": "update"}

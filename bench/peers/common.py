@@ -67,6 +67,16 @@ DDL = [
 Row = tuple[Any, ...]
 
 
+def peer_args(*extra: tuple[str, dict[str, Any]]) -> argparse.Namespace:
+    """The command line every leg takes (--bootstrap, --topic, --dsn), plus its own options."""
+    parser = argparse.ArgumentParser()
+    for name in ("--bootstrap", "--topic", "--dsn"):
+        parser.add_argument(name, required=True)
+    for name, options in extra:
+        parser.add_argument(name, **options)
+    return parser.parse_args()
+
+
 def canonical_symbol(platform_symbol: str) -> str:
     """EURUSD.r / EURUSDm -> EURUSD: the generic decoration rules (brokerstream has a symbol book)."""
     return platform_symbol.split(".", 1)[0].rstrip(SUFFIX_CHARS)

@@ -9,7 +9,6 @@ chdb as Arrow every BATCH rows; positions and exposure written once at the end.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -20,11 +19,7 @@ from bench_e2e import consume_to_end
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--bootstrap", required=True)
-    parser.add_argument("--topic", required=True)
-    parser.add_argument("--dsn", required=True)
-    args = parser.parse_args()
+    args = common.peer_args()
     ch = common.client(args.dsn)
     common.ready()
     positions: dict[tuple[int, str], int] = {}

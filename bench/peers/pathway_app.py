@@ -12,7 +12,6 @@ latest values. One Pathway worker (PATHWAY_THREADS, default 1).
 
 from __future__ import annotations
 
-import argparse
 import base64
 import threading
 from typing import Any
@@ -101,11 +100,7 @@ def parse(data: bytes, meta: pw.Json) -> DealTuple:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--bootstrap", required=True)
-    parser.add_argument("--topic", required=True)
-    parser.add_argument("--dsn", required=True)
-    args = parser.parse_args()
+    args = common.peer_args()
     shared = _Shared(args.dsn)
 
     raw = pw.io.kafka.read(

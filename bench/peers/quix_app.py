@@ -13,7 +13,6 @@ exposure snapshot per symbol. Stops after N messages (app.run(count=N)).
 
 from __future__ import annotations
 
-import argparse
 import logging
 from typing import Any
 
@@ -55,13 +54,8 @@ class ChdbSink(BatchingSink):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--bootstrap", required=True)
-    parser.add_argument("--topic", required=True)
-    parser.add_argument("--dsn", required=True)
-    parser.add_argument("--state-dir", required=True)
-    parser.add_argument("--count", type=int, required=True)
-    args = parser.parse_args()
+    args = common.peer_args(("--state-dir", {"required": True}),
+                            ("--count", {"type": int, "required": True}))
 
     app = Application(
         broker_address=args.bootstrap,

@@ -47,6 +47,7 @@ from connectors.psp.common import (
     Routing,
     SignatureError,
     account_ref,
+    ack_ok,
     build_ops,
     context,
     crypto_instrument,
@@ -113,9 +114,7 @@ def replay_id(raw_body: bytes, headers: Mapping[str, str]) -> tuple[str, bool]:
     return f"{need(doc, 'id')}:{need(doc, 'status')}", False
 
 
-def ack(raw_body: bytes, secret: str, now: float) -> tuple[bytes, str, dict[str, str]]:
-    """CoinsPaid only needs an HTTP 200."""
-    return b"OK", "text/plain; charset=utf-8", {}
+ack = ack_ok  # CoinsPaid only needs an HTTP 200
 
 
 def dedupe_id(raw_body: bytes, headers: Mapping[str, str]) -> str:

@@ -377,6 +377,31 @@ def maybe(parse: Callable[[], PspAccount | None]) -> PspAccount | None:
         return None
 
 
+def ack_ok(raw_body: bytes, secret: str, now: float) -> tuple[bytes, str, dict[str, str]]:
+    """A plain HTTP 200: all a provider that retries until it gets one needs."""
+    return b"OK", "text/plain; charset=utf-8", {}
+
+
+def check_merchant(signed: str, merchant_id: str) -> None:
+    """The merchant id the provider signed must be the configured one (when one is)."""
+    if merchant_id and not equal(signed, merchant_id):
+        raise SignatureError("merchant_id is not the configured merchant", "foreign_merchant")
+
+
+def signed_account(signed: Callable[[], PspAccount | None], echo: Callable[[], PspAccount | None],
+                   disagree: str) -> PspAccount | None:
+    """The account the signed fields name (None when they name none). An unsigned echo of it
+    that can't even be read, or names another account, is not the provider's: `disagree`."""
+    account = maybe(signed)
+    try:
+        unsigned = echo()
+    except Rejected as exc:
+        raise SignatureError(exc.reason, "tampered") from None
+    if account and unsigned and (account.server, account.login) != (unsigned.server, unsigned.login):
+        raise SignatureError(disagree, "tampered")
+    return account
+
+
 @dataclass(frozen=True, slots=True)
 class Routing:
     """What the receiver needs before it can publish: the Kafka key and `server` header."""

@@ -57,9 +57,11 @@ from connectors.psp.common import (
     Routing,
     SignatureError,
     account_ref,
+    ack_ok,
     build_ops,
     card_instrument,
     check_fresh,
+    check_merchant,
     context,
     country2,
     email_instrument,
@@ -69,10 +71,12 @@ from connectors.psp.common import (
     maybe,
     method_from_name,
     money,
+    need,
     parse_form,
     pick_account,
     require_secret,
     routing_from,
+    signed_account,
     tolerance,
 )
 from connectors.psp.settings import PspProviderSettings
@@ -176,16 +180,9 @@ def verify(
         raise SignatureError("missing advanceResponseChecksum")
     if not _SIG.fullmatch(sig) or not equal(sig.lower(), checksum(form, secret)):
         raise SignatureError("advanceResponseChecksum does not match")
-    if merchant_id and not equal(form.get("merchant_id", ""), merchant_id):
-        raise SignatureError("merchant_id is not the configured merchant", "foreign_merchant")
-    signed = maybe(lambda: _signed_account(form))
-    try:  # an unsigned echo of the account that can't even be read is not the provider's
-        unsigned = _field_account(form)
-    except Rejected as exc:
-        raise SignatureError(exc.reason, "tampered") from None
-    if signed and unsigned and (signed.server, signed.login) != (unsigned.server, unsigned.login):
-        raise SignatureError("customField1 names another account than the signed productId",
-                             "tampered")
+    check_merchant(form.get("merchant_id", ""), merchant_id)
+    signed = signed_account(lambda: _signed_account(form), lambda: _field_account(form),
+                            "customField1 names another account than the signed productId")
     try:
         check_signed_formats(form)
     except Rejected as exc:
@@ -209,9 +206,7 @@ def replay_id(raw_body: bytes, headers: Mapping[str, str]) -> tuple[str, bool]:
     return parse_form(raw_body).get("advanceResponseChecksum", "").strip().lower(), True
 
 
-def ack(raw_body: bytes, secret: str, now: float) -> tuple[bytes, str, dict[str, str]]:
-    """Nuvei only needs an HTTP 200."""
-    return b"OK", "text/plain; charset=utf-8", {}
+ack = ack_ok  # Nuvei only needs an HTTP 200
 
 
 def _txn(form: Mapping[str, str]) -> str:
@@ -224,9 +219,7 @@ def _txn(form: Mapping[str, str]) -> str:
 
 def dedupe_id(raw_body: bytes, headers: Mapping[str, str]) -> str:
     form = parse_form(raw_body)
-    status = form.get("Status", "")
-    if not status:
-        raise Rejected("missing field 'Status'")
+    status = need(form, "Status")
     return f"{_txn(form)}:{status}:{form.get('transactionType', '')}"
 
 

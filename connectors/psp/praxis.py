@@ -92,6 +92,7 @@ from connectors.psp.common import (
     pick_account,
     require_secret,
     routing_from,
+    signed_account,
     text,
     tolerance,
 )
@@ -256,11 +257,9 @@ def verify(
         raise SignatureError("application_key is not the configured application",
                              "foreign_merchant")
     session = obj(doc, "session") if isinstance(doc.get("session"), dict) else {}
-    signed = maybe(lambda: account_ref(text(session, "order_id"), "session.order_id"))
-    unsigned = maybe(lambda: account_ref(text(session, "cid"), "session.cid"))
-    if signed and unsigned and (signed.server, signed.login) != (unsigned.server, unsigned.login):
-        raise SignatureError("session.cid names another account than the signed order_id",
-                             "tampered")
+    signed_account(lambda: account_ref(text(session, "order_id"), "session.order_id"),
+                   lambda: maybe(lambda: account_ref(text(session, "cid"), "session.cid")),
+                   "session.cid names another account than the signed order_id")
     check_signed_formats(doc, merchant_id, application_key, payout_prefix)
     stamp = _value(doc, ("timestamp",))
     check_fresh(int(stamp), tolerance_s, time.time() if now is None else now, "timestamp")

@@ -57,7 +57,9 @@ from connectors.psp.common import (
     SignatureError,
     account_fields,
     account_ref,
+    ack_ok,
     build_ops,
+    check_merchant,
     context,
     country2,
     email_instrument,
@@ -67,10 +69,12 @@ from connectors.psp.common import (
     map_status,
     maybe,
     money,
+    need,
     parse_form,
     pick_account,
     require_secret,
     routing_from,
+    signed_account,
 )
 from connectors.psp.settings import PspProviderSettings
 from schemas.envelope import Envelope
@@ -157,16 +161,9 @@ def verify(
     sig2 = form.get("sha2sig", "")
     if sig2 and (not _SIG2.fullmatch(sig2) or not equal(sig2.upper(), sha2sig(form, secret))):
         raise SignatureError("sha2sig does not match")
-    if merchant_id and not equal(form.get("merchant_id", ""), merchant_id):
-        raise SignatureError("merchant_id is not the configured merchant", "foreign_merchant")
-    signed = maybe(lambda: _signed_account(form))
-    try:  # an unsigned echo of the account that can't even be read is not the provider's
-        unsigned = _field_account(form)
-    except Rejected as exc:
-        raise SignatureError(exc.reason, "tampered") from None
-    if signed and unsigned and (signed.server, signed.login) != (unsigned.server, unsigned.login):
-        raise SignatureError("merchant fields name another account than the signed "
-                             "transaction_id", "tampered")
+    check_merchant(form.get("merchant_id", ""), merchant_id)
+    signed_account(lambda: _signed_account(form), lambda: _field_account(form),
+                   "merchant fields name another account than the signed transaction_id")
     txn, _, _, status = _signed_values(form, merchant_id)
     payout = _signed_payout(txn, status, payout_prefix)
     if merchant_email:
@@ -192,9 +189,7 @@ def replay_id(raw_body: bytes, headers: Mapping[str, str]) -> tuple[str, bool]:
     return f"{form.get('transaction_id', '')}:{form.get('status', '')}", True
 
 
-def ack(raw_body: bytes, secret: str, now: float) -> tuple[bytes, str, dict[str, str]]:
-    """Skrill wants a plain HTTP 200 (it re-posts until it gets one)."""
-    return b"OK", "text/plain; charset=utf-8", {}
+ack = ack_ok  # Skrill wants a plain HTTP 200 (it re-posts until it gets one)
 
 
 def _txn(form: Mapping[str, str]) -> str:
@@ -207,9 +202,7 @@ def _txn(form: Mapping[str, str]) -> str:
 
 def dedupe_id(raw_body: bytes, headers: Mapping[str, str]) -> str:
     form = parse_form(raw_body)
-    status = form.get("status", "")
-    if not status:
-        raise Rejected("missing field 'status'")
+    status = need(form, "status")
     return f"{_txn(form)}:{status}"
 
 

@@ -286,6 +286,18 @@ class LocalKafka:
 # -- helpers -----------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def running(home: Path, progress: Callable[[str], None] = print) -> Iterator[BrokerState]:
+    """A local broker under `home` for the length of a `with` block (benchmarks): the jars
+    fetched if needed, the broker started, and stopped on the way out."""
+    ensure_jars(progress)
+    broker = LocalKafka(home, progress)
+    try:
+        yield broker.start()
+    finally:
+        broker.stop()
+
+
 def _is_broker(pid: int) -> bool:
     """Is ``pid`` a live (non-zombie) Kafka broker process?"""
     with contextlib.suppress(ChildProcessError):

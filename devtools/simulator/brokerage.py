@@ -301,14 +301,19 @@ class Brokerage:
         if not is_open(sym, now):
             self.at(self._reopen(sym, now), self._tick, i)
             return
-        mid = self.market.advance(i, now)
-        rnd = self.rng.random
-        for feed in self.feeds[i]:
-            if now >= feed.gap_until and rnd() < 0.85:
-                self._publish(feed, mid)
+        self._quote(i, now, 0.85)
         rate = self.tick_rate[i] * sym.session[(now // HOUR_MS) % 24]
         if rate > 0:
             self.at(now + 1 + int(self.rng.expovariate(rate)), self._tick, i)
+
+    def _quote(self, i: int, now: int, share: float) -> None:
+        """Move instrument i's price and publish it on each server that quotes it (and is not in
+        a feed gap), each with probability `share`."""
+        mid = self.market.advance(i, now)
+        rnd = self.rng.random
+        for feed in self.feeds[i]:
+            if now >= feed.gap_until and rnd() < share:
+                self._publish(feed, mid)
 
     def _reopen(self, sym: Symbol, t: int) -> int:
         for _ in range(80):
@@ -328,11 +333,7 @@ class Brokerage:
         sym = self.market.symbols[i]
         if now >= end or not is_open(sym, now):
             return
-        mid = self.market.advance(i, now)
-        rnd = self.rng.random
-        for feed in self.feeds[i]:
-            if now >= feed.gap_until and rnd() < 0.95:
-                self._publish(feed, mid)
+        self._quote(i, now, 0.95)
         self.at(now + 150 + int(self.rng.expovariate(1.0 / 650.0)), self._burst_tick, arg)
 
     def _random_burst(self, _: object) -> None:

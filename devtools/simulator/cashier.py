@@ -98,6 +98,17 @@ class Cashier:
     def providers(self, tenant: str, method: str) -> list[Psp]:
         return [p for p in self.by_tenant.get(tenant, []) if method in METHODS[p.name]]
 
+    def _route(self, acc: SimAccount, method: str, psp: Psp | None,
+               instrument: Instrument | None) -> tuple[Psp | None, Instrument | None]:
+        """The provider and instrument of a payment: none for a bank wire, else what the caller
+        named, with `choose` filling in what it did not."""
+        if method == "wire":
+            return None, None
+        if psp is None or instrument is None:
+            chosen_psp, chosen_inst = self.choose(acc, method)
+            return psp or chosen_psp, instrument or chosen_inst
+        return psp, instrument
+
     def choose(self, acc: SimAccount, method: str = "") -> tuple[Psp | None, Instrument | None]:
         """The provider and instrument the client pays with (None, None: a bank wire)."""
         rng = self.sim.rng
@@ -202,12 +213,7 @@ class Cashier:
         """A deposit requested now; returns its transaction (None for a bank wire)."""
         sim = self.sim
         rng = sim.rng
-        if method == "wire":
-            psp = instrument = None
-        elif psp is None or instrument is None:
-            chosen_psp, chosen_inst = self.choose(acc, method)
-            psp = psp or chosen_psp
-            instrument = instrument or chosen_inst
+        psp, instrument = self._route(acc, method, psp, instrument)
         self.seq += rng.randint(1, 9)
         self.deposits += 1
         amount = round(amount, 2)
@@ -398,12 +404,7 @@ class Cashier:
         amount = round(min(amount, free), 2)
         if amount < 10:
             return  # nothing left to pay out (the client lost it meanwhile)
-        if method == "wire":
-            psp = instrument = None
-        elif psp is None or instrument is None:
-            chosen_psp, chosen_inst = self.choose(acc, method)
-            psp = psp or chosen_psp
-            instrument = instrument or chosen_inst
+        psp, instrument = self._route(acc, method, psp, instrument)
         self.seq += rng.randint(1, 9)
         self.withdrawals += 1
         if psp is None or instrument is None:

@@ -8,19 +8,16 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from risk_rules import names
 from risk_rules.engine import Context, Hit, Rule, fmt, register
+from risk_rules.rulekit import P, SharedUse, SharedUseParams, note_use, prune
 from schemas.events import Account, BalanceOperation, Deal, Login
 
 PLATFORMS = ("mt4", "mt5", "ctrader")
-
-
-class P(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def is_ledger(op: BalanceOperation) -> bool:
@@ -30,15 +27,6 @@ def is_ledger(op: BalanceOperation) -> bool:
 
 def psp_approved(op: BalanceOperation) -> bool:
     return op.platform == "psp" and op.status == "approved" and op.kind in ("deposit", "withdrawal")
-
-
-Row = TypeVar("Row", bound=tuple[Any, ...])
-
-
-def prune(q: deque[Row], now: datetime, window: timedelta) -> None:
-    """Drop entries (event time first) older than `window` before `now`."""
-    while q and now - q[0][0] > window:
-        q.popleft()
 
 
 def normalise_name(name: str) -> str:
@@ -82,16 +70,21 @@ class LargeTransaction(Rule):
 # --------------------------------------------------------------------------- structuring
 
 
-def in_band(op: BalanceOperation, p: StructuringParams | AcrossParams) -> bool:
+class BandParams(P):
+    """The band just under the reporting threshold (`in_band`), of both structuring rules."""
+
+    threshold: Decimal = Field(default=Decimal(10_000), gt=0, description="reporting threshold")
+    lower_ratio: float = Field(default=0.9, gt=0, lt=1, description="a deposit counts from this share")
+
+
+def in_band(op: BalanceOperation, p: BandParams) -> bool:
     """A ledger deposit just under the reporting threshold (from `lower_ratio` of it)."""
     if not is_ledger(op) or op.amount <= 0:
         return False
     return p.threshold * Decimal(str(p.lower_ratio)) <= op.amount < p.threshold
 
 
-class StructuringParams(P):
-    threshold: Decimal = Field(default=Decimal(10_000), gt=0, description="reporting threshold")
-    lower_ratio: float = Field(default=0.9, gt=0, lt=1, description="a deposit counts from this share")
+class StructuringParams(BandParams):
     min_count: int = Field(default=3, ge=2)
     window_hours: float = Field(default=48, gt=0)
 
@@ -155,9 +148,7 @@ def forget(q: deque[Any] | None, op_key: str) -> None:
 # --------------------------------------------------------------------------- structuring across accounts
 
 
-class AcrossParams(P):
-    threshold: Decimal = Field(default=Decimal(10_000), gt=0, description="reporting threshold")
-    lower_ratio: float = Field(default=0.9, gt=0, lt=1, description="a deposit counts from this share")
+class AcrossParams(BandParams):
     min_count: int = Field(default=3, ge=2, description="deposits in the band, all accounts together")
     min_accounts: int = Field(default=2, ge=2, description="of the same client")
     window_hours: float = Field(default=48, gt=0)
@@ -572,57 +563,28 @@ class WithdrawalToOtherInstrument(Rule):
         ]
 
 
-class SharedInstrumentParams(P):
+class SharedInstrumentParams(SharedUseParams):
     min_accounts: int = Field(default=3, ge=2, description="different clients")
     window_hours: float = Field(default=720, gt=0)
 
 
 @register
-class SharedInstrument(Rule):
+class SharedInstrument(SharedUse):
     rule_id = "shared_instrument"
     keyed_by = "instrument"
     category = "aml"
     Params = SharedInstrumentParams
     p: SharedInstrumentParams
 
-    def __init__(self, params: SharedInstrumentParams, ctx: Context) -> None:
-        super().__init__(params, ctx)
-        # fingerprint -> account -> (last use, op key of its last use); the clients behind the
-        # accounts are counted when the rule looks (`Context.person`: CRM id, else name + birth date)
-        self.users: dict[str, dict[str, tuple[datetime, str]]] = defaultdict(dict)
-
     def on_op(self, op: BalanceOperation, account: str) -> list[Hit]:
         fp = op.instrument_fingerprint
         if op.platform != "psp" or not fp or op.status not in ("approved", "pending"):
             return []
-        users = self.users[fp]
-        users[account] = (op.time, op.op_key)
-        horizon = op.time - timedelta(hours=self.p.window_hours)
-        for k in [k for k, v in users.items() if v[0] < horizon]:
-            del users[k]
-        if len(users) < self.p.min_accounts:
-            return []
-        clients = {self.ctx.person(a) for a in users}
-        if len(clients) < self.p.min_accounts:
-            return []
-        accounts = sorted(users)
-        return [
-            Hit(
-                f"instrument:{fp}",
-                op.tenant,
-                f"one {op.method or 'payment'} instrument used by {len(clients)} clients "
-                f"({len(accounts)} accounts) within {self.p.window_hours:.0f} h "
-                f"(threshold {self.p.min_accounts})",
-                {
-                    "clients": len(clients),
-                    "accounts": accounts,
-                    "min_accounts": self.p.min_accounts,
-                    "window_hours": self.p.window_hours,
-                },
-                sorted(k for _, k in users.values()),
-                op.time,
-            )
-        ]
+        return self.used(op, fp, account, op.op_key)
+
+    def summary(self, record: Login | BalanceOperation, key: str, clients: int, accounts: int) -> str:
+        method = record.method if isinstance(record, BalanceOperation) else ""
+        return f"one {method or 'payment'} instrument used by {clients} clients ({accounts} accounts)"
 
 
 class ManyInstrumentsParams(P):
@@ -645,10 +607,7 @@ class ManyInstruments(Rule):
         if not psp_approved(op) or not op.instrument_fingerprint:
             return []
         seen = self.seen[account]
-        seen[op.instrument_fingerprint] = (op.time, op.op_key)
-        horizon = op.time - timedelta(hours=self.p.window_hours)
-        for k in [k for k, v in seen.items() if v[0] < horizon]:
-            del seen[k]
+        note_use(seen, op.instrument_fingerprint, op.time, op.op_key, self.p.window_hours)
         if len(seen) <= self.p.max_instruments:
             return []
         return [

@@ -197,21 +197,17 @@ class Rates:
     # ---- conversion --------------------------------------------------------------------------
 
     def _leg(self, a: str, b: str, basis: Basis, positive: bool) -> tuple[Decimal, bool] | None:
-        """One leg a -> b: (price of ab, multiply) or (price of ba, divide), or None."""
-        price = self._pairs.get((a, b))
-        if price is not None:
-            value = price.mid if basis == "mid" else price.side("bid" if positive else "ask")
+        """One leg a -> b: (price of ab, multiply) or (price of ba, divide), or None. A positive
+        amount multiplies by ab's bid or divides by ba's ask (a negative one: the other sides)."""
+        for pair, divide in (((a, b), False), ((b, a), True)):
+            price = self._pairs.get(pair)
+            if price is None:
+                continue
+            value = price.mid if basis == "mid" else price.side("bid" if positive != divide else "ask")
             if value is None:
                 value = price.mid
             if value:
-                return value, False
-        price = self._pairs.get((b, a))
-        if price is not None:
-            value = price.mid if basis == "mid" else price.side("ask" if positive else "bid")
-            if value is None:
-                value = price.mid
-            if value:
-                return value, True
+                return value, divide
         return None
 
     def _path(self, from_ccy: str, to_ccy: str, basis: Basis, positive: bool) -> list[tuple[Decimal, bool]]:

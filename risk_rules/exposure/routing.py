@@ -23,8 +23,10 @@ MetaTrader group names (`real\\A-book`) are plain characters.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from fnmatch import fnmatchcase
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -52,6 +54,22 @@ class _Match(_Strict):
             and (self.group is None or fnmatchcase(group, self.group))
             and (not self.logins or login in self.logins)
         )
+
+
+R = TypeVar("R", bound=_Match)
+V = TypeVar("V")
+
+
+def _placed(accounts: Mapping[str, V], rules: Iterable[R], value: Callable[[R], V], default: V, *,
+            tenant: str, server: str, platform: str, group: str, account_key: str, login: int) -> V:
+    """The account's own entry first, then the first rule that matches, then the default."""
+    found = accounts.get(account_key)
+    if found is not None:
+        return found
+    for rule in rules:
+        if rule.matches(tenant, server, platform, group, login):
+            return value(rule)
+    return default
 
 
 class BookRule(_Match):
@@ -82,13 +100,9 @@ class BookRouting(_Strict):
 
     def book_for(self, *, tenant: str, server: str, platform: str, group: str, account_key: str,
                  login: int) -> str:
-        book = self.accounts.get(account_key)
-        if book is not None:
-            return book
-        for rule in self.rules:
-            if rule.matches(tenant, server, platform, group, login):
-                return rule.book
-        return self.default_book
+        return _placed(self.accounts, self.rules, lambda rule: rule.book, self.default_book,
+                       tenant=tenant, server=server, platform=platform, group=group,
+                       account_key=account_key, login=login)
 
     def b_share(self, book: str) -> Decimal:
         return self.books[book]
@@ -110,10 +124,6 @@ class AccountModes(_Strict):
                  login: int) -> Mode:
         if platform == "mt4":
             return "hedging"
-        mode = self.accounts.get(account_key)
-        if mode is not None:
-            return mode
-        for rule in self.rules:
-            if rule.matches(tenant, server, platform, group, login):
-                return rule.mode
-        return self.default
+        return _placed(self.accounts, self.rules, lambda rule: rule.mode, self.default,
+                       tenant=tenant, server=server, platform=platform, group=group,
+                       account_key=account_key, login=login)

@@ -9,16 +9,13 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from risk_rules.engine import Context, GeoPoint, Hit, Rule, register
+from risk_rules.rulekit import P, SharedUse, SharedUseParams, prune
 from schemas.chunked import ChunkedDict
 from schemas.events import BalanceOperation, Deal, Login
 from schemas.pickling import utc_from_micros, utc_micros
-
-
-class P(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def haversine_km(a: GeoPoint, b: GeoPoint) -> float:
@@ -33,7 +30,7 @@ def haversine_km(a: GeoPoint, b: GeoPoint) -> float:
 IpKind = Literal["residential", "mobile", "hosting"]
 
 
-class SharedParams(P):
+class SharedParams(SharedUseParams):
     min_accounts: int = Field(default=4, ge=2, description="different clients")
     window_hours: float = Field(default=96, gt=0)
     ignore_kinds: list[IpKind] = Field(
@@ -41,66 +38,30 @@ class SharedParams(P):
         "carrier's address is shared by thousands of subscribers (carrier-grade NAT)")
 
 
-class _SharedKey(Rule):
-    """Distinct clients (CRM client id, else account) behind one key in a window."""
+class _SharedKey(SharedUse):
+    """Distinct clients logging in from one IP address or device: the login field `keyed_by` names."""
 
     category = "fraud"
     Params = SharedParams
     p: SharedParams
-    prefix = ""
-
-    def __init__(self, params: SharedParams, ctx: Context) -> None:
-        super().__init__(params, ctx)
-        # key -> account -> (last login, its login key); clients counted when the rule looks
-        self.users: dict[str, dict[str, tuple[datetime, str]]] = defaultdict(dict)
-
-    def key(self, login: Login) -> str:
-        raise NotImplementedError
 
     def ignored(self, login: Login) -> bool:
         return False
 
     def on_login(self, login: Login, account: str) -> list[Hit]:
-        k = self.key(login)
+        k = login.ip if self.keyed_by == "ip" else login.device
         if login.kind != "login" or not k or self.ignored(login):
             return []
-        users = self.users[k]
-        users[account] = (login.time, login.login_key)
-        horizon = login.time - timedelta(hours=self.p.window_hours)
-        for u in [u for u, v in users.items() if v[0] < horizon]:
-            del users[u]
-        if len(users) < self.p.min_accounts:
-            return []
-        clients = {self.ctx.person(a) for a in users}
-        if len(clients) < self.p.min_accounts:
-            return []
-        accounts = sorted(users)
-        return [
-            Hit(
-                f"{self.prefix}:{k}",
-                login.tenant,
-                f"{len(clients)} clients ({len(accounts)} accounts) logged in from {self.prefix} {k} "
-                f"within {self.p.window_hours:.0f} h (threshold {self.p.min_accounts})",
-                {
-                    "clients": len(clients),
-                    "accounts": accounts,
-                    "min_accounts": self.p.min_accounts,
-                    "window_hours": self.p.window_hours,
-                },
-                sorted(v[1] for v in users.values()),
-                login.time,
-            )
-        ]
+        return self.used(login, k, account, login.login_key)
+
+    def summary(self, record: Login | BalanceOperation, key: str, clients: int, accounts: int) -> str:
+        return f"{clients} clients ({accounts} accounts) logged in from {self.keyed_by} {key}"
 
 
 @register
 class SharedIP(_SharedKey):
     rule_id = "shared_ip"
     keyed_by = "ip"
-    prefix = "ip"
-
-    def key(self, login: Login) -> str:
-        return login.ip
 
     def ignored(self, login: Login) -> bool:
         if not self.p.ignore_kinds or self.ctx.geo is None:
@@ -113,10 +74,6 @@ class SharedIP(_SharedKey):
 class SharedDevice(_SharedKey):
     rule_id = "shared_device"
     keyed_by = "device"
-    prefix = "device"
-
-    def key(self, login: Login) -> str:
-        return login.device
 
 
 # --------------------------------------------------------------------------- impossible travel
@@ -213,9 +170,7 @@ class _FailedBurst(Rule):
             return []
         q = self.fails[subject]
         q.append((login.time, login.login_key, account))
-        window = timedelta(minutes=self.p.window_minutes)
-        while q and login.time - q[0][0] > window:
-            q.popleft()
+        prune(q, login.time, timedelta(minutes=self.p.window_minutes))
         if len(q) < self.p.min_failures:
             return []
         accounts = sorted({a for _, _, a in q})
@@ -283,9 +238,7 @@ class CardTesting(Rule):
             return []
         q = self.declined[account]
         q.append((op.time, op.instrument_fingerprint, op.op_key))
-        window = timedelta(minutes=self.p.window_minutes)
-        while q and op.time - q[0][0] > window:
-            q.popleft()
+        prune(q, op.time, timedelta(minutes=self.p.window_minutes))
         cards = {fp for _, fp, _ in q}
         if len(cards) < self.p.min_cards:
             return []
